@@ -1,0 +1,306 @@
+"""What is on disk: checkpoints, LoRAs, VAEs and embeddings under models/, with hashes and families.
+
+User-supplied names resolve only through the lists built here, never by joining
+a path (house rule 6). Hashes are cached by path, size and mtime, so a restart
+never re-reads a file it has already hashed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webui.config import Settings
+from webui.models.detect import Detection, detect_model
+from webui.models.safetensors_header import read_safetensors_header
+from webui.schemas import NotFound
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
+VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt")
+EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
+
+
+# ---------------------------------------------------------------- hashing
+class HashCache:
+    """sha256 of files, remembered in a JSON file keyed by path, size and mtime."""
+
+    def __init__(self, cache_file: Path | None):
+        self._file = cache_file
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict] = {}
+        if cache_file and cache_file.exists():
+            try:
+                self._entries = json.loads(cache_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                log.warning("hash cache %s unreadable; starting a new one", cache_file)
+
+    def sha256(self, path: Path) -> str:
+        """The file's full sha256, from the cache when size and mtime still match."""
+        stat = path.stat()
+        key = str(path.resolve())
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime:
+                return entry["sha256"]
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        value = digest.hexdigest()
+        with self._lock:
+            self._entries[key] = {"size": stat.st_size, "mtime": stat.st_mtime, "sha256": value}
+            self._save_locked()
+        return value
+
+    def _save_locked(self) -> None:
+        if not self._file:
+            return
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._entries, indent=0))
+            os.replace(tmp, self._file)
+        except OSError as exc:
+            log.warning("could not write hash cache: %s", exc)
+
+
+# ---------------------------------------------------------------- entries
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint file as A1111 shows it: ``title`` is ``name [shorthash]``."""
+
+    name: str  # path relative to its folder, e.g. "sub/model.safetensors"
+    path: Path
+    sha256: str
+    detection: Detection
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:10]
+
+    @property
+    def model_name(self) -> str:
+        """File stem with folders, as A1111's ``Model:`` infotext field."""
+        return os.path.splitext(self.name)[0].replace("\\", "/")
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} [{self.short_hash}]"
+
+    @property
+    def loadable(self) -> bool:
+        return self.detection.kind == "checkpoint" or self.path.suffix != ".safetensors"
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    name: str  # file stem relative to its folder, what <lora:NAME:w> refers to
+    path: Path
+    sha256: str
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+    @property
+    def alias(self) -> str:
+        return self.metadata.get("ss_output_name") or self.name
+
+    @property
+    def base_model(self) -> str:
+        return self.metadata.get("ss_base_model_version") or self.metadata.get("ss_sd_model_name") or ""
+
+    @property
+    def trigger_words(self) -> list[str]:
+        """Most frequent training tags (kohya's ss_tag_frequency), as A1111's LoRA cards show."""
+        raw = self.metadata.get("ss_tag_frequency")
+        if not raw:
+            return []
+        try:
+            freq: dict[str, int] = {}
+            for tags in json.loads(raw).values():
+                for tag, count in tags.items():
+                    freq[tag.strip()] = freq.get(tag.strip(), 0) + int(count)
+        except (ValueError, AttributeError):
+            return []
+        return [tag for tag, _ in sorted(freq.items(), key=lambda kv: -kv[1])[:10]]
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A VAE or embedding file."""
+
+    name: str
+    path: Path
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+
+# ---------------------------------------------------------------- catalog
+def _scan(folders, suffixes) -> list[tuple[str, Path]]:
+    found: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file() or path.suffix.lower() not in suffixes or path.name.startswith("."):
+                continue
+            real = path.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            found.append((path.relative_to(folder).as_posix(), path))
+    return found
+
+
+def _header(path: Path) -> tuple[Detection, dict]:
+    if path.suffix.lower() != ".safetensors":
+        # Pickles cannot be inspected without loading them; the loader detects them safely.
+        return Detection("checkpoint", reason="pickle: detected when loaded"), {}
+    try:
+        header = read_safetensors_header(path)
+    except (OSError, ValueError) as exc:
+        return Detection("unknown", reason=str(exc)), {}
+    return detect_model(header.shapes), header.metadata
+
+
+class Catalog:
+    """The scanned lists of model files. ``refresh()`` rescans; lookups never touch other paths."""
+
+    def __init__(self, settings: Settings, hash_cache: HashCache | None = None):
+        self.settings = settings
+        self.hashes = hash_cache or HashCache(settings.outdir / ".cache" / "hashes.json")
+        self._lock = threading.RLock()
+        self._checkpoints: list[CheckpointInfo] = []
+        self._rejected: list[CheckpointInfo] = []
+        self._loras: list[LoraInfo] = []
+        self._vaes: list[FileInfo] = []
+        self._embeddings: list[FileInfo] = []
+
+    # ---- scanning
+    def refresh(self) -> None:
+        """Rescan every model folder."""
+        self.refresh_checkpoints()
+        self.refresh_loras()
+        self.refresh_vaes()
+        self.refresh_embeddings()
+
+    def refresh_checkpoints(self) -> None:
+        accepted, rejected = [], []
+        for name, path in _scan(self.settings.ckpt_dirs, CHECKPOINT_SUFFIXES):
+            detection, metadata = _header(path)
+            info = CheckpointInfo(name, path, self.hashes.sha256(path), detection, metadata)
+            (accepted if info.loadable else rejected).append(info)
+            if not info.loadable:
+                log.warning("%s is not a loadable checkpoint: %s (%s)", name, detection.kind, detection.reason)
+        with self._lock:
+            self._checkpoints, self._rejected = accepted, rejected
+
+    def refresh_loras(self) -> None:
+        found = []
+        for name, path in _scan(self.settings.lora_dirs, LORA_SUFFIXES):
+            metadata = {}
+            if path.suffix.lower() == ".safetensors":
+                try:
+                    metadata = read_safetensors_header(path).metadata
+                except (OSError, ValueError) as exc:
+                    log.warning("LoRA %s unreadable: %s", name, exc)
+                    continue
+            found.append(LoraInfo(os.path.splitext(name)[0], path, self.hashes.sha256(path), metadata))
+        with self._lock:
+            self._loras = found
+
+    def refresh_vaes(self) -> None:
+        found = [FileInfo(n, p) for n, p in _scan([self.settings.model_folder("VAE")], VAE_SUFFIXES)]
+        with self._lock:
+            self._vaes = found
+
+    def refresh_embeddings(self) -> None:
+        found = [FileInfo(n, p) for n, p in _scan([self.settings.model_folder("embeddings")], EMBEDDING_SUFFIXES)]
+        with self._lock:
+            self._embeddings = found
+
+    # ---- listings
+    def checkpoints(self) -> list[CheckpointInfo]:
+        with self._lock:
+            return list(self._checkpoints)
+
+    def rejected_checkpoints(self) -> list[CheckpointInfo]:
+        """Files in the checkpoint folders that are not checkpoints (a LoRA, a VAE...)."""
+        with self._lock:
+            return list(self._rejected)
+
+    def loras(self) -> list[LoraInfo]:
+        with self._lock:
+            return list(self._loras)
+
+    def vaes(self) -> list[FileInfo]:
+        with self._lock:
+            return list(self._vaes)
+
+    def embeddings(self) -> list[FileInfo]:
+        with self._lock:
+            return list(self._embeddings)
+
+    # ---- lookups by user-supplied names
+    def find_checkpoint(self, name: str) -> CheckpointInfo:
+        """Resolve a title, file name, model name or hash to a scanned checkpoint (NotFound otherwise)."""
+        if not name:
+            raise NotFound("no checkpoint named")
+        wanted = name.strip()
+        for info in self.checkpoints():
+            if wanted in (info.title, info.name, info.model_name, info.short_hash, info.sha256, Path(info.name).name):
+                return info
+        # A1111 clients sometimes send "name [hash]" with a hash of another length.
+        base = wanted.split(" [")[0]
+        for info in self.checkpoints():
+            if base in (info.name, info.model_name):
+                return info
+        for info in self.rejected_checkpoints():
+            if wanted in (info.title, info.name, info.model_name):
+                raise NotFound(f"{info.name} is not a checkpoint ({info.detection.kind}): {info.detection.reason}")
+        raise NotFound(f"checkpoint not found: {name}")
+
+    def default_checkpoint(self) -> CheckpointInfo | None:
+        """The first real checkpoint, the shipped demo model only when nothing else is there."""
+        items = self.checkpoints()
+        if not items:
+            return None
+        non_demo = [c for c in items if not Path(c.name).name.startswith("demo-")]
+        return (non_demo or items)[0]
+
+    def find_lora(self, name: str) -> LoraInfo:
+        for info in self.loras():
+            if name in (info.name, info.alias, Path(info.name).name):
+                return info
+        raise NotFound(f"LoRA not found: {name}")
+
+    def find_vae(self, name: str) -> FileInfo:
+        for info in self.vaes():
+            if name in (info.name, info.stem):
+                return info
+        raise NotFound(f"VAE not found: {name}")
+
+    def vae_beside(self, checkpoint: CheckpointInfo) -> Path | None:
+        """A1111's "Automatic" VAE: ``<checkpoint stem>.vae.*`` next to the checkpoint or in models/VAE."""
+        stem = checkpoint.path.name.split(".")[0]
+        for folder in (checkpoint.path.parent, self.settings.model_folder("VAE")):
+            for suffix in VAE_SUFFIXES:
+                for candidate in (folder / f"{stem}.vae{suffix}", folder / f"{stem}{suffix}"):
+                    if candidate.is_file() and candidate.resolve() != checkpoint.path.resolve():
+                        if any(candidate.resolve() == v.path.resolve() for v in self.vaes()) or folder == checkpoint.path.parent:
+                            return candidate
+        return None

@@ -1,0 +1,94 @@
+"""Settings: every path, device choice, default and limit the app uses.
+
+Built once by ``app.py`` (or by a test) and passed to whoever needs it; nothing
+here is module-level mutable state.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+PRECISION_CHOICES = ("auto", "fp16", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Immutable configuration of one running app."""
+
+    models_dir: Path = PROJECT_ROOT / "models"
+    outdir: Path = PROJECT_ROOT / "outputs"
+    wildcards_dir: Path = PROJECT_ROOT / "wildcards"
+    styles_file: Path = PROJECT_ROOT / "styles.csv"
+    # Extra folders scanned besides models/<Kind>/ (A1111's --ckpt-dir, --lora-dir).
+    extra_ckpt_dirs: tuple[Path, ...] = ()
+    extra_lora_dirs: tuple[Path, ...] = ()
+    device: str = "auto"
+    precision: str = "auto"
+    torch_threads: int = 0  # 0 = torch's default
+    host: str = "127.0.0.1"
+    port: int = 7860
+    checkpoints_limit: int = 1  # A1111's sd_checkpoints_limit: checkpoints kept in RAM
+    queue_db: Path | None = None  # default: <outdir>/queue.sqlite3
+    max_queue_length: int = 100
+    live_preview_every: int = 5  # steps between previews; 0 disables them
+    upscaler_tile_size: int = 192  # pixels; 0 = no tiling
+    upscaler_tile_overlap: int = 16
+    max_image_pixels: int = 4096 * 4096
+    save_images: bool = True
+    extra: dict = field(default_factory=dict)
+
+    # ---- folders in A1111's names -------------------------------------------------
+    def model_folder(self, kind: str) -> Path:
+        """Folder of one model kind, e.g. ``model_folder("Lora")``."""
+        return self.models_dir / kind
+
+    @property
+    def ckpt_dirs(self) -> tuple[Path, ...]:
+        return (self.model_folder("Stable-diffusion"), *self.extra_ckpt_dirs)
+
+    @property
+    def lora_dirs(self) -> tuple[Path, ...]:
+        return (self.model_folder("Lora"), *self.extra_lora_dirs)
+
+    @property
+    def queue_db_path(self) -> Path:
+        return self.queue_db or (self.outdir / "queue.sqlite3")
+
+    def with_changes(self, **changes) -> "Settings":
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+    # ---- device policy ----------------------------------------------------------
+    def torch_device(self) -> str:
+        """The device to compute on: cuda if present, then mps, then cpu."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def torch_dtype(self):
+        """fp16 on GPUs, fp32 on CPU unless bf16 is asked for."""
+        import torch
+
+        names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+        if self.precision != "auto":
+            return names[self.precision]
+        return torch.float16 if self.torch_device() in ("cuda", "mps") else torch.float32
+
+
+def offline_environment() -> None:
+    """Make sure no library tries to reach a model hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("DIFFUSERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

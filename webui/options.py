@@ -1,0 +1,84 @@
+"""Runtime options in A1111's names (what ``GET/POST /sdapi/v1/options`` shows and changes).
+
+Unlike Settings (fixed at start), these change while the app runs; one instance
+is built by app.py and shared. Values are validated by type against the defaults.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from webui.schemas import InvalidRequest
+
+DEFAULT_OPTIONS: dict = {
+    "sd_model_checkpoint": "",
+    "sd_vae": "Automatic",
+    "sd_checkpoints_limit": 1,
+    "CLIP_stop_at_last_layers": 1,
+    "samples_format": "png",
+    "samples_save": True,
+    "live_previews_enable": True,
+    "show_progress_every_n_steps": 5,
+    "face_restoration_model": "CodeFormer",
+    "code_former_weight": 0.5,
+    "upscaler_for_img2img": "Lanczos",
+    "ESRGAN_tile": 192,
+    "ESRGAN_tile_overlap": 16,
+    "eta_noise_seed_delta": 0,
+    "sd_lora": "None",
+}
+
+
+class Options:
+    """Thread-safe A1111-style options, optionally persisted as JSON."""
+
+    def __init__(self, path: Path | None = None, defaults: dict | None = None):
+        self._path = path
+        self._lock = threading.Lock()
+        self._values = dict(DEFAULT_OPTIONS if defaults is None else defaults)
+        if path and path.exists():
+            try:
+                stored = json.loads(path.read_text())
+                self._values.update({k: v for k, v in stored.items() if k in self._values})
+            except (OSError, ValueError):
+                pass
+
+    def get(self, key: str, default=None):
+        with self._lock:
+            return self._values.get(key, default)
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return dict(self._values)
+
+    def update(self, changes: dict) -> dict:
+        """Validate and apply changes; unknown keys or wrong types raise InvalidRequest naming the key."""
+        checked = {}
+        with self._lock:
+            for key, value in changes.items():
+                if key not in self._values:
+                    raise InvalidRequest(f"unknown option: {key}", field=key)
+                current = self._values[key]
+                if isinstance(current, bool):
+                    if not isinstance(value, bool):
+                        raise InvalidRequest(f"option {key} must be true or false", field=key)
+                elif isinstance(current, (int, float)) and not isinstance(current, bool):
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise InvalidRequest(f"option {key} must be a number", field=key)
+                    value = type(current)(value)
+                elif isinstance(current, str) and not isinstance(value, str):
+                    raise InvalidRequest(f"option {key} must be a string", field=key)
+                checked[key] = value
+            self._values.update(checked)
+            self._save_locked()
+        return checked
+
+    def _save_locked(self) -> None:
+        if not self._path:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._values, indent=1))
+        os.replace(tmp, self._path)

@@ -1,0 +1,295 @@
+"""Typed requests, results and job records shared by the UI, the API, the queue and the engine.
+
+Field names follow A1111's API (``/sdapi/v1/txt2img`` etc.) so the API layer is a
+thin translation. Everything here turns into plain JSON-able data with
+``to_dict()`` and back with ``from_dict()``, so a job can be stored in SQLite or
+sent to a worker on another machine. Images travel as PIL images in memory and
+as base64 PNG strings in serialised form.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from PIL import Image
+
+
+# ---------------------------------------------------------------- image helpers
+def image_to_base64(image: Image.Image, pnginfo=None) -> str:
+    """PNG-encode an image as base64 text (no ``data:`` prefix)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=pnginfo)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_from_base64(text: str) -> Image.Image:
+    """Decode base64 image text, with or without a ``data:image/...;base64,`` prefix.
+
+    Raises ``ValueError`` for anything that is not an image.
+    """
+    if not isinstance(text, str):
+        raise ValueError("image must be a base64 string")
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    try:
+        raw = base64.b64decode(text, validate=False)
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+    except Exception as exc:  # PIL raises many types for bad data
+        raise ValueError(f"not a decodable image: {exc}") from None
+    return image
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Image.Image):
+        return {"__image__": image_to_base64(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__image__"}:
+            return image_from_base64(value["__image__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+class Serialisable:
+    """Mixin: ``to_dict`` / ``from_dict`` through plain JSON-able data."""
+
+    def to_dict(self) -> dict:
+        return _encode(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown field(s) for {cls.__name__}: {', '.join(sorted(unknown))}")
+        return cls(**{k: _decode(v) for k, v in data.items()})
+
+
+# ---------------------------------------------------------------- requests
+@dataclass
+class GenerationRequest(Serialisable):
+    """txt2img, img2img and inpaint in one: an init image means img2img, a mask means inpaint."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] = field(default_factory=list)
+    seed: int = -1
+    sampler_name: str = "Euler a"
+    scheduler: str = "Automatic"
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    clip_skip: int = 1
+    restore_faces: bool = False
+    face_restorer: str = "CodeFormer"
+    codeformer_weight: float = 0.5
+    # Model choice for this job (A1111: override_settings.sd_model_checkpoint / sd_vae).
+    checkpoint: str | None = None
+    vae: str | None = None  # None = settings' choice; "Automatic", "None" or a file name
+    # Hires fix (txt2img only), A1111's names.
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    # img2img / inpaint, A1111's names and codes.
+    init_image: Image.Image | None = None
+    mask: Image.Image | None = None
+    denoising_strength: float = 0.75
+    resize_mode: int = 0  # 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
+    mask_blur: int = 4
+    inpainting_fill: int = 1  # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool = False  # "Only masked"
+    inpaint_full_res_padding: int = 32
+    inpainting_mask_invert: int = 0  # 0 inpaint masked, 1 inpaint not masked
+    save_images: bool = True
+
+    @property
+    def mode(self) -> str:
+        if self.init_image is None:
+            return "txt2img"
+        return "inpaint" if self.mask is not None else "img2img"
+
+
+@dataclass
+class ExtrasRequest(Serialisable):
+    """One or more images through upscaling and face restoration (A1111's Extras)."""
+
+    images: list[Image.Image] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # original file names, for batch outputs
+    resize_mode: int = 0  # 0 scale by factor, 1 scale to width x height
+    upscaling_resize: float = 2.0
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = 0.0
+    gfpgan_visibility: float = 0.0
+    codeformer_visibility: float = 0.0
+    codeformer_weight: float = 0.0
+    upscale_first: bool = True
+    save_images: bool = True
+
+
+# ---------------------------------------------------------------- results
+@dataclass
+class GenerationResult(Serialisable):
+    images: list[Image.Image] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    negative_prompts: list[str] = field(default_factory=list)
+    saved_paths: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    parameters: dict = field(default_factory=dict)  # first image's fields, A1111's `info` JSON
+
+
+@dataclass
+class ExtrasResult(Serialisable):
+    images: list[Image.Image] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)
+    saved_paths: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- progress and control
+@dataclass
+class Progress(Serialisable):
+    """Where a running job is; ``preview`` is a small RGB image or None."""
+
+    image_index: int = 0  # 0-based image of the job being made
+    image_count: int = 1
+    step: int = 0
+    steps: int = 0
+    started_at: float = field(default_factory=time.time)
+    preview: Image.Image | None = None
+
+    @property
+    def fraction(self) -> float:
+        if self.steps <= 0 or self.image_count <= 0:
+            return 0.0
+        done = self.image_index * self.steps + min(self.step, self.steps)
+        return min(1.0, done / (self.image_count * self.steps))
+
+    @property
+    def eta_seconds(self) -> float | None:
+        frac = self.fraction
+        if frac <= 0:
+            return None
+        elapsed = time.time() - self.started_at
+        return elapsed * (1 - frac) / frac
+
+
+class JobControl(Protocol):
+    """What the engine sees of the job it runs: report progress, ask whether to stop."""
+
+    def report(self, progress: Progress) -> None: ...
+
+    def interrupted(self) -> bool:
+        """True once the user asked to stop the whole job."""
+
+    def take_skip(self) -> bool:
+        """True once (then reset) when the user asked to skip the current image."""
+
+    def wants_preview(self, step: int) -> bool:
+        """Whether the engine should decode a preview at this step."""
+
+
+class NullControl:
+    """A JobControl for direct calls: never stops, ignores progress."""
+
+    def report(self, progress: Progress) -> None:
+        pass
+
+    def interrupted(self) -> bool:
+        return False
+
+    def take_skip(self) -> bool:
+        return False
+
+    def wants_preview(self, step: int) -> bool:
+        return False
+
+
+# ---------------------------------------------------------------- jobs
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+JOB_KINDS = ("txt2img", "img2img", "extras")
+
+
+# ---------------------------------------------------------------- errors
+class WebUIError(Exception):
+    """Base of the errors the engine raises on purpose; the message is for the user."""
+
+    http_status = 500
+
+
+class InvalidRequest(WebUIError):
+    """The request cannot be run as given (bad field value, unknown sampler...)."""
+
+    http_status = 422
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(WebUIError):
+    """A named checkpoint, LoRA, upscaler or job does not exist."""
+
+    http_status = 404
+
+
+class ModelLoadError(WebUIError):
+    """A model file could not be loaded (corrupt, unsafe pickle, unknown family...)."""
+
+    http_status = 422
+
+
+class QueueFull(WebUIError):
+    http_status = 429
+
+
+class JobInterrupted(WebUIError):
+    """Raised inside the engine when the user interrupted; carries what was finished."""
+
+    http_status = 409
+
+    def __init__(self, message: str = "interrupted", partial=None):
+        super().__init__(message)
+        self.partial = partial

@@ -1,0 +1,57 @@
+"""The bundle of long-lived objects that the UI and the API are given (built once in app.py).
+
+The Protocols below are the exact surface the UI and API may use; tests may hand
+in fakes that satisfy them (a fake engine behind the queue is fine, house rules).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from webui.config import Settings
+from webui.schemas import ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, JobControl
+
+
+class ModelManagerLike(Protocol):
+    @property
+    def current_checkpoint(self):  # CheckpointInfo | None
+        ...
+
+    def select_checkpoint(self, name: str):
+        """Load (or switch to) the named checkpoint now; returns its CheckpointInfo."""
+
+    def unload(self) -> None:
+        """Free the loaded checkpoint (RAM and GPU)."""
+
+    def reload(self) -> None:
+        """Load the current checkpoint again from disk."""
+
+
+class EngineLike(Protocol):
+    def run(self, kind: str, request, control: JobControl):
+        """The one function the queue worker calls: kind is txt2img, img2img or extras."""
+
+    def generate(self, request: GenerationRequest, control: JobControl | None = None) -> GenerationResult: ...
+
+    def extras(self, request: ExtrasRequest, control: JobControl | None = None) -> ExtrasResult: ...
+
+    def sampler_names(self) -> list[str]: ...
+
+    def scheduler_names(self) -> list[str]: ...
+
+
+@dataclass
+class Services:
+    """Everything the UI and API need, wired once by app.py."""
+
+    settings: Settings
+    catalog: Any  # webui.catalog.Catalog
+    models: ModelManagerLike
+    engine: EngineLike
+    queue: Any  # webui.jobs.JobQueue
+    options: Any  # webui.options.Options
+    upscalers: Any = None  # webui.postprocess.UpscalerRegistry
+    faces: Any = None  # webui.postprocess.FaceRestorers
+    wildcards: Any = None  # webui.prompts WildcardIndex
+    styles: Any = None  # webui.prompts StyleDatabase
+    extra: dict = field(default_factory=dict)

@@ -63,6 +63,23 @@ def detect_model(shapes: Shapes) -> Detection:
     return Detection("unknown", reason="no Stable Diffusion UNet keys (model.diffusion_model.*)")
 
 
+# Families told apart by where their text encoders live (works for any width);
+# the cross-attention width table is the fallback for files without text encoders.
+LAYOUT_MARKERS = (
+    ("sdxl", "conditioner.embedders.1.model."),
+    ("sdxl_refiner", "conditioner.embedders.0.model."),
+    ("sd2", "cond_stage_model.model."),
+    ("sd1", "cond_stage_model.transformer."),
+)
+
+
+def _family_by_layout(shapes: Shapes) -> str | None:
+    for family, prefix in LAYOUT_MARKERS:
+        if any(name.startswith(prefix) for name in shapes):
+            return family
+    return None
+
+
 def _detect_checkpoint(shapes: Shapes) -> Detection:
     conv_in = shapes.get(UNET_PREFIX + "input_blocks.0.0.weight")
     if conv_in is None or len(conv_in) != 4:
@@ -70,19 +87,21 @@ def _detect_checkpoint(shapes: Shapes) -> Detection:
     in_channels = conv_in[1]
     context = _cross_attention_dim(shapes)
     adm = shapes.get(UNET_PREFIX + "label_emb.0.0.weight")
-    family: Family | None = family_for_context_dim(context, adm[1] if adm else None) if context else None
-    if family is None:
-        return Detection(
-            "unknown",
-            unet_in_channels=in_channels,
-            reason=f"unknown UNet (cross-attention width {context}, size embedding {adm[1] if adm else None})",
-        )
+    family_name = _family_by_layout(shapes)
+    if family_name is None:
+        by_width: Family | None = family_for_context_dim(context, adm[1] if adm else None) if context else None
+        reason = f"cross-attention width {context}" if by_width is None else f"{by_width.label} UNet"
+        return Detection("unknown", family=by_width.name if by_width else None, unet_in_channels=in_channels,
+                         reason=f"no text encoder in the file ({reason}); only full checkpoints are supported")
+    if (adm is not None) != (FAMILIES[family_name].adm_in_channels is not None):
+        return Detection("unknown", unet_in_channels=in_channels,
+                         reason=f"text encoders of {family_name} but a UNet of another family")
     if in_channels not in (4, 9):
         return Detection(
-            "unknown", family=family.name, unet_in_channels=in_channels,
+            "unknown", family=family_name, unet_in_channels=in_channels,
             reason=f"{in_channels}-channel UNet input is not supported (4 = normal, 9 = inpainting)",
         )
-    return Detection("checkpoint", family=family.name, inpainting=in_channels == 9, unet_in_channels=in_channels)
+    return Detection("checkpoint", family=family_name, inpainting=in_channels == 9, unet_in_channels=in_channels)
 
 
 def count_indexed(shapes: Shapes, prefix: str) -> int:

@@ -22,7 +22,8 @@ def test_captions_name_the_drawn_labels_and_colours_differ():
     seen = set()
     for image, item in zip(images, samples):
         scene = item.scene
-        assert item.caption == f"a {scene.colour} {scene.shape} on a {scene.background} background"
+        assert item.caption.endswith(f" {scene.colour} {scene.shape} on a {scene.background} background") or \
+            item.caption.endswith(f" {scene.colour} {scene.shape} on an {scene.background} background")
         assert scene.colour != scene.background
         assert tuple(image[0, 0]) == shapes.COLOURS[scene.background]
         assert tuple(image[int(scene.cy), int(scene.cx)]) == shapes.COLOURS[scene.colour]
@@ -34,7 +35,7 @@ def test_every_caption_word_is_one_clip_token():
     from webui.models.tokenizers import load_clip_tokenizer
 
     tokenizer = load_clip_tokenizer("clip_l")
-    for word in [*shapes.COLOURS, *shapes.SHAPES, "a", "on", "background"]:
+    for word in [*shapes.COLOURS, *shapes.SHAPES, "a", "an", "on", "background"]:
         assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
 
 
@@ -50,6 +51,11 @@ def test_classifier_survives_the_blur_a_decoder_adds():
     for image, item in zip(images, samples):
         blurred = Image.fromarray(image).filter(ImageFilter.GaussianBlur(1.5))
         assert classify.classify(blurred).labels == item.labels
+
+
+def test_captions_use_an_before_vowels():
+    assert shapes.caption_for("circle", "orange", "blue") == "an orange circle on a blue background"
+    assert shapes.caption_for("square", "red", "orange") == "a red square on an orange background"
 
 
 def test_plain_image_has_no_shape():

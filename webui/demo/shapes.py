@@ -3,7 +3,7 @@
 Every sample is fully determined by its seed, so the training tool, the tests
 and anyone reproducing the shipped checkpoint see the same images.  Captions use
 one template, ``"a red circle on a blue background"``, whose words are all single
-tokens of the standard CLIP vocabulary.
+tokens of the standard CLIP vocabulary ("an orange ..." where English wants it).
 """
 from __future__ import annotations
 
@@ -75,7 +75,11 @@ def caption_for(shape: str, colour: str, background: str) -> str:
     for name in (colour, background):
         if name not in COLOURS:
             raise ValueError(f"unknown colour {name!r}; choose one of {', '.join(COLOURS)}")
-    return f"a {colour} {shape} on a {background} background"
+    return f"{_article(colour)} {colour} {shape} on {_article(background)} {background} background"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def random_scene(rng: np.random.Generator, *, outlined: bool = False, size: int = IMAGE_SIZE) -> Scene:

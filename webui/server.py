@@ -1,0 +1,68 @@
+"""Build the long-lived services and the FastAPI app (API routers + gradio UI mounted at /)."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from webui.catalog import Catalog
+from webui.config import Settings
+from webui.options import Options
+from webui.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, *, engine=None, start_model: bool = False) -> Services:
+    """Wire catalog -> model manager -> engine -> queue. ``engine`` may be a fake (tests of the edges)."""
+    from webui.engine.engine import Engine
+    from webui.jobs import JobQueue
+    from webui.models.manager import ModelManager
+    from webui.postprocess import FaceRestorers, UpscalerRegistry
+    from webui.prompts.styles import StyleDatabase
+    from webui.prompts.wildcards import WildcardIndex
+
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)
+    settings.outdir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    options = Options(settings.outdir / "config.json")
+    options.update({"sd_checkpoints_limit": settings.checkpoints_limit})
+    models = ModelManager(settings, catalog)
+    upscalers = UpscalerRegistry(settings)
+    faces = FaceRestorers(settings)
+    wildcards = WildcardIndex.scan(settings.wildcards_dir)
+    styles = StyleDatabase.load(settings.styles_file)
+    if engine is None:
+        engine = Engine(settings, catalog, models, upscalers=upscalers, faces=faces, wildcards=wildcards,
+                        styles=styles, options=options)
+    queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
+                     on_out_of_memory=models.free_after_out_of_memory,
+                     preview_every=settings.live_preview_every)
+    services = Services(settings=settings, catalog=catalog, models=models, engine=engine, queue=queue,
+                        options=options, upscalers=upscalers, faces=faces, wildcards=wildcards, styles=styles)
+    default = catalog.default_checkpoint()
+    if default is not None:
+        options.update({"sd_model_checkpoint": default.title})
+        if start_model:
+            models.ensure(default)
+    return services
+
+
+def create_app(services: Services, *, with_ui: bool = True):
+    """The FastAPI app: /sdapi/v1 and /api/v1 routers, and the gradio UI at /."""
+    from fastapi import FastAPI
+
+    from webui.api import mount_api
+
+    app = FastAPI(title="Stable Diffusion web UI", version="0.1")
+    mount_api(app, services)
+    if with_ui:
+        import gradio as gr
+
+        from webui.ui import build_ui
+
+        blocks = build_ui(services)
+        app = gr.mount_gradio_app(app, blocks, path="/")
+    return app

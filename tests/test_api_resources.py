@@ -1,0 +1,126 @@
+"""/sdapi/v1 listings and management: sd-models, options, samplers, loras, VAEs, embeddings, styles..."""
+import numpy as np
+
+from test_api_support import SAMPLERS, write_header_checkpoint, write_lora, world  # noqa: F401  (fixture)
+
+
+def test_sd_models_lists_the_checkpoint_in_the_models_folder(world):
+    response = world.client.get("/sdapi/v1/sd-models")
+    assert response.status_code == 200
+    [item] = response.json()
+    info = world.services.catalog.checkpoints()[0]
+    assert item["title"] == f"tiny.safetensors [{info.sha256[:10]}]"
+    assert item["model_name"] == "tiny" and item["hash"] == info.sha256[:10] and item["sha256"] == info.sha256
+    assert item["filename"].endswith("tiny.safetensors") and "config" in item
+
+
+def test_refresh_checkpoints_finds_new_files(world):
+    write_header_checkpoint(world.models_dir / "Stable-diffusion" / "sub" / "other.safetensors", inpainting=True)
+    assert len(world.client.get("/sdapi/v1/sd-models").json()) == 1
+    assert world.client.post("/sdapi/v1/refresh-checkpoints").status_code == 200
+    names = sorted(m["model_name"] for m in world.client.get("/sdapi/v1/sd-models").json())
+    assert names == ["sub/other", "tiny"]
+
+
+def test_posting_sd_model_checkpoint_switches_the_model(world):
+    title = world.services.catalog.checkpoints()[0].title
+    response = world.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny", "CLIP_stop_at_last_layers": 2,
+                                                            "some_a1111_only_option": 3})
+    assert response.status_code == 200, response.text
+    assert world.models.selected == [title]
+    options = world.client.get("/sdapi/v1/options").json()
+    assert options["sd_model_checkpoint"] == title and options["CLIP_stop_at_last_layers"] == 2
+    assert options["sd_checkpoint_hash"] == world.services.catalog.checkpoints()[0].sha256
+    assert response.json()["ignored"] == ["some_a1111_only_option"]
+    # The stored option follows the switch even after the model manager forgets it.
+    world.models.current_checkpoint = None
+    assert world.client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == title
+
+
+def test_options_errors_change_nothing(world):
+    missing = world.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "does-not-exist"})
+    assert missing.status_code == 404 and missing.json()["error"] == "NotFound"
+    wrong_type = world.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny",
+                                                              "CLIP_stop_at_last_layers": "two"})
+    assert wrong_type.status_code == 422 and wrong_type.json()["field"] == "CLIP_stop_at_last_layers"
+    assert world.models.selected == []  # the bad value stopped the switch before it started
+    assert world.client.get("/sdapi/v1/options").json()["CLIP_stop_at_last_layers"] == 1
+    not_object = world.client.post("/sdapi/v1/options", json=[1, 2])
+    assert not_object.status_code == 422
+
+
+def test_unload_and_reload_checkpoint(world):
+    world.models.select_checkpoint("tiny")
+    assert world.client.post("/sdapi/v1/unload-checkpoint").status_code == 200
+    assert world.models.unloads == 1 and world.models.current_checkpoint is None
+    assert world.client.post("/sdapi/v1/reload-checkpoint").status_code == 200 and world.models.reloads == 1
+
+
+def test_samplers_and_schedulers(world):
+    samplers = world.client.get("/sdapi/v1/samplers").json()
+    assert [s["name"] for s in samplers] == SAMPLERS
+    assert samplers[0] == {"name": "Euler a", "aliases": ["k_euler_a", "k_euler_ancestral"], "options": {}}
+    schedulers = world.client.get("/sdapi/v1/schedulers").json()
+    assert [s["label"] for s in schedulers] == ["Automatic", "Uniform", "Karras", "Exponential"]
+    assert schedulers[2]["name"] == "karras" and schedulers[2]["default_rho"] == 7.0
+
+
+def test_loras_with_metadata_and_refresh(world):
+    assert world.client.get("/sdapi/v1/loras").json() == []
+    write_lora(world.models_dir / "Lora" / "style.safetensors", {"ss_output_name": "myStyle", "ss_base_model_version": "sd_v1"})
+    assert world.client.post("/sdapi/v1/refresh-loras").status_code == 200
+    [item] = world.client.get("/sdapi/v1/loras").json()
+    assert item["name"] == "style" and item["alias"] == "myStyle"
+    assert item["path"].endswith("style.safetensors") and item["metadata"]["ss_base_model_version"] == "sd_v1"
+
+
+def test_vae_and_embeddings_lists(world):
+    from safetensors.numpy import save_file
+
+    save_file({"decoder.conv_in.weight": np.zeros((4, 4, 3, 3), np.float16)},
+              str(world.models_dir / "VAE" / "kl-f8.safetensors"))
+    save_file({"emb_params": np.zeros((3, 768), np.float16)}, str(world.models_dir / "embeddings" / "bad-hands.safetensors"))
+    world.services.catalog.refresh()
+    assert world.client.get("/sdapi/v1/sd-vae").json() == [
+        {"model_name": "kl-f8.safetensors", "filename": str(world.models_dir / "VAE" / "kl-f8.safetensors")}]
+    embeddings = world.client.get("/sdapi/v1/embeddings").json()
+    assert embeddings["skipped"] == {}
+    assert embeddings["loaded"]["bad-hands"]["vectors"] == 3 and embeddings["loaded"]["bad-hands"]["shape"] == 768
+    # When the model manager reports what fits the loaded model, that wins.
+    world.services.extra["embeddings_status"] = lambda: {"loaded": {}, "skipped": {"bad-hands": {"shape": 768}}}
+    assert world.client.get("/sdapi/v1/embeddings").json()["skipped"] == {"bad-hands": {"shape": 768}}
+
+
+def test_upscalers_face_restorers_and_latent_modes_without_registries(world):
+    upscalers = world.client.get("/sdapi/v1/upscalers").json()
+    assert [u["name"] for u in upscalers] == ["None", "Lanczos", "Nearest"]
+    assert world.client.get("/sdapi/v1/face-restorers").json() == []
+    modes = [m["name"] for m in world.client.get("/sdapi/v1/latent-upscale-modes").json()]
+    assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
+
+
+def test_upscalers_from_the_real_registry(world):
+    from webui.postprocess.upscalers import UpscalerRegistry
+
+    world.services.upscalers = UpscalerRegistry(world.services.settings)
+    names = [u["name"] for u in world.client.get("/sdapi/v1/upscalers").json()]
+    assert names[:3] == ["None", "Lanczos", "Nearest"]
+
+
+def test_styles_from_the_style_database(world):
+    from webui.prompts.styles import StyleDatabase
+
+    world.services.styles = StyleDatabase.from_csv_text("name,prompt,negative_prompt\nOil,\"{prompt}, oil\",blurry\n")
+    expected = [{"name": "Oil", "prompt": "{prompt}, oil", "negative_prompt": "blurry"}]
+    assert world.client.get("/sdapi/v1/prompt-styles").json() == expected
+    assert world.client.get("/sdapi/v1/styles").json() == expected
+
+
+def test_small_endpoints_answer_json(world):
+    flags = world.client.get("/sdapi/v1/cmd-flags").json()
+    assert flags["port"] == 7860 and flags["listen"] is False
+    memory = world.client.get("/sdapi/v1/memory").json()
+    assert set(memory) == {"ram", "cuda"} and (memory["ram"].get("used", 0) > 0 or "error" in memory["ram"])
+    assert world.client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
+    missing = world.client.get("/sdapi/v1/no-such-endpoint")
+    assert missing.status_code == 404 and missing.json()["error"] == "HTTPException"

@@ -1,0 +1,279 @@
+"""Translation between the A1111 API's JSON and the typed requests and results in webui.schemas."""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import html
+import io
+import json
+import warnings
+
+from PIL import Image
+
+from webui.api.errors import PayloadTooLarge
+from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
+from webui.images import encode_png_base64, read_infotext
+from webui.infotext import parse_infotext
+from webui.schemas import ExtrasRequest, GenerationRequest, GenerationResult, InvalidRequest, NotFound
+
+VERSION = "webui-0.1"
+
+# Keys of the parsed infotext that A1111 keeps out of ``extra_generation_params``.
+_BASIC_INFOTEXT_KEYS = frozenset({
+    "Prompt", "Negative prompt", "Steps", "Sampler", "CFG scale", "Seed", "Size-1", "Size-2",
+    "Model hash", "Model", "VAE hash", "VAE", "Clip skip", "Version", "Face restoration", "Batch size",
+    "Batch pos", "Schedule type", "Denoising strength",
+})
+
+
+# ---------------------------------------------------------------- images in
+def decode_image(text, field: str, max_pixels: int) -> Image.Image:
+    """Decode a base64 image (with or without a ``data:`` prefix), refusing ones over ``max_pixels``.
+
+    Bad data raises InvalidRequest (422) naming ``field``; an image too large
+    raises PayloadTooLarge (413) before its pixels are decoded.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest(f"{field} is empty: send a base64-encoded image", field=field)
+    text = text.strip()
+    if text.startswith(("http://", "https://")):
+        raise InvalidRequest(f"{field}: image URLs are not fetched; send the image as base64", field=field)
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if ";base64" not in header:
+            raise InvalidRequest(f"{field}: only base64 data URLs are accepted", field=field)
+    try:
+        raw = base64.b64decode("".join(text.split()), validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(f"{field} is not valid base64: {exc}", field=field) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PayloadTooLarge(f"{field} is too large (over {max_pixels} pixels)", field=field) from None
+    except Exception as exc:  # PIL raises many types for data that is not an image
+        raise InvalidRequest(f"{field} is not a decodable image ({type(exc).__name__})", field=field) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(f"{field} is {width}x{height}, over the limit of {max_pixels} pixels", field=field)
+    try:
+        image.load()
+    except Exception as exc:
+        raise InvalidRequest(f"{field} is a damaged image ({type(exc).__name__}: {exc})", field=field) from None
+    return image
+
+
+def check_output_size(width: int, height: int, max_pixels: int, field: str = "width") -> None:
+    """Refuse to make images larger than the server's pixel limit."""
+    if width * height > max_pixels:
+        raise InvalidRequest(f"{width}x{height} is over the limit of {max_pixels} pixels per image", field=field)
+
+
+# ---------------------------------------------------------------- requests
+def _override(body: GenerationBody, options, key: str, default):
+    if key in body.override_settings:
+        return body.override_settings[key]
+    return options.get(key, default) if options is not None else default
+
+
+def resolve_checkpoint(catalog, name: str) -> str:
+    """The catalog title for a client's checkpoint name; rescans once before giving up (as A1111)."""
+    try:
+        return catalog.find_checkpoint(name).title
+    except NotFound:
+        catalog.refresh_checkpoints()
+        return catalog.find_checkpoint(name).title
+
+
+def _common_fields(body: GenerationBody, services) -> dict:
+    options = services.options
+    clip_skip = _override(body, options, "CLIP_stop_at_last_layers", 1)
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, (int, float)) or int(clip_skip) < 1:
+        raise InvalidRequest("CLIP_stop_at_last_layers must be a whole number >= 1",
+                             field="override_settings.CLIP_stop_at_last_layers")
+    checkpoint = body.override_settings.get("sd_model_checkpoint")
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise InvalidRequest("sd_model_checkpoint must be a string", field="override_settings.sd_model_checkpoint")
+    vae = body.override_settings.get("sd_vae")
+    if vae is not None and not isinstance(vae, str):
+        raise InvalidRequest("sd_vae must be a string", field="override_settings.sd_vae")
+    max_pixels = services.settings.max_image_pixels
+    check_output_size(body.width, body.height, max_pixels)
+    return dict(
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        styles=list(body.styles),
+        seed=body.seed,
+        sampler_name=body.sampler_name or body.sampler_index or "Euler",
+        scheduler=body.scheduler or "Automatic",
+        batch_size=body.batch_size,
+        n_iter=body.n_iter,
+        steps=body.steps,
+        cfg_scale=float(body.cfg_scale),
+        width=body.width,
+        height=body.height,
+        clip_skip=int(clip_skip),
+        restore_faces=bool(body.restore_faces),
+        face_restorer=str(_override(body, options, "face_restoration_model", "CodeFormer")),
+        codeformer_weight=float(_override(body, options, "code_former_weight", 0.5)),
+        checkpoint=resolve_checkpoint(services.catalog, checkpoint) if checkpoint else None,
+        vae=vae or None,
+        save_images=bool(body.save_images),
+    )
+
+
+def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
+    """A GenerationRequest from an A1111 txt2img body (override_settings applied for this job only)."""
+    fields = _common_fields(body, services)
+    if body.enable_hr:
+        if body.hr_resize_x or body.hr_resize_y:
+            target_w = body.hr_resize_x or round(body.width * body.hr_resize_y / body.height)
+            target_h = body.hr_resize_y or round(body.height * body.hr_resize_x / body.width)
+        else:
+            target_w, target_h = round(body.width * body.hr_scale), round(body.height * body.hr_scale)
+        check_output_size(target_w, target_h, services.settings.max_image_pixels, field="hr_scale")
+    fields.update(
+        enable_hr=body.enable_hr,
+        hr_scale=float(body.hr_scale),
+        hr_upscaler=body.hr_upscaler or "Latent",
+        hr_second_pass_steps=body.hr_second_pass_steps,
+        hr_resize_x=body.hr_resize_x,
+        hr_resize_y=body.hr_resize_y,
+        denoising_strength=0.75 if body.denoising_strength is None else float(body.denoising_strength),
+    )
+    return GenerationRequest(**fields)
+
+
+def img2img_request(body: Img2ImgBody, services) -> GenerationRequest:
+    """A GenerationRequest from an A1111 img2img body; the first init image is used."""
+    if not body.init_images:
+        raise InvalidRequest("init_images is required: a list with one base64 image", field="init_images")
+    max_pixels = services.settings.max_image_pixels
+    init = decode_image(body.init_images[0], "init_images", max_pixels)
+    mask = decode_image(body.mask, "mask", max_pixels) if body.mask else None
+    fields = _common_fields(body, services)
+    fields.update(
+        init_image=init,
+        mask=mask,
+        denoising_strength=float(body.denoising_strength),
+        resize_mode=body.resize_mode,
+        mask_blur=body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x, body.mask_blur_y),
+        inpainting_fill=body.inpainting_fill,
+        inpaint_full_res=bool(body.inpaint_full_res),
+        inpaint_full_res_padding=body.inpaint_full_res_padding,
+        inpainting_mask_invert=body.inpainting_mask_invert,
+    )
+    return GenerationRequest(**fields)
+
+
+def extras_request(body: ExtrasBody, images: list[Image.Image], names: list[str]) -> ExtrasRequest:
+    """An ExtrasRequest from an A1111 extras body; API results are not saved (as A1111)."""
+    return ExtrasRequest(
+        images=images,
+        names=names,
+        resize_mode=body.resize_mode,
+        upscaling_resize=float(body.upscaling_resize),
+        upscaling_resize_w=body.upscaling_resize_w,
+        upscaling_resize_h=body.upscaling_resize_h,
+        upscaling_crop=body.upscaling_crop,
+        upscaler_1=body.upscaler_1,
+        upscaler_2=body.upscaler_2,
+        extras_upscaler_2_visibility=float(body.extras_upscaler_2_visibility),
+        gfpgan_visibility=float(body.gfpgan_visibility),
+        codeformer_visibility=float(body.codeformer_visibility),
+        codeformer_weight=float(body.codeformer_weight),
+        upscale_first=body.upscale_first,
+        save_images=False,
+    )
+
+
+# ---------------------------------------------------------------- results out
+def encode_images(images, infotexts) -> list[str]:
+    """Base64 PNGs, each carrying its infotext (or the one the image already holds)."""
+    out = []
+    for index, image in enumerate(images):
+        text = infotexts[index] if index < len(infotexts) and infotexts[index] else read_infotext(image)
+        out.append(encode_png_base64(image, text))
+    return out
+
+
+def echo_parameters(body: GenerationBody) -> dict:
+    """The request as A1111 echoes it in ``parameters`` (init images and mask left out unless asked)."""
+    params = body.model_dump()
+    if isinstance(body, Img2ImgBody) and not body.include_init_images:
+        params["init_images"] = None
+        params["mask"] = None
+    return params
+
+
+def _int_or(value, default):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def generation_info(body: GenerationBody, request: GenerationRequest, result: GenerationResult,
+                    services, job_timestamp: str) -> str:
+    """A1111's ``info`` JSON string for a finished (or interrupted) generation."""
+    params = dict(result.parameters or {})
+    parsed = parse_infotext(result.infotexts[0]) if result.infotexts else {}
+    current = getattr(services.models, "current_checkpoint", None)
+    seeds = list(result.seeds) or ([request.seed] if request.seed >= 0 else [])
+    prompts = list(result.prompts) or [request.prompt] * max(1, len(result.images))
+    negatives = list(result.negative_prompts) or [request.negative_prompt] * len(prompts)
+    extra = {k: v for k, v in parsed.items() if k not in _BASIC_INFOTEXT_KEYS}
+    info = {
+        "prompt": prompts[0] if prompts else request.prompt,
+        "all_prompts": prompts,
+        "negative_prompt": negatives[0] if negatives else request.negative_prompt,
+        "all_negative_prompts": negatives,
+        "seed": seeds[0] if seeds else request.seed,
+        "all_seeds": seeds,
+        "subseed": body.subseed,
+        "all_subseeds": [body.subseed] * len(seeds),
+        "subseed_strength": body.subseed_strength,
+        "width": _int_or(parsed.get("Size-1"), request.width),
+        "height": _int_or(parsed.get("Size-2"), request.height),
+        "sampler_name": parsed.get("Sampler", request.sampler_name),
+        "cfg_scale": request.cfg_scale,
+        "steps": request.steps,
+        "batch_size": request.batch_size,
+        "restore_faces": request.restore_faces,
+        "face_restoration_model": request.face_restorer if request.restore_faces else None,
+        "sd_model_name": parsed.get("Model") or (current.model_name if current is not None else None),
+        "sd_model_hash": parsed.get("Model hash") or (current.short_hash if current is not None else None),
+        "sd_vae_name": parsed.get("VAE"),
+        "sd_vae_hash": parsed.get("VAE hash"),
+        "seed_resize_from_w": body.seed_resize_from_w,
+        "seed_resize_from_h": body.seed_resize_from_h,
+        "denoising_strength": request.denoising_strength if (request.init_image is not None or request.enable_hr)
+        else None,
+        "extra_generation_params": extra,
+        "index_of_first_image": 0,
+        "infotexts": list(result.infotexts),
+        "styles": list(request.styles),
+        "job_timestamp": job_timestamp,
+        "clip_skip": request.clip_skip,
+        "is_using_inpainting_conditioning": bool(
+            request.mask is not None and current is not None
+            and getattr(getattr(current, "detection", None), "inpainting", False)),
+        "version": VERSION,
+    }
+    # The engine's own figures win where it gives them under A1111's keys.
+    info.update({k: v for k, v in params.items() if k in info})
+    if result.warnings:
+        info["warnings"] = list(result.warnings)
+    return json.dumps(info, default=lambda o: None)
+
+
+def job_timestamp() -> str:
+    """A1111's job timestamp format."""
+    return datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+
+
+def plaintext_to_html(text: str) -> str:
+    """Text as A1111's ``html_info``: escaped lines in one paragraph."""
+    return "<p>" + "<br>\n".join(html.escape(line) for line in (text or "").split("\n")) + "</p>"

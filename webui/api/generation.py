@@ -1,0 +1,88 @@
+"""Routes that make or read images: txt2img, img2img, extras and png-info (A1111 shapes)."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from webui.api import convert
+from webui.api.jobs_bridge import run_job
+from webui.api.models import ExtrasBatchBody, ExtrasSingleBody, Img2ImgBody, PngInfoBody, Txt2ImgBody
+from webui.images import read_image_info
+from webui.infotext import parse_infotext
+from webui.schemas import ExtrasResult, GenerationResult, InvalidRequest
+
+
+def _generation_response(body, request, result, services, timestamp) -> dict:
+    result = result if isinstance(result, GenerationResult) else GenerationResult()
+    images = convert.encode_images(result.images, result.infotexts) if body.send_images else []
+    return {
+        "images": images,
+        "parameters": convert.echo_parameters(body),
+        "info": convert.generation_info(body, request, result, services, timestamp),
+    }
+
+
+def _extras_result(result) -> ExtrasResult:
+    if isinstance(result, ExtrasResult):
+        return result
+    return ExtrasResult()
+
+
+def create_generation_router(services) -> APIRouter:
+    """txt2img, img2img, extra-single-image, extra-batch-images and png-info."""
+    router = APIRouter(prefix="/sdapi/v1", tags=["generation"])
+    max_pixels = services.settings.max_image_pixels
+
+    @router.post("/txt2img")
+    def txt2img(body: Txt2ImgBody):
+        """Make images from a prompt; waits for the queued job (A1111's TextToImageResponse)."""
+        request = convert.txt2img_request(body, services)
+        timestamp = convert.job_timestamp()
+        result = run_job(services.queue, "txt2img", request)
+        return _generation_response(body, request, result, services, timestamp)
+
+    @router.post("/img2img")
+    def img2img(body: Img2ImgBody):
+        """Change an init image (inpaint when a mask comes too); waits for the queued job."""
+        request = convert.img2img_request(body, services)
+        timestamp = convert.job_timestamp()
+        result = run_job(services.queue, "img2img", request)
+        return _generation_response(body, request, result, services, timestamp)
+
+    @router.post("/extra-single-image")
+    def extra_single_image(body: ExtrasSingleBody):
+        """Upscale and/or restore faces of one image (A1111's ExtrasSingleImageResponse)."""
+        image = convert.decode_image(body.image, "image", max_pixels)
+        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, [image], [])))
+        encoded = convert.encode_images(result.images, result.infotexts)
+        return {
+            "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
+            "image": (encoded[0] if encoded else None) if body.show_extras_results else None,
+        }
+
+    @router.post("/extra-batch-images")
+    def extra_batch_images(body: ExtrasBatchBody):
+        """Upscale and/or restore faces of several images (A1111's ExtrasBatchImagesResponse)."""
+        if not body.imageList:
+            raise InvalidRequest("imageList is empty: send at least one {data, name} image", field="imageList")
+        images = [convert.decode_image(item.data, f"imageList.{i}.data", max_pixels)
+                  for i, item in enumerate(body.imageList)]
+        names = [item.name for item in body.imageList]
+        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, images, names)))
+        return {
+            "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
+            "images": convert.encode_images(result.images, result.infotexts) if body.show_extras_results else [],
+        }
+
+    @router.post("/png-info")
+    def png_info(body: PngInfoBody):
+        """The infotext an image carries, its other metadata, and the infotext parsed into fields."""
+        image = convert.decode_image(body.image, "image", max_pixels)
+        info, items = read_image_info(image)
+        return {"info": info or "", "items": items, "parameters": parse_infotext(info) if info else {}}
+
+    @router.post("/interrogate")
+    def interrogate():
+        """Not offered: no captioning model ships with this server."""
+        raise InvalidRequest("interrogate is not supported by this server", field="model")
+
+    return router

@@ -1,0 +1,139 @@
+"""Request bodies of the A1111-compatible API, with A1111's field names and API defaults.
+
+Unknown fields are accepted and ignored (A1111 clients send many), a ``null``
+value means "the default" (A1111's fields are all optional), and a value of the
+wrong type is a 422 naming the field.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data):
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+class GenerationBody(ApiModel):
+    """Fields txt2img and img2img share (A1111's StableDiffusionProcessing)."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] = Field(default_factory=list)
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: str | None = None
+    sampler_index: str = "Euler"  # A1111's API default sampler when sampler_name is not given
+    scheduler: str | None = None
+    batch_size: int = Field(1, ge=1, le=64)
+    n_iter: int = Field(1, ge=1, le=10000)
+    steps: int = Field(50, ge=1, le=1000)
+    cfg_scale: float = Field(7.0, ge=0, le=100)
+    width: int = Field(512, ge=8, le=16384)
+    height: int = Field(512, ge=8, le=16384)
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: float | None = None
+    denoising_strength: float | None = Field(None, ge=0, le=1)
+    s_min_uncond: float | None = None
+    s_churn: float | None = None
+    s_tmax: float | None = None
+    s_tmin: float | None = None
+    s_noise: float | None = None
+    override_settings: dict[str, Any] = Field(default_factory=dict)
+    override_settings_restore_afterwards: bool = True
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float | None = None
+    disable_extra_networks: bool = False
+    comments: dict | None = None
+    script_name: str | None = None
+    script_args: list = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict = Field(default_factory=dict)
+    force_task_id: str | None = None
+    infotext: str | None = None
+
+
+class Txt2ImgBody(GenerationBody):
+    enable_hr: bool = False
+    firstphase_width: int = 0
+    firstphase_height: int = 0
+    hr_scale: float = Field(2.0, gt=0, le=16)
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = Field(0, ge=0, le=1000)
+    hr_resize_x: int = Field(0, ge=0, le=16384)
+    hr_resize_y: int = Field(0, ge=0, le=16384)
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    firstpass_image: str | None = None
+
+
+class Img2ImgBody(GenerationBody):
+    init_images: list[str] | None = None
+    resize_mode: int = Field(0, ge=0, le=3)
+    denoising_strength: float = Field(0.75, ge=0, le=1)
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    mask_blur_x: int = Field(4, ge=0, le=512)
+    mask_blur_y: int = Field(4, ge=0, le=512)
+    mask_blur: int | None = Field(None, ge=0, le=512)
+    mask_round: bool = True
+    inpainting_fill: int = Field(0, ge=0, le=3)
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = Field(0, ge=0, le=4096)
+    inpainting_mask_invert: int = Field(0, ge=0, le=1)
+    initial_noise_multiplier: float | None = None
+    latent_mask: str | None = None
+    include_init_images: bool = False
+
+
+class ExtrasBody(ApiModel):
+    """A1111's ExtrasBaseRequest."""
+
+    resize_mode: int = Field(0, ge=0, le=1)
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(0.0, ge=0, le=1)
+    codeformer_visibility: float = Field(0.0, ge=0, le=1)
+    codeformer_weight: float = Field(0.0, ge=0, le=1)
+    upscaling_resize: float = Field(2.0, gt=0, le=16)
+    upscaling_resize_w: int = Field(512, ge=1, le=16384)
+    upscaling_resize_h: int = Field(512, ge=1, le=16384)
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = Field(0.0, ge=0, le=1)
+    upscale_first: bool = False
+
+
+class ExtrasSingleBody(ExtrasBody):
+    image: str = ""
+
+
+class FileData(ApiModel):
+    data: str
+    name: str = ""
+
+
+class ExtrasBatchBody(ExtrasBody):
+    imageList: list[FileData] = Field(default_factory=list)  # noqa: N815 - A1111's name
+
+
+class PngInfoBody(ApiModel):
+    image: str

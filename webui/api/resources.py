@@ -1,0 +1,292 @@
+"""Routes that list and manage what the server has: models, options, samplers, upscalers... (A1111 shapes)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from webui.api.convert import resolve_checkpoint
+from webui.schemas import InvalidRequest
+
+# A1111's short sampler aliases (what old scripts send as sampler_index).
+SAMPLER_ALIASES = {
+    "Euler a": ["k_euler_a", "k_euler_ancestral"], "Euler": ["k_euler"], "LMS": ["k_lms"],
+    "Heun": ["k_heun"], "DPM2": ["k_dpm_2"], "DPM2 a": ["k_dpm_2_a"], "DPM++ 2M": ["k_dpmpp_2m"],
+    "DPM++ SDE": ["k_dpmpp_sde"], "DPM++ 2M SDE": ["k_dpmpp_2m_sde"], "DDIM": ["ddim"], "PLMS": ["plms"],
+    "UniPC": ["unipc"], "LCM": ["k_lcm"], "DDPM": ["ddpm"],
+}
+LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
+                        "Latent (nearest)", "Latent (nearest-exact)")
+BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
+
+
+def _sd_model_item(info) -> dict:
+    return {"title": info.title, "model_name": info.model_name, "hash": info.short_hash, "sha256": info.sha256,
+            "filename": str(info.path), "config": None}
+
+
+def _styles(database) -> list[dict]:
+    if database is None:
+        return []
+    items = []
+    for name in database.names():
+        style = database.get(name)
+        items.append({"name": style.name, "prompt": style.prompt, "negative_prompt": style.negative_prompt})
+    return items
+
+
+def _embedding_item(path: Path) -> dict:
+    """A1111's EmbeddingItem; vector count and width come from a safetensors header when there is one."""
+    item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 0, "vectors": 0}
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from webui.models.safetensors_header import read_safetensors_header
+
+            shapes = read_safetensors_header(path).shapes
+        except (OSError, ValueError):
+            return item
+        two_d = [s for s in shapes.values() if len(s) == 2]
+        if two_d:
+            item["vectors"], item["shape"] = int(two_d[0][0]), int(two_d[0][1])
+    return item
+
+
+def _memory() -> dict:
+    try:
+        import psutil
+
+        process = psutil.Process(os.getpid())
+        rss = process.memory_info().rss
+        total = psutil.virtual_memory().total
+        ram = {"free": total - rss, "used": rss, "total": total}
+    except Exception as exc:  # psutil is optional
+        ram = {"error": str(exc)}
+    cuda: dict[str, Any] = {"error": "unavailable"}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info()
+            stats = torch.cuda.memory_stats()
+
+            def pair(name):
+                return {"current": stats.get(f"{name}.all.current", 0), "peak": stats.get(f"{name}.all.peak", 0)}
+
+            cuda = {
+                "system": {"free": free, "used": total - free, "total": total},
+                "active": pair("active_bytes"), "allocated": pair("allocated_bytes"),
+                "reserved": pair("reserved_bytes"), "inactive": pair("inactive_split_bytes"),
+                "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+            }
+    except Exception as exc:
+        cuda = {"error": str(exc)}
+    return {"ram": ram, "cuda": cuda}
+
+
+def create_resources_router(services) -> APIRouter:
+    """sd-models, options, samplers, schedulers, upscalers, loras, sd-vae, embeddings, styles and the rest."""
+    router = APIRouter(prefix="/sdapi/v1", tags=["resources"])
+    catalog = services.catalog
+
+    def current_title() -> str | None:
+        current = getattr(services.models, "current_checkpoint", None)
+        return current.title if current is not None else None
+
+    # ---- checkpoints
+    @router.get("/sd-models")
+    def sd_models():
+        """Checkpoints in the catalog (A1111's SDModelItem list)."""
+        return [_sd_model_item(info) for info in catalog.checkpoints()]
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints():
+        """Rescan the checkpoint folders."""
+        catalog.refresh_checkpoints()
+        return None
+
+    @router.post("/unload-checkpoint")
+    def unload_checkpoint():
+        """Free the loaded checkpoint from RAM and GPU."""
+        services.models.unload()
+        return {}
+
+    @router.post("/reload-checkpoint")
+    def reload_checkpoint():
+        """Load the current checkpoint again."""
+        services.models.reload()
+        return {}
+
+    # ---- options
+    @router.get("/options")
+    def get_options():
+        """A1111 options; ``sd_model_checkpoint`` is the loaded checkpoint's title when one is loaded."""
+        values = services.options.as_dict()
+        current = getattr(services.models, "current_checkpoint", None)
+        if current is not None:
+            values["sd_model_checkpoint"] = current.title
+            values["sd_checkpoint_hash"] = current.sha256
+        return values
+
+    @router.post("/options")
+    def set_options(changes: dict[str, Any] = Body(...)):
+        """Change options; ``sd_model_checkpoint`` loads that checkpoint now (404 when unknown).
+
+        Keys this server does not have are ignored, as A1111 does; a known key with
+        a value of the wrong type is a 422 naming it, and then nothing changes.
+        """
+        known = services.options.as_dict()
+        wanted = {k: v for k, v in changes.items() if k in known}
+        ignored = sorted(k for k in changes if k not in known)
+        checkpoint = wanted.pop("sd_model_checkpoint", None)
+        if checkpoint is not None and not isinstance(checkpoint, str):
+            raise InvalidRequest("sd_model_checkpoint must be a string", field="sd_model_checkpoint")
+        # Type-check the rest before the (slow) model switch so a bad value changes nothing.
+        trial = type(services.options)(defaults=known)
+        trial.update(wanted)
+        if checkpoint:
+            info = services.models.select_checkpoint(resolve_checkpoint(catalog, checkpoint))
+            title = getattr(info, "title", None) or current_title() or checkpoint
+            wanted["sd_model_checkpoint"] = title
+        updated = services.options.update(wanted)
+        return {"updated": updated, "ignored": ignored}
+
+    @router.get("/cmd-flags")
+    def cmd_flags():
+        """The server's start-up settings under A1111's flag names (a subset)."""
+        s = services.settings
+        return {
+            "port": s.port, "listen": s.host not in ("127.0.0.1", "localhost", "::1"), "server_name": s.host,
+            "models_dir": str(s.models_dir), "ckpt_dir": str(s.extra_ckpt_dirs[0]) if s.extra_ckpt_dirs else None,
+            "lora_dir": str(s.extra_lora_dirs[0]) if s.extra_lora_dirs else None, "outdir": str(s.outdir),
+            "device": s.device, "precision": s.precision, "api": True, "nowebui": False,
+        }
+
+    # ---- samplers and friends
+    @router.get("/samplers")
+    def samplers():
+        """Sampler names the engine accepts (A1111's SamplerItem list)."""
+        return [{"name": n, "aliases": SAMPLER_ALIASES.get(n, []), "options": {}}
+                for n in services.engine.sampler_names()]
+
+    @router.get("/schedulers")
+    def schedulers():
+        """Schedule types (A1111's SchedulerItem list)."""
+        return [{"name": label.lower().replace(" ", "_"), "label": label, "aliases": None,
+                 "default_rho": 7.0 if label == "Karras" else -1.0, "need_inner_model": label == "Uniform"}
+                for label in services.engine.scheduler_names()]
+
+    @router.get("/upscalers")
+    def upscalers():
+        """Upscalers: None, Lanczos, Nearest and every recognised model (A1111's UpscalerItem list)."""
+        registry = services.upscalers
+        if registry is None:
+            return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+                    for n in BUILTIN_UPSCALERS]
+        return [{"name": u.name, "model_name": u.architecture, "model_path": str(u.path) if u.path else None,
+                 "model_url": None, "scale": u.scale} for u in registry.list()]
+
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes():
+        """Hires fix's latent modes."""
+        modes = getattr(services.engine, "latent_upscale_modes", None)
+        names = modes() if callable(modes) else LATENT_UPSCALE_MODES
+        return [{"name": n} for n in names]
+
+    @router.get("/face-restorers")
+    def face_restorers():
+        """Face restorers whose weights are present (A1111's FaceRestorerItem list)."""
+        faces = services.faces
+        if faces is None:
+            return []
+        items = []
+        for name in faces.names():
+            try:
+                folder = str(faces.model_path(name).parent)
+            except Exception:
+                folder = None
+            items.append({"name": name, "cmd_dir": folder})
+        return items
+
+    @router.get("/realesrgan-models")
+    def realesrgan_models():
+        """The upscaler models of the ESRGAN family (A1111's RealesrganItem list)."""
+        registry = services.upscalers
+        if registry is None:
+            return []
+        return [{"name": u.name, "path": str(u.path), "scale": u.scale} for u in registry.list()
+                if u.path is not None and (u.architecture or "").upper() in ("ESRGAN", "REALESRGAN", "SPAN", "COMPACT")]
+
+    @router.get("/hypernetworks")
+    def hypernetworks():
+        """Hypernetworks are not supported: always empty."""
+        return []
+
+    # ---- LoRA, VAE, embeddings
+    @router.get("/loras")
+    def loras():
+        """LoRA files with their training metadata (A1111's Lora extension shape)."""
+        return [{"name": info.name, "alias": info.alias, "path": str(info.path), "metadata": info.metadata}
+                for info in catalog.loras()]
+
+    @router.post("/refresh-loras")
+    def refresh_loras():
+        """Rescan the LoRA folders."""
+        catalog.refresh_loras()
+        return None
+
+    @router.get("/sd-vae")
+    def sd_vae():
+        """VAE files in models/VAE (A1111's SDVaeItem list)."""
+        return [{"model_name": info.name, "filename": str(info.path)} for info in catalog.vaes()]
+
+    @router.post("/refresh-vae")
+    def refresh_vae():
+        """Rescan models/VAE."""
+        catalog.refresh_vaes()
+        return None
+
+    @router.get("/embeddings")
+    def embeddings():
+        """Textual-inversion embeddings: loaded (fit the current model) and skipped."""
+        status = services.extra.get("embeddings_status") or getattr(services.models, "embeddings_status", None)
+        if callable(status):
+            status = status()
+        if isinstance(status, dict) and "loaded" in status:
+            return {"loaded": status.get("loaded") or {}, "skipped": status.get("skipped") or {}}
+        return {"loaded": {info.stem: _embedding_item(info.path) for info in catalog.embeddings()}, "skipped": {}}
+
+    @router.post("/refresh-embeddings")
+    def refresh_embeddings():
+        """Rescan models/embeddings."""
+        catalog.refresh_embeddings()
+        return None
+
+    # ---- styles, scripts, memory
+    @router.get("/prompt-styles")
+    def prompt_styles():
+        """Styles from styles.csv (A1111's PromptStyleItem list)."""
+        return _styles(services.styles)
+
+    router.add_api_route("/styles", prompt_styles, methods=["GET"], summary="Styles (alias of prompt-styles)")
+
+    @router.get("/scripts")
+    def scripts():
+        """No A1111 scripts run here; the lists are empty."""
+        return {"txt2img": [], "img2img": []}
+
+    @router.get("/script-info")
+    def script_info():
+        return []
+
+    @router.get("/extensions")
+    def extensions():
+        return []
+
+    @router.get("/memory")
+    def memory():
+        """RAM of this process and CUDA memory figures when a GPU is present."""
+        return _memory()
+
+    return router

@@ -1,0 +1,459 @@
+"""JobQueue: every generation and extras request as a job with an id, run one at a time by one worker thread.
+
+A1111's "queue" is a lock; this is a real queue: typed statuses, positions,
+per-job interrupt/skip/cancel, progress events, and SQLite persistence so queued
+work survives a restart. The worker calls the engine through one function,
+``runner(kind, request, control)``, so a remote worker can later do the same.
+"""
+from __future__ import annotations
+
+import bisect
+import gc
+import logging
+import queue as queue_module
+import threading
+import time
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from webui.jobs.control import WorkerControl
+from webui.jobs.records import Job, JobEvent, NotYourJob, check_kind, result_to_data
+from webui.jobs.store import JobStore, SQLiteJobStore
+from webui.schemas import (
+    ExtrasRequest,
+    GenerationRequest,
+    JobControl,
+    JobInterrupted,
+    JobStatus,
+    NotFound,
+    Progress,
+    QueueFull,
+    WebUIError,
+)
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[str, Any, JobControl], Any]
+RESTART_REASON = "server restarted"
+STOP_REASON = "server stopped"
+DEFAULT_RETRY_AFTER_S = 5
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch's OutOfMemoryError, Python's MemoryError and "out of memory" RuntimeErrors."""
+    if isinstance(exc, MemoryError):
+        return True
+    if any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line reason for the user: our own errors as is, others as "TypeName: message"."""
+    message = str(exc).strip()
+    if is_out_of_memory(exc):
+        first = message.splitlines()[0] if message else type(exc).__name__
+        return first if first.lower().startswith("out of memory") else f"out of memory: {first}"
+    if isinstance(exc, WebUIError):
+        return message or type(exc).__name__
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _image_count(request: Any) -> int:
+    if isinstance(request, GenerationRequest):
+        return max(1, request.batch_size * request.n_iter)
+    if isinstance(request, ExtrasRequest):
+        return max(1, len(request.images))
+    return 1
+
+
+class Subscription:
+    """A stream of JobEvents: iterate it (ends after a followed job's final event) or call ``get``.
+
+    Slow readers lose intermediate progress events, never the final one.
+    """
+
+    def __init__(self, job_id: str | None, on_close: Callable[["Subscription"], None], maxsize: int = 256):
+        self.job_id = job_id
+        self._events: queue_module.Queue = queue_module.Queue(maxsize=maxsize)
+        self._on_close = on_close
+        self.closed = False
+
+    def offer(self, event: JobEvent) -> None:
+        """Queue an event without blocking (called by the queue)."""
+        if self.job_id is not None and event.job.id != self.job_id:
+            return
+        while True:
+            try:
+                self._events.put_nowait(event)
+                return
+            except queue_module.Full:
+                if event.type == "progress":
+                    return
+                try:
+                    self._events.get_nowait()
+                except queue_module.Empty:
+                    pass
+
+    def get(self, timeout: float | None = None) -> JobEvent | None:
+        """The next event, or None when none came within ``timeout`` seconds."""
+        try:
+            return self._events.get(timeout=timeout)
+        except queue_module.Empty:
+            return None
+
+    def __iter__(self) -> Iterator[JobEvent]:
+        while not self.closed:
+            event = self.get(timeout=0.5)
+            if event is None:
+                continue
+            yield event
+            if self.job_id is not None and event.type == "finished":
+                return
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._on_close(self)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class JobQueue:
+    """Jobs in submission order, run by one worker thread; see the module docstring.
+
+    ``db_path=None`` keeps the queue in memory (tests, benchmarks). ``on_out_of_memory``
+    is called on the worker thread after a job failed for lack of memory, so the
+    model manager can free or reload weights. ``preview_every``: steps between
+    live previews (0 = none).
+    """
+
+    def __init__(self, runner: Runner, *, db_path: Path | None = None, max_length: int = 100,
+                 on_out_of_memory: Callable[[], None] | None = None, preview_every: int = 5,
+                 keep_history: int = 200, keep_results: int = 20, store: JobStore | None = None):
+        self._runner = runner
+        self._store: JobStore = store if store is not None else SQLiteJobStore(db_path)
+        self.max_length = int(max_length)
+        self._on_out_of_memory = on_out_of_memory
+        self.preview_every = int(preview_every)
+        self._keep_history = keep_history
+        self._keep_results = keep_results
+        self._lock = threading.RLock()
+        self._work = threading.Condition(self._lock)  # wakes the worker: a job came, or stop
+        self._done = threading.Condition(self._lock)  # wakes waiters: a job finished
+        self._queued: list[Job] = []  # submission order (by seq)
+        self._reserved = 0  # submissions between the length check and the store write
+        self._running: Job | None = None
+        self._control: WorkerControl | None = None
+        self._recent: OrderedDict[str, Job] = OrderedDict()  # finished here; results kept decoded
+        self._recent_limit = max(keep_results, 8)
+        self._subscribers: list[Subscription] = []
+        self._durations: deque[float] = deque(maxlen=10)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._recover()
+
+    def _recover(self) -> None:
+        """Jobs a dead process left running fail with a reason; queued ones wait in their order."""
+        failed = self._store.fail_running(RESTART_REASON, time.time())
+        for job_id in failed:
+            log.warning("job %s was running when the server stopped; marked failed", job_id)
+        self._queued = self._store.queued()
+        self._queued.sort(key=lambda j: j.seq)
+        if self._queued:
+            log.info("%d queued job(s) restored from the queue database", len(self._queued))
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> "JobQueue":
+        """Start the worker thread (once)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return self
+            self._stopping = False
+            self._thread = threading.Thread(target=self._work_loop, name="webui-job-worker", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> bool:
+        """Stop the worker: the running job is interrupted, queued jobs stay queued. True if it ended."""
+        with self._lock:
+            self._stopping = True
+            if self._control is not None:
+                self._control.request_interrupt()
+            self._work.notify_all()
+            thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def close(self) -> None:
+        """Stop the worker and close the store."""
+        self.stop()
+        self._store.close()
+
+    def __enter__(self) -> "JobQueue":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ submitting and reading
+    def submit(self, kind: str, request: Any, *, owner: str = "") -> Job:
+        """Queue a job and return it at once; QueueFull when ``max_length`` jobs already wait."""
+        check_kind(kind, request)
+        with self._lock:
+            if len(self._queued) + self._reserved >= self.max_length:
+                error = QueueFull(f"queue full: {self.max_length} jobs are waiting; try again later")
+                error.retry_after = self._retry_after()
+                raise error
+            self._reserved += 1
+        job = Job(kind=kind, request=request, owner=owner or "")
+        try:
+            job.seq = self._store.add(job)
+        finally:
+            with self._lock:
+                self._reserved -= 1
+        with self._lock:
+            index = bisect.bisect([j.seq for j in self._queued], job.seq)
+            self._queued.insert(index, job)
+            self._work.notify_all()
+            snapshot = self._snapshot(job)
+        self._publish("status", snapshot)
+        return snapshot
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id (a snapshot); NotFound if it is unknown or long gone."""
+        with self._lock:
+            job = self._find_live(job_id)
+            if job is not None:
+                return self._snapshot(job)
+        job = self._store.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def position(self, job_id: str) -> int | None:
+        """1 = runs next, 0 = running, None = finished."""
+        return self.get(job_id).position
+
+    def current(self) -> Job | None:
+        """The running job (a snapshot) or None."""
+        with self._lock:
+            return self._snapshot(self._running) if self._running is not None else None
+
+    def list(self, owner: str | None = None, limit: int = 50) -> list[Job]:
+        """Recent finished jobs (oldest first, at most ``limit``), then the running job, then the queue in order."""
+        with self._lock:
+            active = ([self._running] if self._running is not None else []) + list(self._queued)
+            active = [self._snapshot(j) for j in active if owner is None or j.owner == owner]
+            recent = {job_id: self._snapshot(j) for job_id, j in self._recent.items()}
+        seen = {j.id for j in active}
+        history = []
+        for job in self._store.history(limit, owner):
+            if job.id not in seen:
+                history.append(recent.get(job.id, job))
+        return history[::-1] + active
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until the job finishes or ``timeout`` passes; returns the job as it then is."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                job = self._find_live(job_id)
+                if job is None:
+                    break  # finished earlier or unknown: the store knows
+                if job.status.finished:
+                    return self._snapshot(job)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return self._snapshot(job)
+                self._done.wait(remaining)
+        return self.get(job_id)
+
+    def subscribe(self, job_id: str | None = None) -> Subscription:
+        """Events of one job (starting with its current state) or, with None, of every job."""
+        subscription = Subscription(job_id, self._unsubscribe)
+        with self._lock:
+            self._subscribers.append(subscription)
+        if job_id is not None:
+            job = self.get(job_id)
+            subscription.offer(JobEvent("finished" if job.status.finished else "status", job))
+        return subscription
+
+    # ------------------------------------------------------------ acting on jobs
+    def cancel(self, job_id: str, owner: str | None = None) -> Job:
+        """Remove a queued job (it never starts); a running job is interrupted. Finished jobs stay as they are."""
+        with self._lock:
+            job = self._find_live(job_id)
+            if job is None:
+                return self.get(job_id)
+            self._check_owner(job, owner)
+            if job is self._running:
+                self._control.request_interrupt()
+                return self._snapshot(job)
+            if job.status.finished:
+                return self._snapshot(job)
+            self._queued.remove(job)
+            job.status, job.finished, job.position = JobStatus.CANCELED, time.time(), None
+            self._remember(job)
+            snapshot = self._snapshot(job)
+        self._save_finished(job, None)
+        with self._lock:
+            self._done.notify_all()
+        self._publish("finished", snapshot)
+        return snapshot
+
+    def interrupt(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
+        """Stop a job within one step, keeping its finished images (None = the running job, if any).
+
+        Interrupting a job that is still queued cancels it.
+        """
+        with self._lock:
+            job = self._running if job_id is None else self._find_live(job_id)
+            if job is None:
+                if job_id is None:
+                    return None
+                return self.get(job_id)
+            self._check_owner(job, owner)
+            if job is self._running:
+                self._control.request_interrupt()
+                return self._snapshot(job)
+            if job.status.finished:
+                return self._snapshot(job)
+        return self.cancel(job.id, owner)
+
+    def skip(self, job_id: str | None = None, owner: str | None = None) -> Job | None:
+        """End the current image of the running job's batch and go on with the next (None = running job)."""
+        with self._lock:
+            job = self._running if job_id is None else self._find_live(job_id)
+            if job is None:
+                return None if job_id is None else self.get(job_id)
+            self._check_owner(job, owner)
+            if job is self._running:
+                self._control.request_skip()
+            return self._snapshot(job)
+
+    # ------------------------------------------------------------ worker
+    def _work_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queued and not self._stopping:
+                    self._work.wait()
+                if self._stopping:
+                    return
+                job = self._queued.pop(0)
+                job.status, job.started, job.position = JobStatus.RUNNING, time.time(), 0
+                job.progress = Progress(image_count=_image_count(job.request), started_at=job.started)
+                control = WorkerControl(lambda p, job=job: self._on_progress(job, p), self.preview_every)
+                self._running, self._control = job, control
+                snapshot = self._snapshot(job)
+            try:
+                self._store.update(job)
+            except Exception:
+                log.exception("could not record the start of job %s", job.id)
+            self._publish("status", snapshot)
+            self._run(job, control)
+
+    def _run(self, job: Job, control: WorkerControl) -> None:
+        result, error, out_of_memory = None, None, False
+        try:
+            result = self._runner(job.kind, job.request, control)
+            status = JobStatus.INTERRUPTED if control.interrupt_requested else JobStatus.SUCCEEDED
+        except JobInterrupted as exc:
+            status, result = JobStatus.INTERRUPTED, exc.partial
+        except Exception as exc:
+            status, out_of_memory = JobStatus.FAILED, is_out_of_memory(exc)
+            error = describe_failure(exc)
+            job.error_type = "OutOfMemoryError" if out_of_memory else type(exc).__name__
+            job.error_field = getattr(exc, "field", None)
+            job.error_status = exc.http_status if isinstance(exc, WebUIError) else 500
+            if isinstance(exc, WebUIError) and not out_of_memory:
+                log.info("job %s failed: %s", job.id, error)
+            else:
+                log.error("job %s failed: %s", job.id, error, exc_info=exc)
+            exc.__traceback__ = None  # frames may hold large tensors
+            del exc
+        if status == JobStatus.INTERRUPTED and self._stopping:
+            error = STOP_REASON
+        if out_of_memory:
+            gc.collect()
+            if self._on_out_of_memory is not None:
+                try:
+                    self._on_out_of_memory()
+                except Exception:
+                    log.exception("freeing memory after an out-of-memory error failed")
+        with self._lock:
+            job.status, job.finished, job.error, job.position = status, time.time(), error, None
+            job.result = result
+            self._durations.append(job.finished - job.started)
+            snapshot = self._snapshot(job)
+        self._save_finished(job, result)
+        with self._lock:
+            self._running, self._control = None, None
+            self._remember(job)
+            self._done.notify_all()
+        self._publish("finished", snapshot)
+
+    def _on_progress(self, job: Job, progress: Progress) -> None:
+        with self._lock:
+            job.progress = progress
+            snapshot = self._snapshot(job)
+        self._publish("progress", snapshot)
+
+    # ------------------------------------------------------------ helpers
+    def _find_live(self, job_id: str) -> Job | None:
+        if self._running is not None and self._running.id == job_id:
+            return self._running
+        for job in self._queued:
+            if job.id == job_id:
+                return job
+        return self._recent.get(job_id)
+
+    def _snapshot(self, job: Job) -> Job:
+        clone = job.snapshot()
+        if job.status == JobStatus.QUEUED:
+            try:
+                clone.position = self._queued.index(job) + 1
+            except ValueError:
+                clone.position = None
+        return clone
+
+    def _remember(self, job: Job) -> None:
+        self._recent[job.id] = job
+        while len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
+
+    def _save_finished(self, job: Job, result: Any) -> None:
+        try:
+            self._store.update(job, result_data=result_to_data(result), keep_request_images=False)
+            self._store.prune(self._keep_history, self._keep_results)
+        except Exception:
+            log.exception("could not record the end of job %s", job.id)
+
+    @staticmethod
+    def _check_owner(job: Job, owner: str | None) -> None:
+        if owner is not None and job.owner != owner:
+            raise NotYourJob(f"job {job.id} belongs to another user")
+
+    def _retry_after(self) -> int:
+        if not self._durations:
+            return DEFAULT_RETRY_AFTER_S
+        return int(min(60, max(1, round(sum(self._durations) / len(self._durations)))))
+
+    def _publish(self, kind: str, snapshot: Job) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        event = JobEvent(kind, snapshot)
+        for subscription in subscribers:
+            subscription.offer(event)
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            if subscription in self._subscribers:
+                self._subscribers.remove(subscription)

@@ -159,6 +159,21 @@ class LoraModule:
         left, right = self._f32(a, device), self._f32(b, device)
         return (left @ right.flatten(1)).reshape(left.shape[0], *right.shape[1:])
 
+    def merged(self, base: torch.Tensor, multiplier: float) -> torch.Tensor:
+        """A new float32 tensor ``base + multiplier * scale * delta``; ``base`` is only read.
+
+        A plain float32 LoRA layer takes one fused ``addmm`` pass over the weight, which
+        matters on CPU where memory bandwidth is what patching costs.
+        """
+        if base.dtype == torch.float32 and self.kind == "lora" and "mid" not in self.tensors:
+            up = self._f32("up", base.device).flatten(1)
+            down = self._f32("down", base.device).flatten(1)
+            flat = base.reshape(base.shape[0], -1)
+            return torch.addmm(flat, up, down, alpha=multiplier * self.scale).view(base.shape)
+        acc = base.to(dtype=torch.float32, copy=True)
+        self.add_to(acc, multiplier)
+        return acc
+
     def add_to(self, acc: torch.Tensor, multiplier: float) -> None:
         """Add ``multiplier * scale * delta`` into ``acc`` (a float32 tensor we own, shaped as the weight)."""
         device = acc.device
@@ -648,8 +663,9 @@ class LoraPatcher:
                 self._current.pop(target, None)
             else:
                 with torch.no_grad():
-                    acc = original.detach().to(dtype=torch.float32, copy=True)
-                    for _, lora_module, multiplier in entries:
+                    (_, first, multiplier), *rest = entries
+                    acc = first.merged(original.detach(), multiplier)
+                    for _, lora_module, multiplier in rest:
                         lora_module.add_to(acc, multiplier)
                     module.weight = nn.Parameter(acc.to(original.dtype), requires_grad=False)
                 self._current[target] = signature

@@ -79,3 +79,19 @@ def test_composable_split_like_a1111():
     assert split_composable("ANDROID AND x") == [("ANDROID", 1.0), (" x", 1.0)]
     assert split_composable("(x:1.2)") == [("(x:1.2)", 1.0)]
     assert split_composable("") == [("", 1.0)]
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import webui.prompts.attention
+    import webui.prompts.composable
+    import webui.prompts.extra_networks
+    import webui.prompts.schedule
+    import webui.prompts.styles
+
+    modules = [webui.prompts.attention, webui.prompts.composable, webui.prompts.extra_networks,
+               webui.prompts.schedule, webui.prompts.styles]
+    for module in modules:
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__

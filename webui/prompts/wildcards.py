@@ -112,11 +112,13 @@ class WildcardIndex:
         """Names matching a glob such as ``colors*`` or ``*/trees``."""
         return [name for name in self.names() if fnmatch.fnmatchcase(name, pattern)]
 
-    def expand(self, text: str, seed: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[str, list[str]]:
+    def expand(self, text: str, seed: int | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[str, list[str]]:
         """Expand wildcards and variants in ``text`` deterministically for ``seed``.
 
-        Returns the expanded text and the warnings for the user (unknown or
-        unsafe names, empty files, cycles, too-deep nesting, unbalanced braces).
+        ``seed`` may also be a string (``prepare_prompt`` derives the negative
+        prompt's seed that way). Returns the expanded text and the warnings for
+        the user (unknown or unsafe names, empty files, cycles, too-deep nesting,
+        unbalanced braces).
         """
         expander = _Expander(self, random.Random(seed), max_depth)
         result = expander.expand(text, 0, ())

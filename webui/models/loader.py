@@ -202,7 +202,9 @@ def build_components(arch: Architecture, converted: dict[str, StateDict], inpain
     components = LoadedComponents(arch.family.name, inpainting, unet, vae, encoders, tokenizers,
                                   dict(arch.scheduler), arch)
     for module in components.modules():
-        module.to(device=device, dtype=dtype)
+        if next(module.parameters()).dtype != dtype:
+            module.to(dtype=dtype)
+        module.to(device=device)
     if arch.family.name == "sd2" and not arch.prediction_from_metadata:
         components.scheduler_config["prediction_type"] = guess_sd2_prediction(unet)
     return components

@@ -23,7 +23,7 @@ FULL_SDXL_UNET = {"block_out_channels": (320, 640, 1280), "layers_per_block": 2,
                   "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                   "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
                   "transformer_layers_per_block": (1, 2, 10)}
-TINY_VAE = {"block_out_channels": (32, 32), "layers_per_block": 1, "norm_num_groups": 32}
+TINY_VAE = {"block_out_channels": (32, 32, 32, 32), "layers_per_block": 1, "norm_num_groups": 32}
 FULL_VAE = {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2}
 TINY_TEXT = {"num_hidden_layers": 2}
 FULL_TEXT = {"clip_l": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12},

@@ -1,0 +1,132 @@
+"""The denoising loop shared by txt2img, img2img, inpaint and the hires-fix second pass.
+
+No threads, no UI: the caller passes conditioning, noise seeds and a JobControl;
+the loop reports progress after each step and stops when asked to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from webui.schemas import JobControl, JobInterrupted, Progress
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning for a batch: embeddings [B, T, D] and (SDXL) pooled [B, P]."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+
+@dataclass
+class SamplingJob:
+    """Everything one denoising run needs besides the model and scheduler."""
+
+    seeds: list[int]
+    latent_size: tuple[int, int]  # (h, w) in latent pixels
+    steps: int
+    cfg_scale: float
+    positive_at: Callable[[int], Conditioning]  # step -> conditioning of the batch (prompt editing)
+    negative: Conditioning
+    time_ids: torch.Tensor | None = None  # SDXL size/crop ids for [negative; positive]
+    init_latents: torch.Tensor | None = None  # img2img / inpaint start (already scaled)
+    strength: float = 1.0
+    mask: torch.Tensor | None = None  # [B,1,h,w] 1 = repaint (inpaint), latent resolution
+    masked_image_latents: torch.Tensor | None = None  # for 9-channel inpainting UNets
+    noise_fill: str = "original"  # original | latent noise | latent nothing (what the masked latents start as)
+    progress: Progress = field(default_factory=Progress)
+
+
+def seeded_noise(seeds: list[int], shape: tuple[int, ...], device, dtype) -> torch.Tensor:
+    """Noise for a batch where image i's noise comes from seeds[i] alone (CPU generator: same on every device)."""
+    parts = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s) & 0xFFFFFFFFFFFFFFFF),
+                         dtype=torch.float32) for s in seeds]
+    return torch.stack(parts).to(device=device, dtype=dtype)
+
+
+def step_generators(seeds: list[int]) -> list[torch.Generator]:
+    """Per-image generators for ancestral/SDE steps, offset so they differ from the initial noise."""
+    return [torch.Generator("cpu").manual_seed((int(s) + 0x5EED) & 0xFFFFFFFFFFFFFFFF) for s in seeds]
+
+
+def _timesteps(scheduler, steps: int, strength: float, device):
+    scheduler.set_timesteps(steps, device=device)
+    timesteps = scheduler.timesteps
+    if strength >= 1.0:
+        return timesteps
+    order = getattr(scheduler, "order", 1)
+    init = min(int(steps * strength), steps)
+    start = max(steps - init, 0)
+    timesteps = timesteps[start * order:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start * order)
+    return timesteps
+
+
+@torch.no_grad()
+def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Callable | None = None) -> torch.Tensor:
+    """Run the sampler; returns the final latents [B,4,h,w] (unscaled by the VAE factor)."""
+    param = next(unet.parameters())
+    device, dtype = param.device, param.dtype
+    batch = len(job.seeds)
+    shape = (4, *job.latent_size)
+    noise = seeded_noise(job.seeds, shape, device, torch.float32)
+    timesteps = _timesteps(scheduler, job.steps, job.strength if job.init_latents is not None else 1.0, device)
+    generators = step_generators(job.seeds)
+
+    if job.init_latents is None:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        init = job.init_latents.to(device=device, dtype=torch.float32)
+        if job.mask is not None and job.noise_fill != "original":
+            fill = noise if job.noise_fill == "latent noise" else torch.zeros_like(init)
+            init = init * (1 - job.mask) + fill * job.mask
+        latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(batch)) if len(timesteps) else init
+
+    negative, total = job.negative, len(timesteps)
+    job.progress.steps = total
+    for index, t in enumerate(timesteps):
+        if control.interrupted():
+            raise JobInterrupted()
+        if control.take_skip():
+            return None  # caller drops this image batch
+        positive = job.positive_at(index * job.steps // total)  # prompt editing counts sampler steps
+        model_in = torch.cat([latents] * 2)
+        model_in = scheduler.scale_model_input(model_in, t)
+        if job.masked_image_latents is not None:
+            extra = torch.cat([job.mask, job.masked_image_latents], dim=1).to(torch.float32)
+            model_in = torch.cat([model_in, torch.cat([extra] * 2)], dim=1)
+        context = torch.cat([negative.embeds, positive.embeds]).to(dtype)
+        added = None
+        if positive.pooled is not None:
+            added = {"text_embeds": torch.cat([negative.pooled, positive.pooled]).to(dtype),
+                     "time_ids": job.time_ids.to(device=device, dtype=dtype)}
+        out = unet(model_in.to(dtype), t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        out_neg, out_pos = out.float().chunk(2)
+        guided = out_neg + job.cfg_scale * (out_pos - out_neg)
+        latents = scheduler.step(guided, t, latents, generator=generators, return_dict=False)[0] \
+            if _accepts_generator(scheduler) else scheduler.step(guided, t, latents, return_dict=False)[0]
+        if job.mask is not None and job.masked_image_latents is None and job.init_latents is not None:
+            # Ordinary checkpoints inpaint by keeping the unmasked area on the original's noise path.
+            keep = job.init_latents.to(torch.float32)
+            if index + 1 < total:
+                keep = scheduler.add_noise(keep, noise, timesteps[index + 1: index + 2].repeat(batch))
+            latents = keep * (1 - job.mask) + latents * job.mask
+        job.progress.step = index + 1
+        if preview is not None and control.wants_preview(index + 1):
+            job.progress.preview = preview(latents)
+        control.report(job.progress)
+    return latents
+
+
+def _accepts_generator(scheduler) -> bool:
+    import inspect
+
+    cache = getattr(scheduler, "_webui_accepts_generator", None)
+    if cache is None:
+        cache = "generator" in inspect.signature(scheduler.step).parameters
+        scheduler._webui_accepts_generator = cache
+    return cache

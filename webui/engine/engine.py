@@ -1,0 +1,378 @@
+"""Engine: ``generate(request) -> result`` for txt2img, img2img and inpaint, and ``extras``.
+
+One code path for all three modes, numbered like a diffusers pipeline. It knows
+nothing of threads, gradio or HTTP: progress and stopping go through the
+JobControl it is handed.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from webui.catalog import Catalog
+from webui.config import Settings
+from webui.engine import imageprep, vae_ops
+from webui.engine.diffusion import Conditioning, SamplingJob, denoise
+from webui.engine.prompting import PromptPlan, encode_plans, plan_prompts
+from webui.engine.samplers import make_scheduler, resolve_sampler, sampler_names, schedule_names
+from webui.models.manager import ModelManager
+from webui.schemas import (
+    ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
+    JobInterrupted, NullControl, Progress,
+)
+
+log = logging.getLogger(__name__)
+
+LATENT_UPSCALE_MODES = {
+    "Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False),
+}
+VERSION = "webui-0.1"
+
+
+@dataclass
+class _Batch:
+    """One batch of images in flight."""
+
+    seeds: list[int]
+    plans: list[PromptPlan]
+    init_images: list[Image.Image] = field(default_factory=list)
+
+
+class Engine:
+    """Runs generation and extras requests on the ModelManager's live model."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, models: ModelManager, *, upscalers=None,
+                 faces=None, wildcards=None, styles=None, options=None):
+        self.settings = settings
+        self.catalog = catalog
+        self.models = models
+        self.upscalers = upscalers
+        self.faces = faces
+        self.wildcards = wildcards
+        self.styles = styles
+        self.options = options
+
+    # ------------------------------------------------------------ public surface
+    def run(self, kind: str, request, control: JobControl):
+        """The single entry point of the queue worker."""
+        if kind in ("txt2img", "img2img"):
+            return self.generate(request, control)
+        if kind == "extras":
+            return self.extras(request, control)
+        raise InvalidRequest(f"unknown job kind {kind!r}", field="kind")
+
+    def sampler_names(self) -> list[str]:
+        return sampler_names()
+
+    def scheduler_names(self) -> list[str]:
+        return schedule_names()
+
+    def latent_upscale_modes(self) -> list[str]:
+        return list(LATENT_UPSCALE_MODES)
+
+    # ------------------------------------------------------------ generation
+    def generate(self, request: GenerationRequest, control: JobControl | None = None) -> GenerationResult:
+        """Make the images a request asks for; saves them when the request says so."""
+        control = control or NullControl()
+        # 1. Check inputs
+        warnings = self._check_inputs(request)
+        spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
+        request.sampler_name, request.scheduler = spec.name, schedule
+        seed = request.seed if request.seed is not None and request.seed >= 0 else random.randrange(2**32)
+        count = request.batch_size * request.n_iter
+        all_seeds = [seed + i for i in range(count)]
+        result = GenerationResult(warnings=warnings)
+        progress = Progress(image_count=count, started_at=time.time())
+
+        with self.models.lock:
+            # 2. Model, and what the prompt asks of it
+            model = self.models.ensure(request.checkpoint)
+            checkpoint = self.models.current_checkpoint
+            addons = self.models.addons()
+            try:
+                for batch_index in range(request.n_iter):
+                    seeds = all_seeds[batch_index * request.batch_size:(batch_index + 1) * request.batch_size]
+                    progress.image_index = batch_index * request.batch_size
+                    self._generate_batch(request, seeds, model, checkpoint, addons, spec, schedule,
+                                         control, progress, result)
+            except JobInterrupted as stop:
+                stop.partial = result
+                raise
+        result.warnings = list(dict.fromkeys(result.warnings))
+        return result
+
+    def _check_inputs(self, r: GenerationRequest) -> list[str]:
+        warnings = []
+        checks = [("steps", 1, 150), ("batch_size", 1, 64), ("n_iter", 1, 100), ("clip_skip", 1, 12),
+                  ("width", 16, 4096), ("height", 16, 4096)]
+        for name, low, high in checks:
+            value = getattr(r, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise InvalidRequest(f"{name} must be a whole number from {low} to {high}", field=name)
+        for name, low, high in (("cfg_scale", 0.0, 100.0), ("denoising_strength", 0.0, 1.0),
+                                ("hr_scale", 1.0, 8.0)):
+            value = getattr(r, name)
+            if not isinstance(value, (int, float)) or not low <= float(value) <= high:
+                raise InvalidRequest(f"{name} must be a number from {low} to {high}", field=name)
+        if r.width * r.height * r.batch_size > self.settings.max_image_pixels:
+            raise InvalidRequest("image too large for this server's limit", field="width")
+        for name in ("width", "height"):
+            value = getattr(r, name)
+            if value % 8:
+                rounded = imageprep.round_to_multiple(value)
+                warnings.append(f"{name} {value} is not a multiple of 8; using {rounded}")
+                setattr(r, name, rounded)
+        if r.mask is not None and r.init_image is None:
+            raise InvalidRequest("a mask needs an init image", field="mask")
+        if r.resize_mode not in range(4):
+            raise InvalidRequest("resize_mode must be 0, 1, 2 or 3", field="resize_mode")
+        if r.inpainting_fill not in range(4):
+            raise InvalidRequest("inpainting_fill must be 0, 1, 2 or 3", field="inpainting_fill")
+        return warnings
+
+    def _generate_batch(self, request, seeds, model, checkpoint, addons, spec, schedule, control, progress,
+                        result: GenerationResult) -> None:
+        device = next(model.unet.parameters()).device
+        # 3. Prompts: styles, wildcards (per seed), LoRA tags, schedules
+        plans = plan_prompts(request, seeds, self.wildcards, self.styles)
+        report = addons.prepare(plans[0].loras, request.vae)
+        result.warnings.extend(report.warnings)
+        for plan in plans:
+            result.warnings.extend(plan.warnings)
+        # 4. Pixels in: init image / mask (img2img, inpaint)
+        width, height = request.width, request.height
+        inpaint = None
+        init_images = None
+        if request.init_image is not None:
+            init_images, inpaint = self._prepare_init(request, width, height)
+            if inpaint is not None and inpaint.get("empty"):
+                self._finish_unchanged(request, seeds, plans, result, checkpoint)
+                return
+            if inpaint is not None:
+                width, height = inpaint["work_size"]
+        # 5. Encode prompts
+        steps = request.steps
+        positive_at, negative = encode_plans(model, addons, plans, steps, request.clip_skip)
+        scheduler, sched_warnings = make_scheduler(spec, schedule, model.scheduler_config)
+        result.warnings.extend(sched_warnings)
+        # 6. Latents in
+        factor = vae_ops.scale_factor(model.vae)
+        job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
+                          cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative=negative,
+                          progress=progress)
+        job.time_ids = self._time_ids(model, width, height, len(seeds))
+        if init_images is not None:
+            job.init_latents = vae_ops.encode(model.vae, init_images)
+            if request.resize_mode == 3 and inpaint is None:
+                job.init_latents = torch.nn.functional.interpolate(job.init_latents, size=job.latent_size,
+                                                                   mode="bilinear")
+            job.strength = float(request.denoising_strength)
+        if inpaint is not None:
+            self._attach_mask(job, model, inpaint, request)
+        preview = (lambda lat: vae_ops.cheap_preview(lat, model.family))
+        # 7. Denoising loop
+        latents = denoise(model.unet, scheduler, job, control, preview)
+        if latents is None:  # skipped
+            progress.image_index += len(seeds)
+            return
+        # 8. Hires fix (txt2img second pass)
+        hires_fields = {}
+        if request.enable_hr and request.init_image is None:
+            latents, hires_fields = self._hires_pass(request, model, spec, schedule, latents, job, control, progress)
+            if latents is None:
+                return
+        # 9. Decode, restore faces, paste back, save
+        images, upcast = vae_ops.decode(model.vae, latents)
+        if upcast:
+            result.warnings.append("the VAE produced NaNs in half precision; decoded in float32")
+        for i, image in enumerate(images):
+            image = self._postprocess_image(request, image, inpaint, i)
+            plan = plans[i]
+            fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, hires_fields,
+                                           inpaint is not None or request.init_image is not None)
+            self._emit(request, image, plan, seeds[i], fields, result)
+        progress.image_index += len(seeds)
+
+    # ------------------------------------------------------------ img2img / inpaint helpers
+    def _prepare_init(self, request, width, height):
+        init = request.init_image.convert("RGB")
+        if request.mask is None:
+            image = imageprep.resize_image(init, request.resize_mode, width, height)
+            return [image] * request.batch_size, None
+        image = imageprep.resize_image(init, request.resize_mode if request.resize_mode != 3 else 0, width, height)
+        mask = imageprep.prepare_mask(request.mask, image.size, bool(request.inpainting_mask_invert))
+        if mask.getbbox() is None:
+            return [image], {"empty": True, "image": image}
+        soft = imageprep.blur_mask(mask, request.mask_blur)
+        info = {"original": image, "mask": mask, "soft_mask": soft, "work_size": (width, height), "box": None}
+        work_image, work_mask = image, soft
+        if request.inpaint_full_res:
+            box = imageprep.mask_box(mask, request.inpaint_full_res_padding, width, height)
+            info["box"] = box
+            work_image = image.crop(box).resize((width, height), Image.LANCZOS)
+            work_mask = soft.crop(box).resize((width, height), Image.LANCZOS)
+        if request.inpainting_fill == 0:
+            work_image = imageprep.fill_masked(work_image, work_mask)
+        info["work_mask"] = work_mask
+        return [work_image] * request.batch_size, info
+
+    def _attach_mask(self, job: SamplingJob, model, inpaint: dict, request) -> None:
+        h, w = job.latent_size
+        small = inpaint["work_mask"].resize((w, h), Image.BILINEAR)
+        mask = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).reshape(1, 1, h, w)
+        batch = len(job.seeds)
+        job.mask = mask.repeat(batch, 1, 1, 1).to(job.init_latents.device)
+        job.noise_fill = {0: "original", 1: "original", 2: "latent noise", 3: "latent nothing"}[request.inpainting_fill]
+        if model.inpainting:
+            # 9-channel UNets see the mask and the image with the masked part blanked out.
+            hard = (job.mask > 0.5).float()
+            job.masked_image_latents = job.init_latents * (1 - hard)
+            job.mask = hard
+
+    def _finish_unchanged(self, request, seeds, plans, result, checkpoint) -> None:
+        result.warnings.append("the mask is empty: nothing to inpaint, the image is returned unchanged")
+        image = imageprep.resize_image(request.init_image, 0, request.width, request.height)
+        for seed, plan in zip(seeds, plans):
+            result.images.append(image.copy())
+            result.seeds.append(seed)
+            result.prompts.append(plan.prompt)
+            result.negative_prompts.append(plan.negative)
+            result.infotexts.append("")
+
+    def _postprocess_image(self, request, image, inpaint, index):
+        if request.restore_faces and self.faces is not None:
+            image = self.faces.restore(image, request.face_restorer, 1.0, request.codeformer_weight)
+        if inpaint is None:
+            return image
+        original = inpaint["original"]
+        if inpaint["box"] is not None:
+            x1, y1, x2, y2 = inpaint["box"]
+            patch = image.resize((x2 - x1, y2 - y1), Image.LANCZOS)
+            full = original.copy()
+            full.paste(patch, (x1, y1))
+            image = full
+        return imageprep.composite_original(image, original, inpaint["soft_mask"])
+
+    # ------------------------------------------------------------ SDXL and hires
+    def _time_ids(self, model, width, height, batch) -> torch.Tensor | None:
+        if model.family not in ("sdxl", "sdxl_refiner"):
+            return None
+        if model.family == "sdxl":
+            ids = [height, width, 0, 0, height, width]
+            neg = ids
+        else:
+            ids, neg = [height, width, 0, 0, 6.0], [height, width, 0, 0, 2.5]
+        return torch.tensor([neg] * batch + [ids] * batch, dtype=torch.float32)
+
+    def _hires_pass(self, request, model, spec, schedule, latents, first: SamplingJob, control, progress):
+        if request.hr_resize_x or request.hr_resize_y:
+            target_w = request.hr_resize_x or round(request.width * request.hr_resize_y / request.height)
+            target_h = request.hr_resize_y or round(request.height * request.hr_resize_x / request.width)
+        else:
+            target_w, target_h = request.width * request.hr_scale, request.height * request.hr_scale
+        target_w, target_h = imageprep.round_to_multiple(int(target_w)), imageprep.round_to_multiple(int(target_h))
+        upscaler = request.hr_upscaler or "Latent"
+        factor = vae_ops.scale_factor(model.vae)
+        if upscaler in LATENT_UPSCALE_MODES:
+            mode, antialias = LATENT_UPSCALE_MODES[upscaler]
+            kwargs = {"antialias": antialias} if mode in ("bilinear", "bicubic") else {}
+            init_latents = torch.nn.functional.interpolate(latents, size=(target_h // factor, target_w // factor),
+                                                           mode=mode, **kwargs)
+        else:
+            images, _ = vae_ops.decode(model.vae, latents)
+            images = [self._upscale(img, upscaler, target_w, target_h) for img in images]
+            init_latents = vae_ops.encode(model.vae, images)
+        steps = request.hr_second_pass_steps or request.steps
+        scheduler, _ = make_scheduler(spec, schedule, model.scheduler_config)
+        job = SamplingJob(seeds=first.seeds, latent_size=(target_h // factor, target_w // factor), steps=steps,
+                          cfg_scale=first.cfg_scale, positive_at=first.positive_at, negative=first.negative,
+                          time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
+                          init_latents=init_latents, strength=float(request.denoising_strength), progress=progress)
+        out = denoise(model.unet, scheduler, job, control, None)
+        fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
+                  if not (request.hr_resize_x or request.hr_resize_y) else None,
+                  "Hires resize": f"{target_w}x{target_h}" if (request.hr_resize_x or request.hr_resize_y) else None,
+                  "Hires steps": request.hr_second_pass_steps or None, "Hires upscaler": upscaler}
+        return out, fields
+
+    def _upscale(self, image: Image.Image, name: str, width: int, height: int) -> Image.Image:
+        if name in ("Lanczos", "None", "") or self.upscalers is None:
+            return image.resize((width, height), Image.LANCZOS)
+        if name == "Nearest":
+            return image.resize((width, height), Image.NEAREST)
+        scaled = self.upscalers.upscale(image, name, width / image.width)
+        return scaled.resize((width, height), Image.LANCZOS) if scaled.size != (width, height) else scaled
+
+    # ------------------------------------------------------------ infotext and saving
+    def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img) -> dict:
+        fields = {
+            "Steps": request.steps, "Sampler": request.sampler_name, "Schedule type": request.scheduler,
+            "CFG scale": request.cfg_scale, "Seed": seed, "Size": f"{request.width}x{request.height}",  # first pass, as A1111
+            "Model hash": checkpoint.short_hash, "Model": checkpoint.model_name,
+            "VAE hash": report.vae_hash, "VAE": report.vae_name,
+            "Denoising strength": request.denoising_strength if img2img else None,
+            "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+            "Face restoration": request.face_restorer if request.restore_faces else None,
+        }
+        if request.mask is not None:
+            fields.update({
+                "Mask blur": request.mask_blur,
+                "Inpaint area": "Only masked" if request.inpaint_full_res else None,
+                "Masked area padding": request.inpaint_full_res_padding if request.inpaint_full_res else None,
+                "Masked content": imageprep.MASKED_CONTENT[request.inpainting_fill],
+                "Mask mode": "Inpaint not masked" if request.inpainting_mask_invert else None,
+            })
+        fields.update(hires_fields)
+        if report.lora_hashes:
+            fields["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in report.lora_hashes.items())
+        if plan.template:
+            fields["Template"] = plan.template
+        if plan.negative_template:
+            fields["Negative Template"] = plan.negative_template
+        fields["Version"] = VERSION
+        return fields
+
+    def _emit(self, request, image, plan, seed, fields, result: GenerationResult) -> None:
+        from webui.images import save_image
+        from webui.infotext import format_infotext
+
+        text = format_infotext(plan.prompt_for_infotext, plan.negative_for_infotext, fields)
+        result.images.append(image)
+        result.infotexts.append(text)
+        result.seeds.append(seed)
+        result.prompts.append(plan.prompt_for_infotext)
+        result.negative_prompts.append(plan.negative_for_infotext)
+        if not result.parameters:
+            result.parameters = {k: v for k, v in fields.items() if v is not None}
+        if request.save_images and self.settings.save_images:
+            category = "img2img-images" if request.init_image is not None else "txt2img-images"
+            path = save_image(image, self.settings.outdir, category, seed=seed, infotext=text)
+            result.saved_paths.append(str(path))
+
+    # ------------------------------------------------------------ extras
+    def extras(self, request: ExtrasRequest, control: JobControl | None = None) -> ExtrasResult:
+        """Upscale and restore faces on each image; saves them under extras-images."""
+        from webui.images import save_image
+        from webui.postprocess.extras import run_extras
+
+        control = control or NullControl()
+        if not request.images:
+            raise InvalidRequest("no image given", field="image")
+        outputs = run_extras(request, self.upscalers, self.faces, control)
+        result = ExtrasResult()
+        for image, info in outputs:
+            text = ", ".join(f"{k}: {v}" for k, v in info.items())
+            result.images.append(image)
+            result.infotexts.append(text)
+            if request.save_images and self.settings.save_images:
+                path = save_image(image, self.settings.outdir, "extras-images", seed=None, infotext=text)
+                result.saved_paths.append(str(path))
+        return result

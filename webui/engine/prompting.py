@@ -1,0 +1,107 @@
+"""From request text to per-step conditioning: styles, wildcards, LoRA tags, prompt editing, encoding."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from webui.engine.diffusion import Conditioning
+from webui.prompts.composable import split_composable
+from webui.prompts.extra_networks import LORA_KINDS, extract_extra_networks, lora_specs
+from webui.prompts.schedule import get_learned_conditioning_prompt_schedules
+
+
+@dataclass
+class PromptPlan:
+    """One image's prompts after styles and wildcards, its LoRA tags and its editing schedules."""
+
+    prompt: str  # as the infotext records it (expanded, LoRA tags kept)
+    negative: str
+    schedule: list[list]  # [[end_at_step, text], ...] without extra-network tags
+    negative_schedule: list[list]
+    loras: list = field(default_factory=list)
+    template: str | None = None
+    negative_template: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def prompt_for_infotext(self) -> str:
+        return self.prompt
+
+    @property
+    def negative_for_infotext(self) -> str:
+        return self.negative
+
+
+def plan_prompts(request, seeds: list[int], wildcards=None, styles=None) -> list[PromptPlan]:
+    """A plan per image: wildcards are expanded from each image's own seed, so reruns repeat them."""
+    plans = []
+    for seed in seeds:
+        prompt, negative = request.prompt or "", request.negative_prompt or ""
+        warnings: list[str] = []
+        if styles is not None and request.styles:
+            prompt, negative = styles.apply(prompt, negative, request.styles)
+        expanded, expanded_negative = prompt, negative
+        if wildcards is not None:
+            expanded, found = wildcards.expand(prompt, seed)
+            expanded_negative, found_negative = wildcards.expand(negative, seed)
+            warnings.extend(found)
+            warnings.extend(found_negative)
+        clean, tags = extract_extra_networks(expanded)
+        clean_negative, _ = extract_extra_networks(expanded_negative)
+        loras, tag_warnings = lora_specs(tags)
+        warnings.extend(tag_warnings)
+        for tag in tags:
+            if tag.kind not in LORA_KINDS:
+                warnings.append(f"{tag.text}: <{tag.kind}:...> networks are not supported; ignored")
+        if len(split_composable(clean)) > 1:
+            warnings.append("AND (composable prompts) is not supported: the prompt is used as one prompt")
+        schedule = get_learned_conditioning_prompt_schedules([clean], request.steps)[0]
+        negative_schedule = get_learned_conditioning_prompt_schedules([clean_negative], request.steps)[0]
+        plans.append(PromptPlan(
+            prompt=expanded, negative=expanded_negative, schedule=schedule, negative_schedule=negative_schedule,
+            loras=loras, template=prompt if expanded != prompt else None,
+            negative_template=negative if expanded_negative != negative else None, warnings=warnings,
+        ))
+    return plans
+
+
+def _text_at(schedule: list[list], step: int) -> str:
+    for end_at_step, text in schedule:
+        if step <= end_at_step:
+            return text
+    return schedule[-1][1]
+
+
+def encode_plans(model, addons, plans: list[PromptPlan], steps: int, clip_skip: int
+                 ) -> tuple[Callable[[int], Conditioning], Conditioning]:
+    """(positive conditioning for a step, negative conditioning) of a batch; every text encoded once."""
+    from webui.engine.conditioning import PromptEncoder
+
+    encoder = PromptEncoder(model.tokenizers, model.text_encoders, family=model.family)
+    texts = {text for plan in plans for _, text in plan.schedule + plan.negative_schedule}
+    expand = addons.expand_prompt if addons is not None else (lambda t: t)
+    encoded = {text: encoder.encode([expand(text)], clip_skip=clip_skip) for text in texts}
+    longest = max(c.embeds.shape[1] for c in encoded.values())
+    for text, cond in list(encoded.items()):
+        if cond.embeds.shape[1] < longest:
+            # Cond and uncond must have the same number of 77-token chunks (A1111 pads the shorter).
+            encoded[text] = encoder.encode([expand(text)], clip_skip=clip_skip, min_chunks=longest // 77)
+
+    def stack(chosen: list[str]) -> Conditioning:
+        parts = [encoded[t] for t in chosen]
+        pooled = [p.pooled for p in parts]
+        return Conditioning(torch.cat([p.embeds for p in parts]),
+                            torch.cat(pooled) if pooled[0] is not None else None)
+
+    negative = stack([plan.negative_schedule[0][1] for plan in plans])
+    cache: dict[tuple, Conditioning] = {}
+
+    def positive_at(step: int) -> Conditioning:
+        chosen = tuple(_text_at(plan.schedule, step) for plan in plans)
+        if chosen not in cache:
+            cache[chosen] = stack(list(chosen))
+        return cache[chosen]
+
+    return positive_at, negative

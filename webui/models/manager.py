@@ -1,0 +1,175 @@
+"""ModelManager: the only owner of loaded weights.
+
+One checkpoint is live on the compute device. A RAM cache keeps the converted
+state dicts of the N most recently used checkpoints (A1111's
+``sd_checkpoints_limit``; 1 = no cache), so switching back does not read the file
+again. Switching frees the old model completely (references dropped, CUDA cache
+emptied, freed heap returned to the OS) before the new one is built.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from webui.catalog import Catalog, CheckpointInfo
+from webui.config import Settings
+from webui.models.loader import LoadedComponents, build_components, prepare_components, read_state_dict
+from webui.schemas import ModelLoadError, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def release_memory() -> None:
+    """Collect garbage, empty the CUDA cache and hand freed heap pages back to the OS."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class _Prepared:
+    architecture: object
+    converted: dict
+    inpainting: bool
+
+
+class ModelManager:
+    """Loads, caches, switches and unloads checkpoints; applies per-job LoRAs, embeddings and VAEs."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, checkpoints_limit: int | None = None):
+        self.settings = settings
+        self.catalog = catalog
+        self.device = settings.torch_device()
+        self.dtype = settings.torch_dtype()
+        self._limit = max(1, checkpoints_limit or settings.checkpoints_limit)
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[str, _Prepared] = OrderedDict()
+        self._loaded: LoadedComponents | None = None
+        self._current: CheckpointInfo | None = None
+        self._addons = None  # per-model LoRA/embedding/VAE state (webui.models.addons.ModelAddons)
+        self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
+        self.last_load_seconds = 0.0
+
+    # ---- what is loaded
+    @property
+    def current_checkpoint(self) -> CheckpointInfo | None:
+        return self._current
+
+    @property
+    def loaded(self) -> LoadedComponents | None:
+        return self._loaded
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by the engine for a whole job so no switch happens mid-generation."""
+        return self._lock
+
+    def cached_checkpoints(self) -> list[str]:
+        with self._lock:
+            return list(self._cache)
+
+    def set_cache_limit(self, limit: int) -> None:
+        with self._lock:
+            self._limit = max(1, int(limit))
+            self._trim_cache()
+            release_memory()
+
+    # ---- switching
+    def select_checkpoint(self, name: str) -> CheckpointInfo:
+        """Make ``name`` (title, file name or hash) the live checkpoint, loading it if needed."""
+        info = self.catalog.find_checkpoint(name)
+        self.ensure(info)
+        return info
+
+    def ensure(self, info: CheckpointInfo | str | None = None) -> LoadedComponents:
+        """The live components of ``info`` (default: the current or the catalog's default checkpoint)."""
+        with self._lock:
+            if isinstance(info, str):
+                info = self.catalog.find_checkpoint(info)
+            if info is None:
+                info = self._current or self.catalog.default_checkpoint()
+                if info is None:
+                    raise NotFound("no checkpoint found: put a .safetensors or .ckpt file in models/Stable-diffusion")
+            if self._loaded is not None and self._current is not None and self._current.sha256 == info.sha256:
+                return self._loaded
+            if not info.path.is_file():
+                raise ModelLoadError(f"checkpoint file {info.name} is no longer on disk; press refresh")
+            self._unload_live()
+            start = time.perf_counter()
+            prepared = self._prepared(info)
+            self._loaded = build_components(prepared.architecture, prepared.converted, prepared.inpainting,
+                                            self.device, self.dtype)
+            self._current = info
+            if self._limit <= 1:
+                self._cache.clear()
+            self.last_load_seconds = time.perf_counter() - start
+            log.info("checkpoint %s ready in %.2fs", info.title, self.last_load_seconds)
+            return self._loaded
+
+    def _prepared(self, info: CheckpointInfo) -> _Prepared:
+        cached = self._cache.get(info.sha256)
+        if cached is not None:
+            self._cache.move_to_end(info.sha256)
+            return cached
+        state, metadata = read_state_dict(info.path)
+        self.load_count += 1
+        arch, converted, inpainting = prepare_components(state, metadata, info.name)
+        del state
+        prepared = _Prepared(arch, converted, inpainting)
+        self._cache[info.sha256] = prepared
+        self._trim_cache()
+        return prepared
+
+    def _trim_cache(self) -> None:
+        while len(self._cache) > self._limit:
+            self._cache.popitem(last=False)
+
+    def _unload_live(self) -> None:
+        if self._addons is not None:
+            self._addons.detach()
+            self._addons = None
+        self._loaded = None
+        release_memory()
+
+    def unload(self) -> None:
+        """Free the live model and the RAM cache."""
+        with self._lock:
+            self._unload_live()
+            self._current = None
+            self._cache.clear()
+            release_memory()
+
+    def reload(self) -> None:
+        """Read the current checkpoint from disk again."""
+        with self._lock:
+            info = self._current
+            self.unload()
+            if info is not None:
+                self.ensure(info)
+
+    def free_after_out_of_memory(self) -> None:
+        """After an out-of-memory error: drop everything; the next job loads what it needs."""
+        self.unload()
+
+    # ---- per-job extras
+    def addons(self):
+        """LoRA, embedding and VAE state of the live model (created on first use)."""
+        from webui.models.addons import ModelAddons
+
+        with self._lock:
+            if self._loaded is None:
+                raise ModelLoadError("no model loaded")
+            if self._addons is None:
+                self._addons = ModelAddons(self.settings, self.catalog, self._loaded, self._current)
+            return self._addons

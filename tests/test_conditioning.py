@@ -197,7 +197,12 @@ def test_textual_inversion_tokens_are_ordinary_tokens(models):
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("shapey", "shapey_1", "shapey_2")]
     assert chunks[0].tokens[2:5] == ids and count == 5
     assert chunks[0].multipliers[2:5] == pytest.approx([1.2] * 3)
-    assert encoder.encode(["a shapey circle"]).embeds.shape == (1, 77, 32)
+    # Text where the embedding loader already spelled out every token gives the same tokens.
+    spelled, _ = encoder.tokenize("a (shapey shapey_1 shapey_2:1.2) circle")
+    assert spelled[0].tokens == chunks[0].tokens
+    torch.testing.assert_close(
+        encoder.encode(["a shapey circle"]).embeds, encoder.encode(["a shapey shapey_1 shapey_2 circle"]).embeds
+    )
     # A multi-vector embedding is never split across chunks.
     chunks, _ = encoder.tokenize("a " * 74 + "shapey")
     assert chunks[0].tokens[75] == EOS and chunks[1].tokens[1:4] == ids

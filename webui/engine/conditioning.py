@@ -207,17 +207,27 @@ class PromptEncoder:
         return id_start, id_end, id_pad, comma
 
     def _groups(self, ids: list[int], added: dict[str, int], added_by_id: dict[int, str]) -> list[list[int]]:
-        """Token groups: a multi-vector embedding ``name`` (with ``name_1``...) becomes one group."""
-        groups = []
-        for token in ids:
+        """Token groups: a multi-vector embedding ``name`` (with ``name_1``...) becomes one group.
+
+        Text already expanded to ``name name_1 name_2`` (as the embedding loader's
+        ``expand_prompt`` does) gives the same single group, not a doubled one.
+        """
+        groups, i = [], 0
+        while i < len(ids):
+            token = ids[i]
             name = added_by_id.get(token)
-            group = [token]
+            following = []
             if name is not None:
                 extra = 1
                 while f"{name}_{extra}" in added:
-                    group.append(added[f"{name}_{extra}"])
+                    following.append(added[f"{name}_{extra}"])
                     extra += 1
-            groups.append(group if len(group) <= CHUNK_LENGTH else [token])
+            if len(following) >= CHUNK_LENGTH:
+                following = []
+            if following and ids[i + 1 : i + 1 + len(following)] == following:
+                i += len(following)  # already spelled out in the text
+            groups.append([token, *following])
+            i += 1
         return groups
 
     def tokenize(self, text: str, encoder_index: int = 0) -> tuple[list[PromptChunk], int]:

@@ -496,3 +496,21 @@ def test_a_replaced_file_is_read_again(sd1, tmp_path):
     os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
     patcher.apply([("style", path, 1, 1)])
     assert not torch.allclose(run_sd1(unet), first, atol=1e-4)
+
+
+def test_half_precision_layers_are_merged_in_float32_then_cast(tmp_path):
+    te = tiny_text_encoder(11).to(torch.bfloat16)
+    patcher = LoraPatcher(None, [te], "sd1")
+    p = "encoder.layers.0.self_attn.v_proj"
+    name = kohya_te_name("lora_te_", p)
+    tensors = kohya_entries(name, module(te, p).weight, 4, 2.0, 77)
+    save_file(tensors, str(tmp_path / "te_only.safetensors"))
+    original = module(te, p).weight
+
+    assert patcher.apply([("te_only", tmp_path / "te_only.safetensors", 0.7, 1.0)]) == []
+
+    patched = module(te, p).weight
+    assert patched.dtype == torch.bfloat16
+    assert torch.equal(patched, merged(original, tensors, name, 0.7).to(torch.bfloat16))
+    patcher.clear()
+    assert module(te, p).weight is original

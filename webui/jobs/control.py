@@ -49,5 +49,9 @@ class WorkerControl:
         self._skip.set()
 
     @property
+    def skip_requested(self) -> bool:
+        return self._skip.is_set()
+
+    @property
     def interrupt_requested(self) -> bool:
         return self._interrupt.is_set()

@@ -14,6 +14,7 @@ import queue as queue_module
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -66,6 +67,16 @@ def _image_count(request: Any) -> int:
     if isinstance(request, ExtrasRequest):
         return max(1, len(request.images))
     return 1
+
+
+@dataclass(frozen=True)
+class RunningState:
+    """What A1111's progress endpoint reports: the running job and its pending requests."""
+
+    job: Job | None
+    interrupted: bool
+    skipped: bool
+    waiting: int
 
 
 class Subscription:
@@ -246,6 +257,17 @@ class JobQueue:
         """The running job (a snapshot) or None."""
         with self._lock:
             return self._snapshot(self._running) if self._running is not None else None
+
+    def running_state(self) -> "RunningState":
+        """The running job (or None), its pending interrupt/skip requests, and how many jobs wait."""
+        with self._lock:
+            job, control = self._running, self._control
+            return RunningState(
+                job=self._snapshot(job) if job is not None else None,
+                interrupted=bool(control and control.interrupt_requested),
+                skipped=bool(control and control.skip_requested),
+                waiting=len(self._queued),
+            )
 
     def list(self, owner: str | None = None, limit: int = 50) -> list[Job]:
         """Recent finished jobs (oldest first, at most ``limit``), then the running job, then the queue in order."""

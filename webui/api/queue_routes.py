@@ -1,0 +1,213 @@
+"""HTTP routes of the job queue: A1111's progress/interrupt/skip, and a native per-job API.
+
+A1111 clients know no job ids: ``/sdapi/v1/progress``, ``/interrupt`` and
+``/skip`` act on the running job, whoever owns it. The native API under
+``/api/v1/jobs`` submits without waiting and acts per id; ``/events`` streams
+progress as Server-Sent Events. API clients may send ``X-Client-Id`` so that
+cancel/interrupt/skip with the same header only touch their own jobs.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+from fastapi import APIRouter, Body, Header, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from webui.api.errors import QUEUE_FULL_RETRY_AFTER_S, error_body
+from webui.schemas import InvalidRequest, JOB_KINDS, QueueFull, WebUIError, image_to_base64
+
+BuildRequest = Callable[[str, dict], Any]
+API_OWNER = "api"
+KEEPALIVE_S = 15.0
+
+
+def _error(exc: WebUIError) -> JSONResponse:
+    headers = {}
+    name = type(exc).__name__
+    if isinstance(exc, QueueFull):
+        name = "queue full"
+        headers["Retry-After"] = str(getattr(exc, "retry_after", QUEUE_FULL_RETRY_AFTER_S))
+    return JSONResponse(error_body(name, str(exc) or name, getattr(exc, "field", None)),
+                        status_code=getattr(exc, "http_status", 500), headers=headers)
+
+
+def _owner(client_id: str | None) -> str | None:
+    """The owner an API client acts as: ``api:<X-Client-Id>``, or None (no owner check)."""
+    return f"{API_OWNER}:{client_id}" if client_id else None
+
+
+def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, include_image: bool = True) -> dict:
+    """A1111's ``/sdapi/v1/progress`` answer for the running job (or an idle one)."""
+    state = {"skipped": skipped, "interrupted": interrupted, "job": "", "job_count": 0, "job_timestamp": "0",
+             "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
+    if job is None:
+        return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": None}
+    p = job.progress
+    started = job.started or job.created
+    state.update(job=job.kind, job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(started)))
+    text = f"job {job.id}"
+    progress = eta = 0.0
+    image = None
+    if p is not None:
+        state.update(job_count=p.image_count, job_no=p.image_index, sampling_step=p.step, sampling_steps=p.steps)
+        progress, eta = p.fraction, p.eta_seconds or 0.0
+        text = f"image {p.image_index + 1}/{p.image_count}, step {p.step}/{p.steps}"
+        if include_image and p.preview is not None:
+            image = image_to_base64(p.preview)
+    if waiting:
+        text += f"; {waiting} job(s) waiting"
+    return {"progress": round(progress, 4), "eta_relative": round(eta, 2), "state": state,
+            "current_image": image, "textinfo": text}
+
+
+def _sse(event_type: str, data: dict) -> str:
+    return f"event: {event_type}\ndata: {json.dumps(data)}\n\n"
+
+
+def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
+    """Routes over ``queue``; ``build_request(kind, payload)`` turns API JSON into a request (InvalidRequest if bad)."""
+    router = APIRouter(tags=["queue"])
+
+    # ------------------------------------------------------------ A1111's meaning
+    @router.get("/sdapi/v1/progress")
+    def progress(skip_current_image: bool = False):
+        """Progress of the running job in A1111's shape (zeros when idle)."""
+        state = queue.running_state()
+        return a1111_progress(state.job, interrupted=state.interrupted, skipped=state.skipped,
+                              waiting=state.waiting, include_image=not skip_current_image)
+
+    @router.post("/sdapi/v1/interrupt")
+    def interrupt_running():
+        """Stop the running job, keeping its finished images."""
+        queue.interrupt()
+        return {}
+
+    @router.post("/sdapi/v1/skip")
+    def skip_running():
+        """End the current image of the running job and go on with the next."""
+        queue.skip()
+        return {}
+
+    # ------------------------------------------------------------ native jobs
+    @router.post("/api/v1/jobs", status_code=202)
+    def submit(payload: Any = Body(...), x_client_id: str | None = Header(default=None)):
+        """Queue a job; answers at once with its id and position."""
+        try:
+            if not isinstance(payload, dict):
+                raise InvalidRequest("the body must be a JSON object {kind, request}", field="body")
+            kind = payload.get("kind")
+            if kind not in JOB_KINDS:
+                raise InvalidRequest(f"kind must be one of {', '.join(JOB_KINDS)}", field="kind")
+            fields = payload.get("request", {})
+            if not isinstance(fields, dict):
+                raise InvalidRequest("request must be a JSON object of the job's fields", field="request")
+            try:
+                request = build_request(kind, fields)
+            except (ValueError, TypeError) as exc:
+                raise InvalidRequest(str(exc), field=getattr(exc, "field", None) or "request") from None
+            job = queue.submit(kind, request, owner=_owner(x_client_id) or API_OWNER)
+        except WebUIError as exc:
+            return _error(exc)
+        return JSONResponse({"id": job.id, "status": job.status.value, "position": job.position},
+                            status_code=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+    @router.get("/api/v1/jobs")
+    def list_jobs(owner: str | None = None, limit: int = Query(50, ge=1, le=500)):
+        """Recent finished jobs, the running job and the queue (no images)."""
+        return {"jobs": [job.to_dict() for job in queue.list(owner=owner, limit=limit)]}
+
+    @router.get("/api/v1/jobs/{job_id}")
+    def get_job(job_id: str, images: bool = True):
+        """Status, progress, error, and result images (base64 PNG) once finished."""
+        try:
+            return queue.get(job_id).to_dict(images=images)
+        except WebUIError as exc:
+            return _error(exc)
+
+    def act(action: str, job_id: str, client_id: str | None):
+        try:
+            return getattr(queue, action)(job_id, owner=_owner(client_id)).to_dict()
+        except WebUIError as exc:
+            return _error(exc)
+
+    @router.delete("/api/v1/jobs/{job_id}")
+    def cancel(job_id: str, x_client_id: str | None = Header(default=None)):
+        """Cancel a queued job (it never starts); a running one is interrupted."""
+        return act("cancel", job_id, x_client_id)
+
+    @router.post("/api/v1/jobs/{job_id}/interrupt")
+    def interrupt(job_id: str, x_client_id: str | None = Header(default=None)):
+        """Stop this job within one step, keeping its finished images."""
+        return act("interrupt", job_id, x_client_id)
+
+    @router.post("/api/v1/jobs/{job_id}/skip")
+    def skip(job_id: str, x_client_id: str | None = Header(default=None)):
+        """End the current image of this job's batch."""
+        return act("skip", job_id, x_client_id)
+
+    @router.get("/api/v1/jobs/{job_id}/events")
+    def events(job_id: str):
+        """Server-Sent Events: ``status``/``progress`` (preview when it changed) until ``finished`` (with images)."""
+        try:
+            subscription = queue.subscribe(job_id)
+        except WebUIError as exc:
+            return _error(exc)
+
+        def stream():
+            shown = None
+            try:
+                while True:
+                    event = subscription.get(timeout=KEEPALIVE_S)
+                    if event is None:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if event.type == "finished":
+                        yield _sse("finished", event.job.to_dict(images=True, request=False))
+                        return
+                    data = event.job.to_dict(request=False)
+                    preview = event.job.progress.preview if event.job.progress is not None else None
+                    if preview is not None and preview is not shown and data["progress"] is not None:
+                        shown = preview
+                        data["progress"]["preview"] = image_to_base64(preview)
+                    yield _sse(event.type, data)
+            finally:
+                subscription.close()
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return router
+
+
+def create_queue_router(services) -> APIRouter:
+    """The queue's routes for the app, with request bodies in A1111's txt2img/img2img/extras shapes."""
+    return queue_router(services.queue, build_request=lambda kind, payload: build_api_request(services, kind, payload))
+
+
+def build_api_request(services, kind: str, payload: dict):
+    """Turn an A1111-shaped JSON body into the request object of a ``kind`` job (InvalidRequest if bad)."""
+    from pydantic import ValidationError
+
+    from webui.api import convert, models
+
+    max_pixels = services.settings.max_image_pixels
+    try:
+        if kind == "txt2img":
+            return convert.txt2img_request(models.Txt2ImgBody(**payload), services)
+        if kind == "img2img":
+            return convert.img2img_request(models.Img2ImgBody(**payload), services)
+        if "imageList" in payload:
+            body = models.ExtrasBatchBody(**payload)
+            images = [convert.decode_image(item.data, f"imageList.{i}.data", max_pixels)
+                      for i, item in enumerate(body.imageList)]
+            return convert.extras_request(body, images, [item.name for item in body.imageList])
+        body = models.ExtrasSingleBody(**payload)
+        if not body.image:
+            raise InvalidRequest("image is required: one base64 image (or imageList)", field="image")
+        return convert.extras_request(body, [convert.decode_image(body.image, "image", max_pixels)], [])
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        raise InvalidRequest(f"{field}: {first.get('msg', 'invalid value')}", field=field) from None

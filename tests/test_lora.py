@@ -514,3 +514,22 @@ def test_half_precision_layers_are_merged_in_float32_then_cast(tmp_path):
     assert torch.equal(patched, merged(original, tensors, name, 0.7).to(torch.bfloat16))
     patcher.clear()
     assert module(te, p).weight is original
+
+
+def test_locon_tucker_mid_matches_three_convolutions(sd1, tmp_path):
+    unet, te, patcher = sd1
+    p = "down_blocks.0.resnets.1.conv2"  # 32 -> 32, 3x3
+    g = torch.Generator().manual_seed(12)
+    name = "lora_unet_" + p.replace(".", "_")
+    down, mid, up = torch.randn(4, 32, 1, 1, generator=g), torch.randn(4, 4, 3, 3, generator=g), torch.randn(32, 4, 1, 1, generator=g)
+    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_mid.weight": mid, f"{name}.lora_up.weight": up,
+               f"{name}.alpha": torch.tensor(2.0)}, str(tmp_path / "tucker.safetensors"))
+    original = module(unet, p).weight.detach().clone()
+
+    assert patcher.apply([("tucker", tmp_path / "tucker.safetensors", 1, 0.3)]) == []
+
+    x = torch.randn(1, 32, 8, 8, generator=g)
+    with torch.no_grad():
+        via_lora = F.conv2d(F.conv2d(F.conv2d(x, down), mid, padding=1), up) * 0.3 * (2.0 / 4)
+        via_patch = F.conv2d(x, module(unet, p).weight - original, padding=1)
+    assert torch.allclose(via_lora, via_patch, atol=1e-4)

@@ -142,9 +142,10 @@ class LoraModule:
         """Elements of the full delta (to check it fits the target weight)."""
         t = self.tensors
         if self.kind == "lora":
-            return int(t["up"].shape[0] * t["down"][0].numel())
+            kernel = t["mid"][0, 0].numel() if "mid" in t else 1
+            return int(t["up"].shape[0] * t["down"][0].numel() * kernel)
         if self.kind == "loha":
-            return int(t["hada_w1_a"].shape[0] * t["hada_w1_b"].shape[1])
+            return int(t["hada_w1_a"].shape[0] * t["hada_w1_b"][0].numel())
         if self.kind == "full":
             return int(t["diff"].numel())
         w1, w2 = self._lokr_shapes()
@@ -189,8 +190,8 @@ class LoraModule:
             else:
                 flat.addmm_(up, down.flatten(1), alpha=factor)
         elif self.kind == "loha":
-            w1 = self._f32("hada_w1_a", device) @ self._f32("hada_w1_b", device)
-            w2 = self._f32("hada_w2_a", device) @ self._f32("hada_w2_b", device)
+            w1 = self._f32("hada_w1_a", device) @ self._f32("hada_w1_b", device).flatten(1)
+            w2 = self._f32("hada_w2_a", device) @ self._f32("hada_w2_b", device).flatten(1)
             flat.add_((w1 * w2).reshape(flat.shape), alpha=factor)
         elif self.kind == "lokr":
             w1 = self._product("lokr_w1", "lokr_w1_a", "lokr_w1_b", device)

@@ -57,6 +57,7 @@ class UpscalerRegistry:
         self._unrecognised: list[UnrecognisedModel] = []
         self._loaded: tuple[str, object] | None = None
         self._scanned = False
+        self._detected: dict[tuple[str, int, int], object] = {}
 
     # ------------------------------------------------------------------ listing
     def _registry(self):
@@ -75,10 +76,9 @@ class UpscalerRegistry:
             for path in sorted(folder.rglob("*")):
                 if not path.is_file() or path.suffix.lower() not in loading.MODEL_EXTENSIONS:
                     continue
-                try:
-                    arch = loading.detect_architecture(path, self._registry())
-                except ModelLoadError as exc:
-                    unrecognised.append(UnrecognisedModel(path, str(exc)))
+                arch = self._detect(path)
+                if isinstance(arch, ModelLoadError):
+                    unrecognised.append(UnrecognisedModel(path, str(arch)))
                     continue
                 if arch is None:
                     unrecognised.append(UnrecognisedModel(path, "spandrel does not recognise this architecture"))
@@ -99,6 +99,17 @@ class UpscalerRegistry:
             self._scanned = True
             if self._loaded is not None and self._loaded[0] not in models:
                 self._loaded = None
+
+    def _detect(self, path: Path):
+        """Architecture id, None (unknown) or the ModelLoadError; cached by path, size and mtime."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._detected:
+            try:
+                self._detected[key] = loading.detect_architecture(path, self._registry())
+            except ModelLoadError as exc:
+                self._detected[key] = exc
+        return self._detected[key]
 
     def _ensure_scanned(self) -> None:
         if not self._scanned:

@@ -72,3 +72,11 @@ def test_hostile_inputs():
     assert time.perf_counter() - start < 5
     odd = prepare_prompt("]]] ((( {{{ | :::: \\ AND AND", "", seed=1, steps=3, wildcards=WILDCARDS)
     assert len(odd.parts) == 3
+
+
+def test_hires_pass_schedules():
+    result = prepare_prompt("a [red:blue:1.5] circle", "", seed=0, steps=10, hires_steps=4)
+    assert result.steps == 4 and result.schedule == [(2, "a red circle"), (4, "a blue circle")]
+    base = prepare_prompt("a [red:blue:0.5] circle", "", seed=0, steps=10)
+    assert base.schedule == [(5, "a red circle"), (10, "a blue circle")]
+    assert base.rescheduled(10, 4).schedule == [(4, "a blue circle")]

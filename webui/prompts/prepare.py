@@ -43,7 +43,7 @@ class PreparedPrompt:
     negative_prompt: str
     clean_prompt: str
     clean_negative_prompt: str
-    steps: int
+    steps: int  # the step count the schedules were made for
     template: str | None = None
     negative_template: str | None = None
     extra_networks: list[ExtraNetworkTag] = field(default_factory=list)
@@ -66,7 +66,8 @@ class PreparedPrompt:
     def rescheduled(self, steps: int, hires_steps: int | None = None) -> "PreparedPrompt":
         """The same prompt scheduled for other step counts (A1111's hires-fix pass rules)."""
         parts, negative = _schedules(self.clean_prompt, self.clean_negative_prompt, steps, hires_steps)
-        return PreparedPrompt(**{**self.__dict__, "parts": parts, "negative_schedule": negative, "steps": steps})
+        total = hires_steps if hires_steps is not None else steps
+        return PreparedPrompt(**{**self.__dict__, "parts": parts, "negative_schedule": negative, "steps": total})
 
 
 def _schedules(prompt: str, negative: str, steps: int, hires_steps: int | None) -> tuple[list[ComposablePart], Schedule]:
@@ -141,7 +142,7 @@ def prepare_prompt(
         negative_prompt=negative,
         clean_prompt=clean_prompt,
         clean_negative_prompt=clean_negative,
-        steps=steps,
+        steps=hires_steps if hires_steps is not None else steps,
         template=template,
         negative_template=negative_template,
         extra_networks=tags,

@@ -9,7 +9,12 @@ every step, as A1111 does.
 
 The parser is hand-written; brackets that do not form a valid construct at the
 top level are kept as literal characters, and emphasis ``(x)``/``[x]`` is kept
-verbatim for ``parse_prompt_attention`` to handle later.
+verbatim for ``parse_prompt_attention`` to handle later. On prompts without
+stray brackets or colons it gives A1111's results exactly (checked on tens of
+thousands of random prompts). Where stray brackets sit right next to a
+construct, A1111's ambiguous grammar sometimes ignores a valid ``[a:b:5]`` (for
+example in ``(x [a:b:5]))``); this parser always honours it. Nesting deeper than
+``MAX_NESTING`` brackets makes the prompt count as unparsable (used unchanged).
 """
 from __future__ import annotations
 

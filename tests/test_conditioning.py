@@ -164,6 +164,9 @@ def test_sdxl_empty_negative_is_zero(sdxl):
     assert negative.embeds.abs().sum() == 0 and negative.pooled.abs().sum() == 0
     assert sdxl.encode([""]).embeds.abs().sum() > 0
     assert sdxl.encode(["blurry"], negative=True).embeds.abs().sum() > 0
+    scheduled = encode_schedules(sdxl, [[(4, "")], [(4, "blurry")]], min_chunks=2, negative=True)
+    assert scheduled[0].at_step(0).embeds.abs().sum() == 0
+    assert scheduled[1].at_step(0).embeds.shape == (1, 154, 80)
 
 
 def test_refiner_uses_only_the_big_encoder(models):

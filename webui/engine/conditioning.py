@@ -378,16 +378,13 @@ def encode_schedules(
     get it from ``encoder.chunk_count(all_texts)``.
     """
     texts = list(dict.fromkeys(text for schedule in schedules for _, text in schedule))
+    total = max(min_chunks, encoder.chunk_count(texts))
     if negative and encoder.family in ("sdxl", "sdxl_refiner"):
-        # A1111 zeroes an empty negative prompt only when the whole batch is empty.
-        encoded = {t: encoder.encode([t], clip_skip, min_chunks, negative=True) for t in texts}
+        # Zeroing applies per text here: an empty negative prompt is zeros, as A1111 does for an all-empty batch.
+        encoded = {text: encoder.encode([text], clip_skip, total, negative=True) for text in texts}
     else:
-        batch = encoder.encode(texts, clip_skip, min_chunks)
+        batch = encoder.encode(texts, clip_skip, total)
         encoded = {text: batch.select(i) for i, text in enumerate(texts)}
-    total = max(cond.chunks for cond in encoded.values())
-    for text, cond in encoded.items():
-        if cond.chunks < total:
-            encoded[text] = encoder.pad_to_same_length(cond, next(c for c in encoded.values() if c.chunks == total), clip_skip)[0]
     return [ScheduledConditioning([(int(end), encoded[text]) for end, text in schedule]) for schedule in schedules]
 
 

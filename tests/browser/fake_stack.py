@@ -1,0 +1,280 @@
+"""Edges for the browser tests: a fake engine and model manager behind the real catalog and queue.
+
+The fake engine paints flat images (a colour per seed) at the requested size,
+saves them with real infotext under outputs/, reports progress step by step and
+honours interrupt and skip; a prompt containing "slow" makes each step take
+longer so a test can watch a job in the queue. Inpainting keeps unmasked pixels,
+extras resize with Lanczos, so the UI's results can be checked by size and pixels.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from webui.images import save_image
+from webui.infotext import format_infotext
+from webui.schemas import (
+    ExtrasRequest,
+    ExtrasResult,
+    GenerationRequest,
+    GenerationResult,
+    JobInterrupted,
+    JobStatus,
+    ModelLoadError,
+    NotFound,
+    Progress,
+)
+
+SLOW_STEP_SECONDS = 0.4
+FAST_STEP_SECONDS = 0.01
+
+
+def seed_colour(seed: int) -> tuple[int, int, int]:
+    rng = random.Random(seed)
+    return rng.randrange(40, 216), rng.randrange(40, 216), rng.randrange(40, 216)
+
+
+class FakeModels:
+    """Selects checkpoints through the catalog; "loading" fails when the file is gone from disk."""
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self.current_checkpoint = catalog.default_checkpoint()
+
+    def select_checkpoint(self, name: str):
+        info = self.catalog.find_checkpoint(name)
+        if not info.path.exists():
+            raise ModelLoadError(f"cannot load {info.name}: the file is no longer on disk")
+        self.current_checkpoint = info
+        return info
+
+    def unload(self) -> None:
+        self.current_checkpoint = None
+
+    def reload(self) -> None:
+        pass
+
+
+class FakeEngine:
+    """Implements EngineLike with flat-colour images; real saving, infotext and progress."""
+
+    def __init__(self, settings, models: FakeModels):
+        self.settings = settings
+        self.models = models
+
+    def sampler_names(self) -> list[str]:
+        return ["Euler a", "Euler", "DPM++ 2M", "DDIM"]
+
+    def scheduler_names(self) -> list[str]:
+        return ["Automatic", "Karras"]
+
+    def run(self, kind: str, request, control):
+        if kind == "extras":
+            return self.extras(request, control)
+        return self.generate(request, control)
+
+    def _checkpoint(self, request: GenerationRequest):
+        if request.checkpoint:
+            return self.models.select_checkpoint(request.checkpoint)
+        if self.models.current_checkpoint is None:
+            raise NotFound("no checkpoint loaded")
+        return self.models.current_checkpoint
+
+    def generate(self, request: GenerationRequest, control=None) -> GenerationResult:
+        info = self._checkpoint(request)
+        step_seconds = SLOW_STEP_SECONDS if "slow" in request.prompt else FAST_STEP_SECONDS
+        base_seed = request.seed if request.seed >= 0 else random.randrange(0, 2**31)
+        count = request.n_iter * request.batch_size
+        result = GenerationResult()
+        category = "txt2img-images" if request.mode == "txt2img" else "img2img-images"
+        for index in range(count):
+            seed = base_seed + index
+            skipped = False
+            for step in range(1, request.steps + 1):
+                if control is not None:
+                    if control.interrupted():
+                        raise JobInterrupted(partial=result)
+                    if control.take_skip():
+                        skipped = True
+                        break
+                time.sleep(step_seconds)
+                if control is not None:
+                    preview = Image.new("RGB", (32, 32), seed_colour(seed)) if control.wants_preview(step) else None
+                    control.report(Progress(image_index=index, image_count=count, step=step, steps=request.steps,
+                                            preview=preview))
+            if skipped:
+                continue
+            image = self._paint(request, seed)
+            fields = {"Steps": request.steps, "Sampler": request.sampler_name, "CFG scale": request.cfg_scale,
+                      "Seed": seed, "Size": f"{image.width}x{image.height}", "Model hash": info.short_hash,
+                      "Model": info.model_name}
+            if request.mode != "txt2img":
+                fields["Denoising strength"] = request.denoising_strength
+            infotext = format_infotext(request.prompt, request.negative_prompt, fields)
+            if request.save_images:
+                path = save_image(image, self.settings.outdir, category, seed=seed, infotext=infotext)
+                result.saved_paths.append(str(path))
+            result.images.append(image)
+            result.infotexts.append(infotext)
+            result.seeds.append(seed)
+            result.prompts.append(request.prompt)
+            result.negative_prompts.append(request.negative_prompt)
+        return result
+
+    def _paint(self, request: GenerationRequest, seed: int) -> Image.Image:
+        size = (request.width, request.height)
+        colour = Image.new("RGB", size, seed_colour(seed))
+        if request.init_image is None:
+            return colour
+        init = request.init_image.convert("RGB").resize(size, Image.LANCZOS)
+        if request.mask is None:
+            return Image.blend(init, colour, request.denoising_strength)
+        mask = request.mask.convert("L").resize(size, Image.NEAREST)
+        if request.inpainting_mask_invert:
+            mask = mask.point(lambda v: 255 - v)
+        return Image.composite(colour, init, mask)
+
+    def extras(self, request: ExtrasRequest, control=None) -> ExtrasResult:
+        result = ExtrasResult()
+        for image in request.images:
+            if request.resize_mode == 1:
+                size = (request.upscaling_resize_w, request.upscaling_resize_h)
+            else:
+                size = (round(image.width * request.upscaling_resize), round(image.height * request.upscaling_resize))
+            out = image.convert("RGB").resize(size, Image.LANCZOS)
+            infotext = f"Postprocess upscale by: {request.upscaling_resize}, Postprocess upscaler: {request.upscaler_1}"
+            if request.save_images:
+                result.saved_paths.append(str(save_image(out, self.settings.outdir, "extras-images", seed=None,
+                                                         infotext=infotext)))
+            result.images.append(out)
+            result.infotexts.append(infotext)
+        return result
+
+
+# ---------------------------------------------------------------- stand-in queue
+@dataclass
+class StubJob:
+    id: str
+    kind: str
+    request: object
+    owner: str
+    status: JobStatus = JobStatus.QUEUED
+    position: int | None = None
+    progress: Progress | None = None
+    result: object = None
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+class _Control:
+    def __init__(self, job: StubJob, flags: dict):
+        self.job, self.flags = job, flags
+
+    def report(self, progress: Progress) -> None:
+        self.job.progress = progress
+
+    def interrupted(self) -> bool:
+        return self.flags.get("interrupt", False)
+
+    def take_skip(self) -> bool:
+        return self.flags.pop("skip", False)
+
+    def wants_preview(self, step: int) -> bool:
+        return step % 2 == 0
+
+
+class StubQueue:
+    """Only used while webui.jobs is not in the tree: the JobQueue surface the UI calls."""
+
+    def __init__(self, runner):
+        self._runner = runner
+        self._jobs: list[StubJob] = []
+        self._flags: dict[str, dict] = {}
+        self._ids = itertools.count(1)
+        self._wake = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._work, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+
+    def submit(self, kind, request, owner=None) -> StubJob:
+        with self._wake:
+            job = StubJob(str(next(self._ids)), kind, request, owner)
+            self._jobs.append(job)
+            self._flags[job.id] = {}
+            self._positions()
+            self._wake.notify_all()
+            return job
+
+    def _positions(self) -> None:
+        queued = [j for j in self._jobs if j.status == JobStatus.QUEUED]
+        for number, job in enumerate(queued, start=1):
+            job.position = number
+
+    def get(self, job_id):
+        return next((j for j in self._jobs if j.id == str(job_id)), None)
+
+    def list(self, owner=None):
+        return [j for j in self._jobs if owner is None or j.owner == owner]
+
+    def _own(self, job_id, owner) -> StubJob:
+        job = self.get(job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            raise NotFound(f"no job {job_id} of yours")
+        return job
+
+    def cancel(self, job_id, owner=None) -> None:
+        with self._wake:
+            job = self._own(job_id, owner)
+            if job.status == JobStatus.QUEUED:
+                job.status = JobStatus.CANCELED
+                self._positions()
+
+    def interrupt(self, job_id, owner=None) -> None:
+        self._own(job_id, owner)
+        self._flags[str(job_id)]["interrupt"] = True
+
+    def skip(self, job_id, owner=None) -> None:
+        self._own(job_id, owner)
+        self._flags[str(job_id)]["skip"] = True
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stop and not any(j.status == JobStatus.QUEUED for j in self._jobs):
+                    self._wake.wait()
+                if self._stop:
+                    return
+                job = next(j for j in self._jobs if j.status == JobStatus.QUEUED)
+                job.status, job.position = JobStatus.RUNNING, None
+                self._positions()
+            try:
+                job.result = self._runner(job.kind, job.request, _Control(job, self._flags[job.id]))
+                job.status = JobStatus.SUCCEEDED
+            except JobInterrupted as exc:
+                job.result, job.status = exc.partial, JobStatus.INTERRUPTED
+            except Exception as exc:  # the queue's contract: a failing job carries a readable reason
+                job.error, job.status = str(exc), JobStatus.FAILED
+
+
+def write_fake_checkpoints(folder: Path, names=("tiny-a.ckpt", "tiny-b.ckpt")) -> list[Path]:
+    """Files the catalog lists as checkpoints (pickle suffix: identified only when loaded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, name in enumerate(names):
+        path = folder / name
+        path.write_bytes(b"fake checkpoint %d" % number)
+        paths.append(path)
+    return paths

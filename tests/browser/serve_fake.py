@@ -1,0 +1,87 @@
+"""Serve the real UI over a fake engine: ``python tests/browser/serve_fake.py --port P --models-dir M --outdir O``.
+
+The catalog, options, styles, wildcards, upscaler list and (when present) the job
+queue are the real ones; only the engine and the model manager are fakes, so the
+browser flows that need long or failing jobs run in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def build_services(args):
+    from tests.browser.fake_stack import FakeEngine, FakeModels, StubQueue
+    from webui.catalog import Catalog
+    from webui.config import Settings
+    from webui.options import Options
+    from webui.services import Services
+
+    settings = Settings(models_dir=args.models_dir.resolve(), outdir=args.outdir.resolve(),
+                        wildcards_dir=args.wildcards_dir.resolve(), styles_file=args.styles_file.resolve())
+    settings.outdir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    options = Options(settings.outdir / "config.json")
+    models = FakeModels(catalog)
+    engine = FakeEngine(settings, models)
+    try:
+        from webui.jobs import JobQueue
+
+        queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
+                         preview_every=2)
+    except ImportError:
+        queue = StubQueue(engine.run)
+    extras = {}
+    try:
+        from webui.postprocess import UpscalerRegistry
+
+        extras["upscalers"] = UpscalerRegistry(settings)
+    except ImportError:
+        pass
+    try:
+        from webui.prompts.styles import StyleDatabase
+        from webui.prompts.wildcards import WildcardIndex
+
+        extras["styles"] = StyleDatabase.load(settings.styles_file)
+        extras["wildcards"] = WildcardIndex.scan(settings.wildcards_dir)
+    except ImportError:
+        pass
+    return Services(settings=settings, catalog=catalog, models=models, engine=engine, queue=queue, options=options,
+                    **extras)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--models-dir", type=Path, required=True)
+    parser.add_argument("--outdir", type=Path, required=True)
+    parser.add_argument("--wildcards-dir", type=Path, default=ROOT / "wildcards")
+    parser.add_argument("--styles-file", type=Path, default=ROOT / "styles.csv")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from webui.config import offline_environment
+    from webui.ui import mount_ui
+
+    offline_environment()
+    services = build_services(args)
+    app = mount_ui(FastAPI(), services)
+    services.queue.start()
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    finally:
+        services.queue.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The skeleton shared by the txt2img, img2img and inpaint tabs.
+
+A tab module supplies its own input widgets (``build_inputs``) and how they turn
+into request fields (``extra_fields``); everything else (prompt row, sampling
+parameters, result panel, Generate handler) is the same for all three.
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gradio as gr
+
+from webui.schemas import GenerationRequest
+from webui.ui import networks, params, results
+
+
+@dataclass
+class GenerationTab:
+    """The widgets of one generation tab, by name."""
+
+    name: str
+    prompt: params.PromptWidgets
+    fields: dict  # request field name -> component
+    panel: results.ResultPanel
+    inputs: dict = field(default_factory=dict)  # tab-specific widgets (init image, editor...)
+
+
+def build_generation_tab(
+    name: str,
+    services,
+    checkpoint: gr.Dropdown,
+    *,
+    build_inputs: Callable[[], dict] | None = None,
+    extra_fields: Callable[[dict, dict], dict] | None = None,
+    hires: bool = False,
+) -> GenerationTab:
+    """Lay out a tab like A1111's (prompt row on top, parameters left, output right) and wire Generate.
+
+    ``build_inputs()`` creates the tab's own widgets and returns them by name; those
+    named after request fields are read directly; ``extra_fields(own_values, fields)``
+    gets the others by name plus the fields read so far, checks them and returns
+    the final fields (raising InvalidRequest for what cannot run).
+    """
+    prompt = params.build_prompt_row(name, services)
+    with gr.Accordion("Extra networks: LoRA and wildcards", open=False, elem_id=f"{name}_networks"):
+        networks.build_networks_panel(name, services, prompt.prompt)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, elem_id=f"{name}_settings"):
+            inputs = build_inputs() if build_inputs else {}
+            sampling = params.build_sampling(name, services)
+            hr = params.build_hires(name, services) if hires else {}
+        with gr.Column(scale=1, elem_id=f"{name}_results"):
+            panel = results.build_result_panel(name)
+    fields = {
+        "prompt": prompt.prompt,
+        "negative_prompt": prompt.negative_prompt,
+        "styles": prompt.styles,
+        "checkpoint": checkpoint,
+        **params.widget_fields(sampling),
+        **hr,
+        **{k: v for k, v in inputs.items() if k in params.FIELD_TYPES},
+    }
+    tab = GenerationTab(name, prompt, fields, panel, inputs)
+    own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES}
+
+    def generate(values: dict, request: gr.Request):
+        def build():
+            named = params.request_fields(fields, values)
+            named["styles"] = list(named.get("styles") or [])
+            if not named.get("checkpoint"):
+                named.pop("checkpoint", None)
+            if extra_fields:
+                named = extra_fields({k: values.get(c) for k, c in own.items()}, named)
+            return GenerationRequest(**named)
+
+        yield from results.submit_and_follow(panel, services, "txt2img" if name == "txt2img" else "img2img", build, request)
+
+    all_inputs = set(fields.values()) | set(own.values())
+    # Handlers only poll the queue, so they may run side by side (the queue serialises the work).
+    prompt.generate.click(generate, inputs=all_inputs, outputs=panel.outputs, concurrency_limit=None,
+                          show_progress="minimal")
+    prompt.prompt.submit(generate, inputs=all_inputs, outputs=panel.outputs, concurrency_limit=None,
+                         show_progress="minimal")
+    sampling["_reuse_seed"].click(results.selected_seed, inputs=[panel.state], outputs=[fields["seed"]], queue=False,
+                                  show_progress="hidden")
+    results.wire_controls(panel, services)
+    return tab

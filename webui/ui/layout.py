@@ -1,0 +1,129 @@
+"""The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
+import gradio as gr
+
+from webui.ui import common, pnginfo, results
+from webui.ui.extras import build_extras_tab
+from webui.ui.img2img import build_img2img_tab
+from webui.ui.inpaint import build_inpaint_tab
+from webui.ui.pnginfo import build_pnginfo_tab
+from webui.ui.queue_panel import build_queue_panel
+from webui.ui.topbar import build_topbar
+from webui.ui.txt2img import build_txt2img_tab
+
+CSS = """
+#topbar { align-items: end; }
+#queue_jobs { width: 100%; border-collapse: collapse; }
+#queue_jobs td, #queue_jobs th { padding: 2px 8px; border-bottom: 1px solid #8884; text-align: left; }
+#queue_jobs tr.queue-mine td:first-child { font-weight: bold; }
+"""
+
+# Fields that never travel with "Send to": model choice and hires settings belong to the source tab.
+NOT_SENT = {"checkpoint", "styles", "init_image", "mask", "denoising_strength", "enable_hr", "hr_scale",
+            "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y"}
+
+
+def build_ui(services) -> gr.Blocks:
+    """Build the gradio Blocks for ``services``; app.py mounts it (see ``mount_ui``)."""
+    with gr.Blocks(title="Stable Diffusion web UI", analytics_enabled=False) as demo:
+        bar = build_topbar(services)
+        gr.Markdown(common.DEMO_NOTE, elem_id="demo_note")
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                txt2img = build_txt2img_tab(services, bar.checkpoint)
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img2img = build_img2img_tab(services, bar.checkpoint)
+            with gr.Tab("Inpaint", id="inpaint", elem_id="tab_inpaint"):
+                inpaint = build_inpaint_tab(services, bar.checkpoint)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = build_extras_tab(services)
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                png = build_pnginfo_tab()
+            with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
+                queue = build_queue_panel(services)
+        _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue)
+
+        def on_load():
+            titles = common.checkpoint_titles(services)
+            return gr.Dropdown(choices=titles, value=common.current_checkpoint_title(services))
+
+        demo.load(on_load, outputs=[bar.checkpoint], show_progress="hidden")
+    return demo
+
+
+def mount_ui(app, services, path: str = "/"):
+    """Build the UI and mount it on a FastAPI ``app`` at ``path`` (with the page's CSS)."""
+    demo = build_ui(services)
+    return gr.mount_gradio_app(app, demo, path=path, css=CSS, footer_links=[], show_error=True)
+
+
+def _carried_fields(state, target) -> dict:
+    """Target-tab updates from the selected image's infotext, by request field name."""
+    fields = pnginfo.infotext_fields(results.selected_infotext(state))
+    return {target.fields[name]: value for name, value in fields.items()
+            if name in target.fields and name not in NOT_SENT}
+
+
+def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue) -> None:
+    panels = [txt2img.panel, img2img.panel, inpaint.panel, extras.panel, queue.panel]
+    img2img_image = img2img.inputs["init_image"]
+    editor = inpaint.inputs["editor"]
+    carry_img2img = [c for n, c in img2img.fields.items() if n not in NOT_SENT]
+    carry_inpaint = [c for n, c in inpaint.fields.items() if n not in NOT_SENT]
+
+    def to_img2img(state):
+        image = results.selected_image(state)
+        if image is None:
+            gr.Warning("There is no image to send yet.")
+            return {}
+        updates = _carried_fields(state, img2img)
+        updates.update({img2img_image: image, img2img.fields["width"]: image.width,
+                        img2img.fields["height"]: image.height, tabs: gr.Tabs(selected="img2img")})
+        return updates
+
+    def to_inpaint(state):
+        image = results.selected_image(state)
+        if image is None:
+            gr.Warning("There is no image to send yet.")
+            return {}
+        updates = _carried_fields(state, inpaint)
+        updates.update({editor: {"background": image, "layers": [], "composite": image},
+                        inpaint.fields["width"]: image.width, inpaint.fields["height"]: image.height,
+                        tabs: gr.Tabs(selected="inpaint")})
+        return updates
+
+    def to_extras(state):
+        image = results.selected_image(state)
+        if image is None:
+            gr.Warning("There is no image to send yet.")
+            return {}
+        return {extras.image: image, tabs: gr.Tabs(selected="extras")}
+
+    for panel in panels:
+        panel.send_img2img.click(to_img2img, inputs=[panel.state], outputs=[img2img_image, tabs, *carry_img2img],
+                                 show_progress="hidden")
+        panel.send_inpaint.click(to_inpaint, inputs=[panel.state], outputs=[editor, tabs, *carry_inpaint],
+                                 show_progress="hidden")
+        panel.send_extras.click(to_extras, inputs=[panel.state], outputs=[extras.image, tabs], show_progress="hidden")
+
+    carry_txt2img = [c for n, c in txt2img.fields.items() if n not in {"checkpoint", "init_image", "mask"}]
+
+    def png_to_txt2img(text):
+        fields = pnginfo.infotext_fields(text)
+        updates = {txt2img.fields[n]: v for n, v in fields.items() if n in txt2img.fields and n != "checkpoint"}
+        updates[tabs] = gr.Tabs(selected="txt2img")
+        return updates
+
+    def png_to_img2img(path, text):
+        updates = {img2img.fields[n]: v for n, v in pnginfo.infotext_fields(text).items()
+                   if n in img2img.fields and n not in NOT_SENT}
+        if path:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                updates[img2img_image] = image.convert("RGB")
+        updates[tabs] = gr.Tabs(selected="img2img")
+        return updates
+
+    png.send_txt2img.click(png_to_txt2img, inputs=[png.parameters], outputs=[tabs, *carry_txt2img], show_progress="hidden")
+    png.send_img2img.click(png_to_img2img, inputs=[png.image, png.parameters], outputs=[img2img_image, tabs, *carry_img2img],
+                           show_progress="hidden")

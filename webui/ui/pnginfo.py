@@ -1,0 +1,83 @@
+"""The PNG Info tab: drop an image, read the generation parameters stored in it, send them to txt2img."""
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+from PIL import Image
+
+from webui.ui import common
+
+
+@dataclass
+class PngInfoTab:
+    image: gr.Image
+    parameters: gr.Textbox
+    table: gr.HTML
+    send_txt2img: gr.Button
+    send_img2img: gr.Button
+
+
+def read_parameters(path) -> str:
+    """The infotext stored in an image file ("" when it has none)."""
+    with Image.open(path) as image:
+        image.load()
+        try:
+            from webui.images import read_infotext
+        except ImportError:  # before webui.images exists: the PNG chunk A1111 writes
+            return image.info.get("parameters", "") or ""
+        return read_infotext(image) or ""
+
+
+def infotext_fields(text: str) -> dict:
+    """GenerationRequest fields from infotext (prompt only if the parser is not there)."""
+    if not text:
+        return {}
+    try:
+        from webui.infotext import infotext_to_request_fields, parse_infotext
+    except ImportError:
+        prompt, _, rest = text.partition("\nNegative prompt: ")
+        return {"prompt": prompt.strip()}
+    return infotext_to_request_fields(parse_infotext(text))
+
+
+def parameters_html(text: str) -> str:
+    """The parsed fields as a small table, so users see what will be sent."""
+    if not text:
+        return "<p>No generation parameters found in this image.</p>"
+    try:
+        from webui.infotext import parse_infotext
+
+        parsed = parse_infotext(text)
+    except Exception:
+        return "<pre>" + html.escape(text) + "</pre>"
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in parsed.items())
+    return f"<table id='pnginfo_table'>{rows}</table>"
+
+
+def build_pnginfo_tab() -> PngInfoTab:
+    """Build the tab (inside a gr.Tab); the send buttons are wired by the layout."""
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            # filepath + no mode conversion: the handler gets the uploaded file itself, chunks intact.
+            image = gr.Image(label="Source", elem_id="pnginfo_image", type="filepath", image_mode=None,
+                             sources=["upload", "clipboard"], height=360, format="png")
+        with gr.Column():
+            parameters = gr.Textbox(label="Parameters", elem_id="pnginfo_parameters", lines=6, interactive=False)
+            table = gr.HTML(elem_id="pnginfo_html")
+            with gr.Row():
+                send_txt2img = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+                send_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_to_img2img")
+
+    def show(path):
+        if not path:
+            return "", ""
+        try:
+            text = read_parameters(path)
+        except Exception as exc:
+            message = common.readable_error(exc)
+            gr.Warning(message)
+            return "", f"<p>Could not read the image: {html.escape(message)}</p>"
+        return text, parameters_html(text)
+
+    image.change(show, inputs=[image], outputs=[parameters, table], show_progress="hidden")
+    return PngInfoTab(image, parameters, table, send_txt2img, send_img2img)

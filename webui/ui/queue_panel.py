@@ -1,0 +1,121 @@
+"""The queue panel: every job of the shared queue with its status and progress, refreshed by a timer.
+
+Cancel acts only on this browser tab's own jobs (the queue checks the owner too);
+a finished job's images can be opened again in the panel's gallery.
+"""
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+
+from webui.ui import common, results
+
+REFRESH_SECONDS = 1.5
+SHOWN_JOBS = 30
+
+
+@dataclass
+class QueuePanel:
+    timer: gr.Timer
+    table: gr.HTML
+    own_jobs: gr.Dropdown
+    cancel: gr.Button
+    finished_jobs: gr.Dropdown
+    open: gr.Button
+    message: gr.Markdown
+    panel: results.ResultPanel
+
+
+def jobs_table(jobs, owner: str) -> str:
+    """An HTML table of jobs, newest last, with the user's own jobs marked."""
+    if not jobs:
+        return "<p id='queue_empty'>The queue is empty.</p>"
+    rows = []
+    for job in jobs:
+        mine = getattr(job, "owner", None) == owner
+        rows.append(
+            f"<tr class='queue-job queue-{html.escape(common.job_status(job))}{' queue-mine' if mine else ''}'"
+            f" data-job-id='{html.escape(str(job.id))}'>"
+            f"<td>{html.escape(str(job.id))}</td><td>{html.escape(str(getattr(job, 'kind', '')))}</td>"
+            f"<td>{html.escape(common.progress_text(job))}</td>"
+            f"<td>{html.escape(common.job_prompt(job))}</td><td>{'yes' if mine else ''}</td></tr>"
+        )
+    return (
+        "<table id='queue_jobs'><thead><tr><th>Job</th><th>Kind</th><th>Status</th><th>Prompt</th><th>Mine</th>"
+        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def _label(job) -> str:
+    return f"{job.id} · {common.job_status(job)} · {common.job_prompt(job, 30)}"
+
+
+def build_queue_panel(services) -> QueuePanel:
+    """Build the panel (inside a gr.Tab or gr.Accordion) and start its refresh timer."""
+    timer = gr.Timer(REFRESH_SECONDS)
+    table = gr.HTML("<p id='queue_empty'>The queue is empty.</p>", elem_id="queue_table")
+    with gr.Row():
+        own_jobs = gr.Dropdown(label="Your queued or running jobs", elem_id="queue_own_jobs", choices=[], value=None,
+                               allow_custom_value=True)
+        cancel = gr.Button("Cancel job", elem_id="queue_cancel", variant="stop")
+    with gr.Row():
+        finished_jobs = gr.Dropdown(label="Finished jobs", elem_id="queue_finished_jobs", choices=[], value=None,
+                                    allow_custom_value=True)
+        open_button = gr.Button("Open results", elem_id="queue_open")
+    message = gr.Markdown("", elem_id="queue_message")
+    panel = results.build_result_panel("queue", controls=False)
+
+    def listed(request):
+        jobs = list(services.queue.list())[-SHOWN_JOBS:]
+        return jobs, common.owner_of(request)
+
+    def refresh(own_value, finished_value, request: gr.Request):
+        try:
+            jobs, owner = listed(request)
+        except Exception as exc:
+            return f"<p>Could not read the queue: {html.escape(common.readable_error(exc))}</p>", gr.Dropdown(), gr.Dropdown()
+        own = [(_label(j), str(j.id)) for j in jobs if getattr(j, "owner", None) == owner and not common.job_finished(j)]
+        done = [(_label(j), str(j.id)) for j in reversed(jobs) if common.job_finished(j)]
+        own_ids = {v for _, v in own}
+        done_ids = {v for _, v in done}
+        return (
+            jobs_table(jobs, owner),
+            gr.Dropdown(choices=own, value=own_value if own_value in own_ids else None),
+            gr.Dropdown(choices=done, value=finished_value if finished_value in done_ids else None),
+        )
+
+    def find(job_id):
+        for job in services.queue.list():
+            if str(job.id) == str(job_id):
+                return job
+        return None
+
+    def cancel_job(job_id, request: gr.Request):
+        if not job_id:
+            return "Choose one of your jobs first."
+        owner = common.owner_of(request)
+        try:
+            job = find(job_id)
+            if job is None:
+                return f"No job {job_id}."
+            if common.job_status(job) == "running":
+                services.queue.interrupt(job.id, owner=owner)
+                return f"Interrupting job {job.id}."
+            services.queue.cancel(job.id, owner=owner)
+            return f"Canceled job {job.id}."
+        except Exception as exc:
+            return f"**Error:** {common.readable_error(exc)}"
+
+    def open_job(job_id):
+        job = find(job_id) if job_id else None
+        if job is None:
+            return {message: "Choose a finished job first."}
+        updates = results.result_updates(panel, job)
+        updates[message] = f"Job {job.id}: {common.job_status(job)}"
+        return updates
+
+    timer.tick(refresh, inputs=[own_jobs, finished_jobs], outputs=[table, own_jobs, finished_jobs],
+               show_progress="hidden", concurrency_limit=None)
+    cancel.click(cancel_job, inputs=[own_jobs], outputs=[message], show_progress="hidden")
+    open_button.click(open_job, inputs=[finished_jobs], outputs=[message, *panel.outputs], show_progress="hidden")
+    return QueuePanel(timer, table, own_jobs, cancel, finished_jobs, open_button, message, panel)

@@ -1,0 +1,199 @@
+"""The output side of a tab: status line, live preview, gallery, infotext, Interrupt/Skip, Send-to buttons.
+
+``follow_job`` is the generator every Generate handler ends in: it polls the
+queue for the job it submitted and yields updates, so the browser sees the
+position in the queue, step k/S, image i/n and the preview while the worker runs.
+"""
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+
+from webui.ui import common
+
+POLL_SECONDS = 0.25
+
+
+def empty_result() -> dict:
+    """What a panel's state holds: the shown images, their infotexts and the selected index."""
+    return {"images": [], "infotexts": [], "seeds": [], "selected": 0, "job_id": None}
+
+
+@dataclass
+class ResultPanel:
+    """The widgets under a Generate button; ``tab`` prefixes every elem_id."""
+
+    tab: str
+    status: gr.Markdown
+    preview: gr.Image
+    gallery: gr.Gallery
+    infotext: gr.Textbox
+    state: gr.State
+    interrupt: gr.Button
+    skip: gr.Button
+    send_img2img: gr.Button
+    send_inpaint: gr.Button
+    send_extras: gr.Button
+
+    @property
+    def outputs(self) -> list:
+        return [self.status, self.preview, self.gallery, self.infotext, self.state]
+
+
+def build_result_panel(tab: str, *, controls: bool = True) -> ResultPanel:
+    """Create the output column of a tab (call inside a gr.Column)."""
+    with gr.Row(visible=controls):
+        interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", variant="stop", size="sm")
+        skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
+    status = gr.Markdown("", elem_id=f"{tab}_status")
+    preview = gr.Image(label="Preview", elem_id=f"{tab}_preview", interactive=False, visible=False, type="pil", height=256)
+    gallery = gr.Gallery(
+        label="Output", elem_id=f"{tab}_gallery", type="pil", format="png", columns=2, height=420,
+        interactive=False, preview=True,
+    )
+    with gr.Row():
+        send_img2img = gr.Button("Send to img2img", elem_id=f"{tab}_send_to_img2img", size="sm")
+        send_inpaint = gr.Button("Send to inpaint", elem_id=f"{tab}_send_to_inpaint", size="sm")
+        send_extras = gr.Button("Send to extras", elem_id=f"{tab}_send_to_extras", size="sm")
+    infotext = gr.Textbox(label="Generation parameters", elem_id=f"{tab}_infotext", interactive=False, lines=4)
+    state = gr.State(empty_result())
+    panel = ResultPanel(tab, status, preview, gallery, infotext, state, interrupt, skip, send_img2img, send_inpaint, send_extras)
+    gallery.select(_on_select, inputs=[state], outputs=[state, infotext], show_progress="hidden")
+    return panel
+
+
+def _on_select(state: dict, evt: gr.SelectData):
+    state = dict(state or empty_result())
+    index = evt.index if isinstance(evt.index, int) else 0
+    state["selected"] = index
+    infotexts = state.get("infotexts") or []
+    return state, (infotexts[index] if 0 <= index < len(infotexts) else "")
+
+
+def selected_image(state: dict | None):
+    """The PIL image selected in a panel's gallery, or None."""
+    if not state or not state.get("images"):
+        return None
+    images = state["images"]
+    index = state.get("selected", 0)
+    return images[index if 0 <= index < len(images) else 0]
+
+
+def selected_seed(state: dict | None) -> int:
+    """The seed of the selected image (♻️), or -1 when nothing was generated yet."""
+    if not state or not state.get("seeds"):
+        return -1
+    seeds = state["seeds"]
+    index = state.get("selected", 0)
+    return int(seeds[index if 0 <= index < len(seeds) else 0])
+
+
+def selected_infotext(state: dict | None) -> str:
+    if not state or not state.get("infotexts"):
+        return ""
+    infotexts = state["infotexts"]
+    index = state.get("selected", 0)
+    return infotexts[index if 0 <= index < len(infotexts) else 0]
+
+
+def wire_controls(panel: ResultPanel, services) -> None:
+    """Interrupt and Skip act on the running job of this browser tab only."""
+
+    def act(action: str, request: gr.Request):
+        owner = common.owner_of(request)
+        try:
+            jobs = [j for j in services.queue.list(owner=owner) if not common.job_finished(j)]
+        except Exception as exc:
+            return f"**Error:** {common.readable_error(exc)}"
+        running = [j for j in jobs if common.job_status(j) == "running"]
+        if not running:
+            return "Nothing of yours is running."
+        job = running[0]
+        try:
+            getattr(services.queue, action)(job.id, owner=owner)
+        except Exception as exc:
+            return f"**Error:** {common.readable_error(exc)}"
+        return f"{'Interrupting' if action == 'interrupt' else 'Skipping the current image of'} job {job.id}…"
+
+    def interrupt(request: gr.Request):
+        return act("interrupt", request)
+
+    def skip(request: gr.Request):
+        return act("skip", request)
+
+    panel.interrupt.click(interrupt, outputs=[panel.status], queue=False, show_progress="hidden")
+    panel.skip.click(skip, outputs=[panel.status], queue=False, show_progress="hidden")
+
+
+def result_updates(panel: ResultPanel, job) -> dict:
+    """The final updates for a finished job: gallery, first infotext, status, state."""
+    status = common.job_status(job)
+    result = common.job_result(job)
+    images = list(getattr(result, "images", []) or [])
+    infotexts = list(getattr(result, "infotexts", []) or [])
+    warnings = list(getattr(result, "warnings", []) or [])
+    seeds = list(getattr(result, "seeds", []) or [])
+    state = {"images": images, "infotexts": infotexts, "seeds": seeds, "selected": 0, "job_id": getattr(job, "id", None)}
+    if status == "succeeded":
+        text = f"Done: {len(images)} image(s)."
+    elif status == "interrupted":
+        text = f"Interrupted: {len(images)} image(s) finished."
+    elif status == "canceled":
+        text = "Canceled."
+    else:
+        reason = getattr(job, "error", None) or "unknown error"
+        text = f"**Error:** {reason}"
+        gr.Warning(str(reason))
+    if warnings:
+        text += "  \n" + "  \n".join(f"⚠️ {w}" for w in warnings)
+    return {
+        panel.status: text,
+        panel.preview: gr.Image(value=None, visible=False),
+        panel.gallery: images,
+        panel.infotext: infotexts[0] if infotexts else "",
+        panel.state: state,
+    }
+
+
+def follow_job(panel: ResultPanel, services, job_id):
+    """Yield progress updates for ``job_id`` until it finishes, then its results."""
+    shown_preview = None
+    while True:
+        try:
+            job = services.queue.get(job_id)
+        except Exception as exc:
+            yield {panel.status: f"**Error:** {common.readable_error(exc)}"}
+            return
+        if job is None:
+            yield {panel.status: "**Error:** the job is gone from the queue."}
+            return
+        if common.job_finished(job):
+            yield result_updates(panel, job)
+            return
+        update = {panel.status: f"Job {job.id}: {common.progress_text(job)}"}
+        preview = getattr(getattr(job, "progress", None), "preview", None)
+        if preview is not None and preview is not shown_preview:
+            shown_preview = preview
+            update[panel.preview] = gr.Image(value=preview, visible=True)
+        yield update
+        time.sleep(POLL_SECONDS)
+
+
+def submit_and_follow(panel: ResultPanel, services, kind: str, build_request, request: gr.Request):
+    """Build a request (errors become a message), submit it as this tab's job, and stream it."""
+    try:
+        job_request = build_request()
+    except Exception as exc:
+        message = common.readable_error(exc)
+        gr.Warning(message)
+        yield {panel.status: f"**Error:** {message}"}
+        return
+    try:
+        job = services.queue.submit(kind, job_request, owner=common.owner_of(request))
+    except Exception as exc:
+        message = common.readable_error(exc)
+        gr.Warning(message)
+        yield {panel.status: f"**Error:** {message}"}
+        return
+    yield {panel.status: f"Job {job.id}: submitted", panel.gallery: [], panel.infotext: ""}
+    yield from follow_job(panel, services, job.id)

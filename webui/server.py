@@ -18,7 +18,8 @@ def build_services(settings: Settings, *, engine=None, start_model: bool = False
     from webui.engine.engine import Engine
     from webui.jobs import JobQueue
     from webui.models.manager import ModelManager
-    from webui.postprocess import FaceRestorers, UpscalerRegistry
+    from webui.postprocess.faces import FaceRestorers
+    from webui.postprocess.upscalers import UpscalerRegistry
     from webui.prompts.styles import StyleDatabase
     from webui.prompts.wildcards import WildcardIndex
 

@@ -9,7 +9,7 @@ import torch
 from webui.engine.diffusion import Conditioning
 from webui.prompts.composable import split_composable
 from webui.prompts.extra_networks import LORA_KINDS, extract_extra_networks, lora_specs
-from webui.prompts.schedule import get_learned_conditioning_prompt_schedules
+from webui.prompts.schedule import get_learned_conditioning_prompt_schedules, text_at_step
 
 
 @dataclass
@@ -67,39 +67,32 @@ def plan_prompts(request, seeds: list[int], wildcards=None, styles=None) -> list
     return plans
 
 
-def _text_at(schedule: list[list], step: int) -> str:
-    for end_at_step, text in schedule:
-        if step <= end_at_step:
-            return text
-    return schedule[-1][1]
-
-
 def encode_plans(model, addons, plans: list[PromptPlan], steps: int, clip_skip: int
                  ) -> tuple[Callable[[int], Conditioning], Conditioning]:
     """(positive conditioning for a step, negative conditioning) of a batch; every text encoded once."""
     from webui.engine.conditioning import PromptEncoder
 
     encoder = PromptEncoder(model.tokenizers, model.text_encoders, family=model.family)
-    texts = {text for plan in plans for _, text in plan.schedule + plan.negative_schedule}
     expand = addons.expand_prompt if addons is not None else (lambda t: t)
-    encoded = {text: encoder.encode([expand(text)], clip_skip=clip_skip) for text in texts}
-    longest = max(c.embeds.shape[1] for c in encoded.values())
-    for text, cond in list(encoded.items()):
-        if cond.embeds.shape[1] < longest:
-            # Cond and uncond must have the same number of 77-token chunks (A1111 pads the shorter).
-            encoded[text] = encoder.encode([expand(text)], clip_skip=clip_skip, min_chunks=longest // 77)
+    positives = {text for plan in plans for _, text in plan.schedule}
+    negatives = {plan.negative_schedule[0][1] for plan in plans}
+    # Cond and uncond must have the same number of 77-token chunks (A1111 pads the shorter).
+    chunks = encoder.chunk_count([expand(t) for t in positives | negatives])
+    encoded = {("+", t): encoder.encode([expand(t)], clip_skip=clip_skip, min_chunks=chunks) for t in positives}
+    encoded.update({("-", t): encoder.encode([expand(t)], clip_skip=clip_skip, min_chunks=chunks, negative=True)
+                    for t in negatives})
 
-    def stack(chosen: list[str]) -> Conditioning:
-        parts = [encoded[t] for t in chosen]
+    def stack(chosen: list[tuple[str, str]]) -> Conditioning:
+        parts = [encoded[key] for key in chosen]
         pooled = [p.pooled for p in parts]
         return Conditioning(torch.cat([p.embeds for p in parts]),
                             torch.cat(pooled) if pooled[0] is not None else None)
 
-    negative = stack([plan.negative_schedule[0][1] for plan in plans])
+    negative = stack([("-", plan.negative_schedule[0][1]) for plan in plans])
     cache: dict[tuple, Conditioning] = {}
 
     def positive_at(step: int) -> Conditioning:
-        chosen = tuple(_text_at(plan.schedule, step) for plan in plans)
+        chosen = tuple(("+", text_at_step(plan.schedule, step)) for plan in plans)
         if chosen not in cache:
             cache[chosen] = stack(list(chosen))
         return cache[chosen]

@@ -246,3 +246,20 @@ def test_history_is_pruned_and_old_results_dropped(engine, tmp_path):
         assert again.get(ids[-3]).result is None
         with pytest.raises(NotFound):
             again.get(ids[0])
+
+
+def test_clean_stop_interrupts_the_running_job_and_keeps_the_queue(engine, tmp_path):
+    db = tmp_path / "q.sqlite3"
+    engine.step_seconds = 0.02
+    queue = JobQueue(engine.run, db_path=db).start()
+    running = queue.submit("txt2img", req("running", steps=100))
+    waiting = queue.submit("txt2img", req("waiting"))
+    wait_until(lambda: queue.current() is not None)
+    assert queue.stop(10)
+    stopped = queue.get(running.id)
+    assert stopped.status == JobStatus.INTERRUPTED and stopped.error == "server stopped"
+    assert queue.get(waiting.id).status == JobStatus.QUEUED
+    queue.close()
+    with JobQueue(engine.run, db_path=db) as again:
+        assert again.wait(waiting.id, 10).status == JobStatus.SUCCEEDED
+    assert engine.calls == ["running", "waiting"]

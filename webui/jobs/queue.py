@@ -301,11 +301,11 @@ class JobQueue:
     def subscribe(self, job_id: str | None = None) -> Subscription:
         """Events of one job (starting with its current state) or, with None, of every job."""
         subscription = Subscription(job_id, self._unsubscribe)
-        with self._lock:
+        with self._lock:  # the first event is the state at the moment of subscribing, then every change
+            job = self.get(job_id) if job_id is not None else None
             self._subscribers.append(subscription)
-        if job_id is not None:
-            job = self.get(job_id)
-            subscription.offer(JobEvent("finished" if job.status.finished else "status", job))
+            if job is not None:
+                subscription.offer(JobEvent("finished" if job.status.finished else "status", job))
         return subscription
 
     # ------------------------------------------------------------ acting on jobs

@@ -8,7 +8,7 @@ import pytest
 
 from tests.fake_engine import FakeEngine
 from webui.jobs import JobQueue, NotYourJob
-from webui.schemas import ExtrasRequest, GenerationRequest, InvalidRequest, JobStatus, NotFound, QueueFull
+from webui.schemas import ExtrasRequest, GenerationRequest, GenerationResult, InvalidRequest, JobStatus, NotFound, QueueFull
 
 
 def req(prompt="a cat", steps=3, batch_size=1, **fields) -> GenerationRequest:
@@ -263,3 +263,20 @@ def test_clean_stop_interrupts_the_running_job_and_keeps_the_queue(engine, tmp_p
     with JobQueue(engine.run, db_path=db) as again:
         assert again.wait(waiting.id, 10).status == JobStatus.SUCCEEDED
     assert engine.calls == ["running", "waiting"]
+
+
+def test_torch_out_of_memory_error_is_recognised(tmp_path):
+    import torch
+
+    def runner(kind, request, control):
+        if request.prompt == "big":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return GenerationResult()
+
+    freed = []
+    with JobQueue(runner, db_path=None, on_out_of_memory=lambda: freed.append(True)) as queue:
+        big = queue.wait(queue.submit("txt2img", req("big")).id, 10)
+        small = queue.wait(queue.submit("txt2img", req("small")).id, 10)
+    assert big.status == JobStatus.FAILED and big.error_type == "OutOfMemoryError"
+    assert big.error == "out of memory: CUDA out of memory. Tried to allocate 20.00 GiB"
+    assert freed == [True] and small.status == JobStatus.SUCCEEDED

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from PIL import Image
 
@@ -32,9 +33,10 @@ OOM_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB t
 class FakeEngine:
     """Counts what it runs; ``step_seconds`` per sampling step; ``size`` of the images it makes."""
 
-    def __init__(self, step_seconds: float = 0.01, size: int = 8):
+    def __init__(self, step_seconds: float = 0.01, size: int = 8, outdir=None):
         self.step_seconds = step_seconds
         self.size = size
+        self.outdir = outdir  # where images are saved when a request says save_images (None: never)
         self.calls: list[str] = []  # prompts (or "extras") in the order jobs started
         self.step_log: list[tuple[float, int, int]] = []  # (time, image index, step) of every step begun
         self.active = 0
@@ -94,6 +96,11 @@ class FakeEngine:
                 result.prompts.append(request.prompt)
                 result.negative_prompts.append(request.negative_prompt)
                 result.infotexts.append(f"{request.prompt}\nSteps: {steps}, Seed: {seed}")
+                if self.outdir is not None and request.save_images:
+                    path = Path(self.outdir) / f"{len(self.step_log):05d}-{seed}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    result.images[-1].save(path)
+                    result.saved_paths.append(str(path))
         return result
 
     def _image(self, index: int, step: int) -> Image.Image:

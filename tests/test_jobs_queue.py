@@ -1,8 +1,11 @@
 """The job queue's semantics with the fake engine: order, one job at a time, interrupt, skip, cancel, failures."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -280,3 +283,21 @@ def test_torch_out_of_memory_error_is_recognised(tmp_path):
     assert big.status == JobStatus.FAILED and big.error_type == "OutOfMemoryError"
     assert big.error == "out of memory: CUDA out of memory. Tried to allocate 20.00 GiB"
     assert freed == [True] and small.status == JobStatus.SUCCEEDED
+
+
+def test_saved_images_are_kept_by_path_not_copied_into_the_database(tmp_path):
+    engine = FakeEngine(step_seconds=0.001, outdir=tmp_path / "outputs")
+    db = tmp_path / "q.sqlite3"
+    with JobQueue(engine.run, db_path=db) as queue:
+        job = queue.wait(queue.submit("txt2img", req("saved", batch_size=2, save_images=True)).id, 10)
+    assert len(job.result.saved_paths) == 2
+    with closing(sqlite3.connect(db)) as connection:
+        stored = connection.execute("SELECT result FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
+    assert "__image__" not in stored  # no base64 copy of what is on disk
+    with JobQueue(engine.run, db_path=db) as again:
+        images = again.get(job.id).result.images
+        assert [im.size for im in images] == [(8, 8), (8, 8)]
+        assert images[1].getpixel((0, 0)) == job.result.images[1].getpixel((0, 0))
+        Path(job.result.saved_paths[0]).unlink()
+        partial = again.get(job.id).result
+        assert len(partial.images) == 1 and "gone" in partial.warnings[-1]

@@ -276,11 +276,13 @@ class JobQueue:
             active = [self._snapshot(j) for j in active if owner is None or j.owner == owner]
             recent = {job_id: self._snapshot(j) for job_id, j in self._recent.items()}
         seen = {j.id for j in active}
-        history = []
-        for job in self._store.history(limit, owner):
-            if job.id not in seen:
-                history.append(recent.get(job.id, job))
-        return history[::-1] + active
+        history = {job.id: recent.get(job.id, job) for job in self._store.history(limit, owner)
+                   if job.id not in seen}
+        for job_id, job in recent.items():  # finished a moment ago, maybe not stored yet
+            if job_id not in seen and job_id not in history and (owner is None or job.owner == owner):
+                history[job_id] = job
+        ordered = sorted(history.values(), key=lambda j: (j.finished or 0.0, j.seq))[-limit:] if limit > 0 else []
+        return ordered + active
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job finishes or ``timeout`` passes; returns the job as it then is."""
@@ -410,17 +412,16 @@ class JobQueue:
                     self._on_out_of_memory()
                 except Exception:
                     log.exception("freeing memory after an out-of-memory error failed")
-        with self._lock:
+        with self._lock:  # waiters and subscribers learn the outcome first; then it is stored
             job.status, job.finished, job.error, job.position = status, time.time(), error, None
             job.result = result
             self._durations.append(job.finished - job.started)
-            snapshot = self._snapshot(job)
-        self._save_finished(job, result)
-        with self._lock:
             self._running, self._control = None, None
             self._remember(job)
             self._done.notify_all()
+            snapshot = self._snapshot(job)
         self._publish("finished", snapshot)
+        self._save_finished(job, result)
 
     def _on_progress(self, job: Job, progress: Progress) -> None:
         with self._lock:

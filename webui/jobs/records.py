@@ -11,6 +11,7 @@ import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
@@ -29,6 +30,7 @@ from webui.schemas import (
 )
 
 REQUEST_TYPES = {"txt2img": GenerationRequest, "img2img": GenerationRequest, "extras": ExtrasRequest}
+_FROM_PATHS = "__images_from_saved_paths__"
 RESULT_TYPES = {"txt2img": GenerationResult, "img2img": GenerationResult, "extras": ExtrasResult}
 
 
@@ -80,10 +82,17 @@ def _plain(value: Any, images: bool) -> Any:
 
 
 def result_to_data(result: Any) -> Any:
-    """Storage form of a runner's result (None when it cannot be stored as JSON)."""
+    """Storage form of a runner's result (None when it cannot be stored as JSON).
+
+    Images already saved to disk are kept as their paths, not encoded again: that
+    keeps the database small and the worker quick.
+    """
     if result is None:
         return None
     if hasattr(result, "to_dict"):
+        images, paths = getattr(result, "images", None), getattr(result, "saved_paths", None)
+        if images and paths and len(paths) == len(images) and all(Path(p).is_file() for p in paths):
+            return {_FROM_PATHS: True, "data": without_images(result).to_dict()}
         return result.to_dict()
     if isinstance(result, (str, int, float, bool, list, dict)):
         return result
@@ -92,12 +101,22 @@ def result_to_data(result: Any) -> Any:
 
 def result_from_data(kind: str, data: Any) -> Any:
     """Inverse of :func:`result_to_data` for the result type of ``kind``."""
-    if isinstance(data, dict) and kind in RESULT_TYPES:
-        try:
-            return RESULT_TYPES[kind].from_dict(data)
-        except (TypeError, ValueError):
-            return data
-    return data
+    if not isinstance(data, dict) or kind not in RESULT_TYPES:
+        return data
+    from_paths = bool(data.get(_FROM_PATHS))
+    try:
+        result = RESULT_TYPES[kind].from_dict(data["data"] if from_paths else data)
+    except (TypeError, ValueError, KeyError):
+        return data
+    if from_paths:
+        for path in result.saved_paths:
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                    result.images.append(image.copy())
+            except OSError:
+                result.warnings.append(f"saved image is gone: {path}")
+    return result
 
 
 @dataclass(eq=False)

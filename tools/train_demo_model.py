@@ -416,7 +416,7 @@ def evaluate_lora(unet, vae, text_encoder, tokenizer, wrappers, args, device, ou
     pipe = make_pipeline(unet, vae, text_encoder, tokenizer, "ddim")
     pipe.set_progress_bar_config(disable=True)
     report = {}
-    for weight in (0.0, 0.5, 1.0):
+    for weight in (0.0, 0.25, 0.5, 0.75, 1.0):
         set_lora_multiplier(wrappers, weight)
         images = generate(pipe, captions, 3.0, args.eval_steps, args.seed + 2000, device)
         right = sum(classify.classify(im).labels == s.labels for im, s in zip(images, scenes))
@@ -511,6 +511,14 @@ def export_lora(path: Path, wrappers: dict, args, report: dict, seconds: float) 
     return path
 
 
+def load_single_file(path: str):
+    """(vae, unet, text_encoder) in float32 from a single-file checkpoint, through the app's own loader."""
+    from webui.models.loader import load_checkpoint_file
+
+    components = load_checkpoint_file(Path(path), "cpu", torch.float32)
+    return components.vae, components.unet, components.text_encoders[0]
+
+
 # ---------------------------------------------------------------- main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -521,6 +529,8 @@ def parse_args(argv=None):
     p.add_argument("--work-dir", default="outputs/demo-train", help="diffusers-format components, grids, report")
     p.add_argument("--checkpoint", default="models/Stable-diffusion/demo-shapes.safetensors")
     p.add_argument("--lora-file", default="models/Lora/demo-outline.safetensors")
+    p.add_argument("--from-checkpoint", default=None,
+                   help="start from a single-file demo checkpoint (for the lora/eval phases) instead of --work-dir")
     p.add_argument("--dataset-size", type=int, default=20000)
     p.add_argument("--vae-steps", type=int, default=1500)
     p.add_argument("--vae-batch", type=int, default=16)
@@ -531,11 +541,11 @@ def parse_args(argv=None):
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0 = plain MSE)")
     p.add_argument("--uncond-prob", type=float, default=0.1)
-    p.add_argument("--lora-steps", type=int, default=400)
-    p.add_argument("--lora-rank", type=int, default=4)
-    p.add_argument("--lora-alpha", type=float, default=4.0)
-    p.add_argument("--lora-lr", type=float, default=2e-3)
-    p.add_argument("--lora-batch", type=int, default=64)
+    p.add_argument("--lora-steps", type=int, default=800)
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--lora-alpha", type=float, default=8.0)
+    p.add_argument("--lora-lr", type=float, default=3e-3)
+    p.add_argument("--lora-batch", type=int, default=32)
     p.add_argument("--lora-dataset", type=int, default=2000)
     p.add_argument("--lora-conv", action=argparse.BooleanOptionalAction, default=True,
                    help="also adapt the 3x3 resnet convs (LoCon-style conv keys)")
@@ -579,7 +589,11 @@ def main(argv=None) -> int:
     pool_ids = token_ids(tokenizer, [s.caption for s in pool_samples])
     empty_ids = token_ids(tokenizer, [""])[0]
 
-    if "vae" in args.phases:
+    if args.from_checkpoint:
+        if {"vae", "unet"} & set(args.phases):
+            raise SystemExit("--from-checkpoint continues from a trained model: leave out the vae and unet phases")
+        vae, unet, text_encoder = load_single_file(args.from_checkpoint)
+    elif "vae" in args.phases:
         timer.run("vae", train_vae, vae, pool, args, device)
         score_vae(vae, args, device)
         vae.save_pretrained(work / "vae")
@@ -587,7 +601,9 @@ def main(argv=None) -> int:
         vae = AutoencoderKL.from_pretrained(work / "vae")
     vae.to(device).eval().requires_grad_(False)
 
-    if "unet" in args.phases:
+    if args.from_checkpoint:
+        pass
+    elif "unet" in args.phases:
         timer.run("unet", train_unet, unet, text_encoder, vae, pool, pool_ids, empty_ids, args, device)
         unet.save_pretrained(work / "unet")
         text_encoder.save_pretrained(work / "text_encoder")
@@ -601,7 +617,7 @@ def main(argv=None) -> int:
     if "eval" in args.phases:
         report["base"] = timer.run("eval", evaluate, unet, vae, text_encoder, tokenizer, args, device, work)
 
-    if "export" in args.phases:
+    if "export" in args.phases and {"vae", "unet"} & set(args.phases):
         cpu_copies = [m.to("cpu") for m in (unet, vae, text_encoder)]
         path = export_checkpoint(Path(args.checkpoint), *cpu_copies, tokenizer, args, report.get("base", {}),
                                  timer.times)

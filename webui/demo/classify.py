@@ -10,8 +10,8 @@ generates:
 * shape kind: the pixels closer to the shape's colour than to the background's
   form a mask; its largest connected blob is a triangle when its centroid sits
   low in its bounding box (2/3 of the way down; 1/2 for the others) or it fills
-  about half the box, else a square when it fills ~100% of the box and a circle
-  (~79%, pi/4) otherwise.
+  about half the box, else a square when it fills the corner cells of its box
+  (a circle leaves them about 70% empty) and a circle otherwise.
 """
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ _NAMES = list(COLOURS)
 _PALETTE = np.array([COLOURS[n] for n in _NAMES], dtype=np.float64)
 #: RGB distance from the background above which a pixel counts as "not background".
 FOREGROUND_DISTANCE = 80.0
-#: Fill-ratio thresholds between triangle | circle | square.
+#: Fill ratio of its box under which a blob is a triangle.
 TRIANGLE_BELOW = 0.6
+#: Corner-cell occupancy above which a blob is a square rather than a circle.
+SQUARE_CORNERS = 0.6
 #: Centroid height (0 top .. 1 bottom of the blob's box) above which a blob is a triangle.
 TRIANGLE_DROP = 0.57
-SQUARE_ABOVE = 0.89
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Classification:
     fill: float
     area: int
     drop: float = 0.5
+    corners: float = 0.0
 
     @property
     def labels(self) -> dict[str, str | None]:
@@ -102,11 +104,25 @@ def classify(image) -> Classification:
     # down its box, where a circle's or a square's sits at 1/2.  Blur rounds a
     # triangle's fill towards a circle's but keeps that drop.
     drop = (rows.mean() - rows.min() + 0.5) / (rows.max() - rows.min() + 1)
+    corners = corner_fill(blob[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
     if drop > TRIANGLE_DROP or fill < TRIANGLE_BELOW:
         shape = "triangle"
     else:
-        shape = "square" if fill > SQUARE_ABOVE else "circle"
-    return Classification(shape, _NAMES[colour_index], _NAMES[background_index], float(fill), area, float(drop))
+        shape = "square" if corners > SQUARE_CORNERS else "circle"
+    return Classification(shape, _NAMES[colour_index], _NAMES[background_index], float(fill), area, float(drop),
+                          float(corners))
+
+
+def corner_fill(box: np.ndarray) -> float:
+    """Mean occupancy of the four corner cells (a quarter of each side) of a blob's box.
+
+    A square fills them (~1, also when blur rounds it or its sides sag); a circle
+    leaves ~30% of them filled.
+    """
+    h, w = box.shape
+    ch, cw = max(1, round(h / 4)), max(1, round(w / 4))
+    cells = [box[:ch, :cw], box[:ch, -cw:], box[-ch:, :cw], box[-ch:, -cw:]]
+    return float(np.mean([c.mean() for c in cells]))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -27,11 +27,11 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 IMAGE_SIZE = 64
 #: Outline colour and width (pixels at 64x64) of the "outlined" style the demo LoRA learns.
 OUTLINE_COLOUR = (15, 15, 15)
-OUTLINE_WIDTH = 3
+OUTLINE_WIDTH = 5
 #: Half-size range of a shape in pixels at 64x64 (a circle's radius).
 MIN_HALF, MAX_HALF = 9, 18
-#: Pixels kept free between a shape (and its outline) and the image border.
-MARGIN = 4
+#: Pixels kept free between a shape and the image border (room for an outline too).
+MARGIN = 7
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def random_scene(rng: np.random.Generator, *, outlined: bool = False, size: int 
         background_index += 1
     scale = size / IMAGE_SIZE
     half = float(rng.uniform(MIN_HALF, MAX_HALF)) * scale
-    # room for an outline either way, so a seed places the shape identically in both styles
-    reach = half + (OUTLINE_WIDTH + MARGIN) * scale
+    # the margin leaves room for an outline, so a seed places the shape identically in both styles
+    reach = half + MARGIN * scale
     cx = float(rng.uniform(reach, size - reach))
     cy = float(rng.uniform(reach, size - reach))
     return Scene(shape, names[colour_index], names[background_index], cx, cy, half, outlined)

@@ -8,11 +8,8 @@ extras resize with Lanczos, so the UI's results can be checked by size and pixel
 """
 from __future__ import annotations
 
-import itertools
 import random
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -25,7 +22,6 @@ from webui.schemas import (
     GenerationRequest,
     GenerationResult,
     JobInterrupted,
-    JobStatus,
     ModelLoadError,
     NotFound,
     Progress,
@@ -155,118 +151,6 @@ class FakeEngine:
             result.images.append(out)
             result.infotexts.append(infotext)
         return result
-
-
-# ---------------------------------------------------------------- stand-in queue
-@dataclass
-class StubJob:
-    id: str
-    kind: str
-    request: object
-    owner: str
-    status: JobStatus = JobStatus.QUEUED
-    position: int | None = None
-    progress: Progress | None = None
-    result: object = None
-    error: str | None = None
-    created_at: float = field(default_factory=time.time)
-
-
-class _Control:
-    def __init__(self, job: StubJob, flags: dict):
-        self.job, self.flags = job, flags
-
-    def report(self, progress: Progress) -> None:
-        self.job.progress = progress
-
-    def interrupted(self) -> bool:
-        return self.flags.get("interrupt", False)
-
-    def take_skip(self) -> bool:
-        return self.flags.pop("skip", False)
-
-    def wants_preview(self, step: int) -> bool:
-        return step % 2 == 0
-
-
-class StubQueue:
-    """Only used while webui.jobs is not in the tree: the JobQueue surface the UI calls."""
-
-    def __init__(self, runner):
-        self._runner = runner
-        self._jobs: list[StubJob] = []
-        self._flags: dict[str, dict] = {}
-        self._ids = itertools.count(1)
-        self._wake = threading.Condition()
-        self._stop = False
-        self._thread = threading.Thread(target=self._work, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._wake:
-            self._stop = True
-            self._wake.notify_all()
-
-    def submit(self, kind, request, owner=None) -> StubJob:
-        with self._wake:
-            job = StubJob(str(next(self._ids)), kind, request, owner)
-            self._jobs.append(job)
-            self._flags[job.id] = {}
-            self._positions()
-            self._wake.notify_all()
-            return job
-
-    def _positions(self) -> None:
-        queued = [j for j in self._jobs if j.status == JobStatus.QUEUED]
-        for number, job in enumerate(queued, start=1):
-            job.position = number
-
-    def get(self, job_id):
-        return next((j for j in self._jobs if j.id == str(job_id)), None)
-
-    def list(self, owner=None):
-        return [j for j in self._jobs if owner is None or j.owner == owner]
-
-    def _own(self, job_id, owner) -> StubJob:
-        job = self.get(job_id)
-        if job is None or (owner is not None and job.owner != owner):
-            raise NotFound(f"no job {job_id} of yours")
-        return job
-
-    def cancel(self, job_id, owner=None) -> None:
-        with self._wake:
-            job = self._own(job_id, owner)
-            if job.status == JobStatus.QUEUED:
-                job.status = JobStatus.CANCELED
-                self._positions()
-
-    def interrupt(self, job_id, owner=None) -> None:
-        self._own(job_id, owner)
-        self._flags[str(job_id)]["interrupt"] = True
-
-    def skip(self, job_id, owner=None) -> None:
-        self._own(job_id, owner)
-        self._flags[str(job_id)]["skip"] = True
-
-    def _work(self) -> None:
-        while True:
-            with self._wake:
-                while not self._stop and not any(j.status == JobStatus.QUEUED for j in self._jobs):
-                    self._wake.wait()
-                if self._stop:
-                    return
-                job = next(j for j in self._jobs if j.status == JobStatus.QUEUED)
-                job.status, job.position = JobStatus.RUNNING, None
-                self._positions()
-            try:
-                job.result = self._runner(job.kind, job.request, _Control(job, self._flags[job.id]))
-                job.status = JobStatus.SUCCEEDED
-            except JobInterrupted as exc:
-                job.result, job.status = exc.partial, JobStatus.INTERRUPTED
-            except Exception as exc:  # the queue's contract: a failing job carries a readable reason
-                job.error, job.status = str(exc), JobStatus.FAILED
 
 
 def write_fake_checkpoints(folder: Path, names=("tiny-a.ckpt", "tiny-b.ckpt")) -> list[Path]:

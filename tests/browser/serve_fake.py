@@ -1,7 +1,7 @@
 """Serve the real UI over a fake engine: ``python tests/browser/serve_fake.py --port P --models-dir M --outdir O``.
 
-The catalog, options, styles, wildcards, upscaler list and (when present) the job
-queue are the real ones; only the engine and the model manager are fakes, so the
+The catalog, options, styles, wildcards, upscaler list and the job queue are
+the real ones; only the engine and the model manager are fakes, so the
 browser flows that need long or failing jobs run in seconds.
 """
 from __future__ import annotations
@@ -16,8 +16,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def build_services(args):
-    from tests.browser.fake_stack import FakeEngine, FakeModels, StubQueue
+    from tests.browser.fake_stack import FakeEngine, FakeModels
     from webui.catalog import Catalog
+    from webui.jobs import JobQueue
     from webui.config import Settings
     from webui.options import Options
     from webui.services import Services
@@ -30,13 +31,7 @@ def build_services(args):
     options = Options(settings.outdir / "config.json")
     models = FakeModels(catalog)
     engine = FakeEngine(settings, models)
-    try:
-        from webui.jobs import JobQueue
-
-        queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
-                         preview_every=2)
-    except ImportError:
-        queue = StubQueue(engine.run)
+    queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length, preview_every=2)
     extras = {}
     try:
         from webui.postprocess import UpscalerRegistry

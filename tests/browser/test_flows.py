@@ -185,6 +185,7 @@ def test_removed_checkpoint_gives_a_readable_message_and_page_keeps_working(page
     status = ui.generate(page, "txt2img")
     assert "Error" in status and "zz-removed.ckpt" in status and "Traceback" not in status
     ui.choose(page, "setting_sd_model_checkpoint", "tiny-a.ckpt")
+    page.wait_for_function("() => document.querySelector('#topbar_message').innerText.includes('Loaded tiny-a.ckpt')")
     assert "Done" in ui.generate(page, "txt2img")
 
 

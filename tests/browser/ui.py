@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -32,9 +33,9 @@ def choose(page, elem_id: str, option: str) -> None:
     """Pick an option of a gradio Dropdown by its visible text."""
     box = page.locator(f"#{elem_id} input").first
     box.click()
-    box.fill(option)  # filters the list down to the wanted option, then Enter picks it
-    page.wait_for_selector(f"#{elem_id} li[role=option]")
-    box.press("Enter")
+    item = page.locator(f"#{elem_id} li[role=option]", has_text=option).first
+    item.wait_for()
+    item.click(force=True)  # the list animates open; force skips waiting for it to settle
     box.blur()
 
 
@@ -57,17 +58,34 @@ def textbox_value(page, elem_id: str) -> str:
 
 def wait_status(page, tab: str, *words: str, timeout: int = DONE_TIMEOUT_MS) -> str:
     """Wait until the tab's status line contains one of ``words``; returns the line."""
-    status = page.locator(f"#{tab}_status")
     page.wait_for_function(
-        "([sel, words]) => { const el = document.querySelector(sel); return el && words.some(w => el.innerText.includes(w)); }",
+        """([sel, words]) => { const el = document.querySelector(sel);
+            return el && words.some(w => el.innerText.includes(w)); }""",
         arg=[f"#{tab}_status", list(words)], timeout=timeout,
     )
-    return status.inner_text()
+    return status_text(page, tab)
+
+
+def status_text(page, tab: str) -> str:
+    """The tab's status line without gradio's event timer ("0.3s") in front."""
+    return re.sub(r"^\s*[\d.]+s\s*", "", page.locator(f"#{tab}_status").inner_text())
 
 
 def generate(page, tab: str) -> str:
+    """Press Generate and wait for the final status of the new job (final lines end with "(job ID)")."""
+    before = status_text(page, tab)
+    old = re.search(r"\(job (\w+)\)", before)
     page.click(f"#{tab}_generate")
-    return wait_status(page, tab, "Done", "Error", "Interrupted")
+    # A request refused before it became a job says "Error:" without a job id.
+    page.wait_for_function(
+        """([sel, old, before]) => { const el = document.querySelector(sel);
+            if (!el) return false;
+            const text = el.innerText.replace(/^\\s*[\\d.]+s\\s*/, "");
+            const m = text.match(/\\(job (\\w+)\\)/);
+            return m ? m[1] !== old : (text.startsWith("Error:") && text !== before); }""",
+        arg=[f"#{tab}_status", old.group(1) if old else None, before], timeout=DONE_TIMEOUT_MS,
+    )
+    return status_text(page, tab)
 
 
 def gallery_images(page, tab: str) -> list[Image.Image]:

@@ -36,7 +36,7 @@ def jobs_table(jobs, owner: str) -> str:
         rows.append(
             f"<tr class='queue-job queue-{html.escape(common.job_status(job))}{' queue-mine' if mine else ''}'"
             f" data-job-id='{html.escape(str(job.id))}'>"
-            f"<td>{html.escape(str(job.id))}</td><td>{html.escape(str(getattr(job, 'kind', '')))}</td>"
+            f"<td>{html.escape(results.short_id(job.id))}</td><td>{html.escape(str(getattr(job, 'kind', '')))}</td>"
             f"<td>{html.escape(common.progress_text(job))}</td>"
             f"<td>{html.escape(common.job_prompt(job))}</td><td>{'yes' if mine else ''}</td></tr>"
         )
@@ -47,7 +47,7 @@ def jobs_table(jobs, owner: str) -> str:
 
 
 def _label(job) -> str:
-    return f"{job.id} · {common.job_status(job)} · {common.job_prompt(job, 30)}"
+    return f"{results.short_id(job.id)} · {common.job_status(job)} · {common.job_prompt(job, 30)}"
 
 
 def build_queue_panel(services) -> QueuePanel:

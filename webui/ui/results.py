@@ -113,7 +113,7 @@ def wire_controls(panel: ResultPanel, services) -> None:
             getattr(services.queue, action)(job.id, owner=owner)
         except Exception as exc:
             return f"**Error:** {common.readable_error(exc)}"
-        return f"{'Interrupting' if action == 'interrupt' else 'Skipping the current image of'} job {job.id}…"
+        return f"{'Interrupting' if action == 'interrupt' else 'Skipping the current image of'} job {short_id(job.id)}…"
 
     def interrupt(request: gr.Request):
         return act("interrupt", request)
@@ -144,6 +144,9 @@ def result_updates(panel: ResultPanel, job) -> dict:
         reason = getattr(job, "error", None) or "unknown error"
         text = f"**Error:** {reason}"
         gr.Warning(str(reason))
+    job_id = getattr(job, "id", None)
+    if job_id:
+        text += f" (job {short_id(job_id)})"
     if warnings:
         text += "  \n" + "  \n".join(f"⚠️ {w}" for w in warnings)
     return {
@@ -153,6 +156,11 @@ def result_updates(panel: ResultPanel, job) -> dict:
         panel.infotext: infotexts[0] if infotexts else "",
         panel.state: state,
     }
+
+
+def short_id(job_id) -> str:
+    """The first 8 characters of a job id: enough to tell jobs apart on screen."""
+    return str(job_id)[:8]
 
 
 def follow_job(panel: ResultPanel, services, job_id):
@@ -170,7 +178,7 @@ def follow_job(panel: ResultPanel, services, job_id):
         if common.job_finished(job):
             yield result_updates(panel, job)
             return
-        update = {panel.status: f"Job {job.id}: {common.progress_text(job)}"}
+        update = {panel.status: f"Job {short_id(job.id)}: {common.progress_text(job)}"}
         preview = getattr(getattr(job, "progress", None), "preview", None)
         if preview is not None and preview is not shown_preview:
             shown_preview = preview
@@ -195,5 +203,5 @@ def submit_and_follow(panel: ResultPanel, services, kind: str, build_request, re
         gr.Warning(message)
         yield {panel.status: f"**Error:** {message}"}
         return
-    yield {panel.status: f"Job {job.id}: submitted", panel.gallery: [], panel.infotext: ""}
+    yield {panel.status: f"Job {short_id(job.id)}: submitted", panel.gallery: [], panel.infotext: ""}
     yield from follow_job(panel, services, job.id)

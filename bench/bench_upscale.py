@@ -7,7 +7,7 @@ tools/convert_realesrgan_ncnn.py), otherwise random weights in the same
 architectures (same speed). GFPGAN uses random weights in the v1.4 layout unless
 models/GFPGAN holds a GFPGAN file. Face timing uses scikit-image's astronaut photo.
 
-Usage: python bench/bench_upscale.py [--device cpu|cuda] [--size 128] [--tile 192] [--repeat 3]
+Usage: python bench/bench_upscale.py [--device cpu|cuda] [--size 128] [--tile 192] [--repeat 3] [--face-image PHOTO]
 """
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tile", type=int, default=192, help="tile size for the tiled runs")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--face-image", type=Path, help="photo for the face timing (default: scikit-image's astronaut)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,9 +97,12 @@ def main(argv=None) -> int:
         if face_root != models:
             random_gfpgan(face_root)
         faces = FaceRestorers(Settings(models_dir=face_root, device=args.device, precision=args.precision))
-        from skimage import data
+        if args.face_image is not None:
+            photo = Image.open(args.face_image).convert("RGB")
+        else:
+            from skimage import data
 
-        photo = Image.fromarray(data.astronaut())
+            photo = Image.fromarray(data.astronaut())
         count = len(faces.detect(photo))
         seconds = timed(lambda: faces.restore(photo, "GFPGAN", 1.0), args.repeat)
         print(f"GFPGAN                   {seconds / max(count, 1):8.3f} s per face ({count} face(s), detection included)")

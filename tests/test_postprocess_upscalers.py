@@ -69,7 +69,8 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def registry(models_dir):
-    return UpscalerRegistry(Settings(models_dir=models_dir, device="cpu", precision="fp32", upscaler_tile_overlap=8))
+    # A small overlap so the tiny test images really split into tiles with partial context.
+    return UpscalerRegistry(Settings(models_dir=models_dir, device="cpu", precision="fp32", upscaler_tile_overlap=8), min_tile_overlap=0)
 
 
 def noise_image(width=24, height=20, seed=0) -> Image.Image:
@@ -131,6 +132,11 @@ def test_tiled_equals_untiled(registry, name):
     whole = np.asarray(registry.upscale(image, name, 4, tile_size=0), dtype=np.int16)
     tiled = np.asarray(registry.upscale(image, name, 4, tile_size=16), dtype=np.int16)
     assert np.abs(whole - tiled).max() <= 2
+
+
+def test_default_overlap_is_large_enough_for_real_esrgan(models_dir):
+    assert UpscalerRegistry(Settings(models_dir=models_dir, upscaler_tile_overlap=8)).tile_overlap >= 48
+    assert UpscalerRegistry(Settings(models_dir=models_dir, upscaler_tile_overlap=80)).tile_overlap == 80
 
 
 def test_tiles_bound_the_size_the_model_sees():

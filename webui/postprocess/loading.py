@@ -33,10 +33,9 @@ def make_registry():
 def read_state_dict(path: Path, *, meta: bool = False) -> dict:
     """The canonical state dict of a model file (``params_ema``/``params`` wrappers removed).
 
-    ``meta=True`` gives tensors without data (shapes and dtypes only), enough for
-    architecture detection without reading the weights.
+    ``meta=True`` is for architecture detection without reading the weights:
+    safetensors give data-less meta tensors, pickles are memory-mapped.
     """
-    import torch
     from spandrel import canonicalize_state_dict
 
     path = Path(path)

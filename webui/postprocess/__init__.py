@@ -10,3 +10,19 @@ non-headless opencv. spandrel (plus spandrel-extra-arches for CodeFormer) loads
 the same weight files by detecting the architecture from the state dict, as
 A1111 >= 1.8 and ComfyUI do.
 """
+
+_EXPORTS = {
+    "UpscalerRegistry": "webui.postprocess.upscalers",
+    "FaceRestorers": "webui.postprocess.faces",
+    "run_extras": "webui.postprocess.extras",
+    "scale_to_size": "webui.postprocess.extras",
+}
+
+
+def __getattr__(name: str):
+    """Lazy re-exports: ``from webui.postprocess import UpscalerRegistry`` imports torch only then."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ class UpscalerInfo:
     name: str
     path: Path | None = None
     architecture: str | None = None
-    scale: int = 1  # the model's native factor (guessed from the file name until loaded)
+    scale: int = 4  # a model's native factor, guessed from its file name; 4 for the built-ins as in A1111's API
 
 
 @dataclass(frozen=True)

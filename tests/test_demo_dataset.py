@@ -1,4 +1,6 @@
 """The demo world's generator and the pixel classifier that scores generated images."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -95,3 +97,85 @@ def test_bad_names_are_rejected():
         classify.colour_share(np.zeros((8, 8, 3), np.uint8), "teal")
     with pytest.raises(ValueError, match="RGB"):
         classify.classify(np.zeros((8, 8), np.uint8))
+
+
+# ---------------------------------------------------------------- the shipped files
+SHIPPED = Path(__file__).resolve().parents[1] / "models"
+CHECKPOINT = SHIPPED / "Stable-diffusion" / "demo-shapes.safetensors"
+LORA = SHIPPED / "Lora" / "demo-outline.safetensors"
+
+
+def _pipeline():
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from webui.models.loader import load_checkpoint_file
+
+    torch.set_num_threads(1)
+    parts = load_checkpoint_file(CHECKPOINT, "cpu", torch.float32)
+    pipe = StableDiffusionPipeline(
+        vae=parts.vae, text_encoder=parts.text_encoders[0], tokenizer=parts.tokenizers[0], unet=parts.unet,
+        scheduler=DDIMScheduler.from_config(parts.scheduler_config), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _generate(pipe, captions, seed=0):
+    import torch
+
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(len(captions))]
+    out = pipe(captions, height=64, width=64, num_inference_steps=12, guidance_scale=3.0,
+               generator=generators, output_type="np")
+    return (out.images * 255).round().astype(np.uint8)
+
+
+def test_shipped_demo_model_draws_what_the_prompt_asks():
+    scenes = [("circle", "red", "blue"), ("square", "yellow", "purple"), ("triangle", "white", "green"),
+              ("square", "black", "orange"), ("triangle", "blue", "yellow"), ("circle", "green", "white")]
+    images = _generate(_pipeline(), [shapes.caption_for(*s) for s in scenes])
+    got = [tuple(classify.classify(im).labels.values()) for im in images]
+    assert got == scenes
+
+
+def _merge_kohya_lora(modules: dict, path: Path, weight: float) -> int:
+    """Add a kohya LoRA's deltas to the modules it names; returns how many it touched."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    touched = 0
+    for key in {k.rsplit(".", 2)[0] for k in state if k.endswith(".lora_down.weight")}:
+        down = state[f"{key}.lora_down.weight"].float()
+        up = state[f"{key}.lora_up.weight"].float()
+        scale = float(state[f"{key}.alpha"]) / down.shape[0]
+        module = modules[key]
+        delta = (up.flatten(1) @ down.flatten(1)).reshape(module.weight.shape)
+        with torch.no_grad():
+            module.weight += weight * scale * delta
+        touched += 1
+    return touched
+
+
+def test_demo_lora_outlines_shapes_more_as_its_weight_grows():
+    from safetensors import safe_open
+
+    with safe_open(str(LORA), "pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["ss_network_module"] == "networks.lora" and metadata["ss_base_model_version"] == "sd_v1"
+    scenes = [("circle", "red", "blue"), ("square", "yellow", "purple"), ("triangle", "white", "green"),
+              ("circle", "orange", "blue")]
+    captions = [shapes.caption_for(*s) for s in scenes]
+    pipe = _pipeline()
+    modules = {"lora_unet_" + n.replace(".", "_"): m for n, m in pipe.unet.named_modules()}
+    modules.update({"lora_te_" + ("" if n.startswith("text_model.") else "text_model_") + n.replace(".", "_"): m
+                    for n, m in pipe.text_encoder.named_modules()})
+    black = [classify.colour_share(im, "black") for im in _generate(pipe, captions)]
+    assert _merge_kohya_lora(modules, LORA, 0.75) > 0
+    most = [classify.colour_share(im, "black") for im in _generate(pipe, captions)]
+    _merge_kohya_lora(modules, LORA, 0.25)
+    full = [classify.colour_share(im, "black") for im in _generate(pipe, captions)]
+    # none of these captions asks for black: every black pixel is outline
+    assert np.mean(black) < 0.005
+    assert np.mean(black) < np.mean(most) < np.mean(full)
+    assert np.mean(full) > 0.04

@@ -130,6 +130,45 @@ def fake_app(tmp_path_factory):
     stop_app(app)
 
 
+DEMO_CHECKPOINT = ROOT / "models" / "Stable-diffusion" / "demo-shapes.safetensors"
+
+
+def copy_with_own_hash(source: Path, target: Path) -> None:
+    """The same weights under another file hash (a metadata entry differs), so each copy is its own model."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    metadata["copy_name"] = target.name
+    save_file(tensors, str(target), metadata=metadata)
+
+
+@pytest.fixture(scope="session")
+def real_app(tmp_path_factory):
+    """``python app.py`` with the real engine on the shipped demo checkpoint (twice, under two names)."""
+    if _missing_browser():
+        pytest.skip(_missing_browser())
+    if not DEMO_CHECKPOINT.exists():
+        pytest.fail(f"{DEMO_CHECKPOINT} is missing: the real-app flows need the shipped demo checkpoint")
+    root = tmp_path_factory.mktemp("real_app")
+    models, outdir = root / "models", root / "outputs"
+    (models / "Stable-diffusion").mkdir(parents=True)
+    for name in ("demo-shapes.safetensors", "demo-second.safetensors", "zz-removed.safetensors"):
+        copy_with_own_hash(DEMO_CHECKPOINT, models / "Stable-diffusion" / name)
+    command = [sys.executable, str(ROOT / "app.py"), "--models-dir", str(models), "--outdir", str(outdir),
+               "--threads", "1", "--device", "cpu"]
+    app = start_app(command, root, models, outdir, timeout=180)
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture
+def real_page(real_app, new_page):
+    return new_page(real_app.url)
+
+
 @pytest.fixture(scope="session")
 def browser():
     if _missing_browser():

@@ -53,6 +53,7 @@ def build_topbar(services) -> TopBar:
         value = current if current in titles else common.current_checkpoint_title(services)
         return gr.Dropdown(choices=titles, value=value), f"Found {len(titles)} checkpoint(s)."
 
-    checkpoint.input(select, inputs=[checkpoint], outputs=[message], show_progress="minimal")
+    # A user who changes their mind while a checkpoint loads gets the last one chosen.
+    checkpoint.input(select, inputs=[checkpoint], outputs=[message], show_progress="minimal", trigger_mode="always_last")
     refresh.click(refresh_list, inputs=[checkpoint], outputs=[checkpoint, message], show_progress="minimal")
     return bar

@@ -211,3 +211,18 @@ def test_lora_and_wildcard_lists_insert_into_the_prompt(page, fake_app):
     page.click("#txt2img_networks")
     page.locator("#txt2img_wildcard_list").get_by_text("animal").first.click()
     page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value.includes('__animal__')")
+
+
+def test_queue_panel_reopens_a_finished_jobs_gallery(page, fake_app):
+    ui.fill_text(page, "txt2img_prompt", "reopen me later")
+    ui.set_number(page, "txt2img_steps", 2)
+    ui.set_number(page, "txt2img_width", 96)
+    ui.set_number(page, "txt2img_height", 64)
+    assert "Done" in ui.generate(page, "txt2img")
+    ui.open_tab(page, "queue")
+    page.wait_for_function("() => document.querySelector('#queue_table').innerText.includes('reopen me later')")
+    ui.choose(page, "queue_finished_jobs", "reopen me later")
+    page.click("#queue_open")
+    page.wait_for_function("() => document.querySelector('#queue_message').innerText.includes('succeeded')")
+    assert [im.size for im in ui.gallery_images(page, "queue")] == [(96, 64)]
+    assert "reopen me later" in ui.textbox_value(page, "queue_infotext")

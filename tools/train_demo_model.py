@@ -14,11 +14,16 @@ Phases, each timed:
 5. ``export`` - the single-file checkpoint (A1111/LDM keys, fp16, unused token rows zeroed,
                architecture in the ``webui.architecture`` metadata) and the LoRA file.
 
-Everything is seeded: the same flags on the same device give the same files.
-Example (defaults reproduce the shipped files; one CPU thread is the safe choice
-on a busy machine)::
+Everything is seeded: the same flags on the same device give the same files
+(a GPU and a CPU agree on the first steps and drift apart by rounding later).
+The shipped files were made with the defaults::
 
-    python tools/train_demo_model.py --threads 1 --device cpu
+    python tools/train_demo_model.py --device cuda --phases vae,unet,eval,export
+    python tools/train_demo_model.py --from-checkpoint models/Stable-diffusion/demo-shapes.safetensors \
+        --phases lora,eval,export
+
+``--device cpu --threads 1`` (the default) runs the same recipe on a CPU; see
+bench/TRAINING.md for the time each phase takes there.
 """
 from __future__ import annotations
 

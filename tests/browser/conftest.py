@@ -119,6 +119,10 @@ def fake_app(tmp_path_factory):
     root = tmp_path_factory.mktemp("fake_app")
     models, outdir = root / "models", root / "outputs"
     write_fake_checkpoints(models / "Stable-diffusion", ("tiny-a.ckpt", "tiny-b.ckpt", "zz-removed.ckpt"))
+    demo_lora = ROOT / "models" / "Lora" / "demo-outline.safetensors"
+    if demo_lora.exists():
+        (models / "Lora").mkdir(parents=True)
+        shutil.copyfile(demo_lora, models / "Lora" / demo_lora.name)
     (root / "wildcards").mkdir()
     (root / "wildcards" / "animal.txt").write_text("cat\ndog\n")
     (root / "styles.csv").write_text('name,prompt,negative_prompt\n"Bright","{prompt}, bright colours",""\n')

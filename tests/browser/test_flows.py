@@ -56,6 +56,7 @@ def test_progress_is_visible_while_a_job_runs(page, fake_app):
     page.click("#txt2img_generate")
     line = ui.wait_status(page, "txt2img", "step 2/6", "step 3/6", "step 4/6")
     assert "image 1/1" in line
+    page.wait_for_selector("#txt2img_preview img")  # the live preview shows while it runs
     assert "Done" in ui.wait_status(page, "txt2img", "Done", "Error")
 
 
@@ -164,7 +165,11 @@ def test_queue_shows_both_jobs_interrupt_first_second_completes(fake_app, new_pa
     first.wait_for_function(
         "() => { const t = document.querySelector('#queue_table'); return t && t.innerText.includes('slow first job')"
         " && t.innerText.includes('second job') && t.innerText.includes('queued'); }")
+    # Another user's Interrupt never stops this job.
+    second.click("#txt2img_interrupt")
+    assert "Nothing of yours is running" in ui.wait_status(second, "txt2img", "Nothing of yours")
     ui.open_tab(first, "txt2img")
+    assert "running" in ui.status_text(first, "txt2img")
     first.click("#txt2img_interrupt")
     assert "Interrupted" in ui.wait_status(first, "txt2img", "Interrupted", "Done", "Error")
     assert "Done" in ui.wait_status(second, "txt2img", "Done", "Error")
@@ -207,10 +212,15 @@ def test_png_info_shows_parameters_and_sends_them_to_txt2img(page, fake_app, tmp
     assert page.locator("#txt2img_steps input[type=number]").input_value() == "7"
 
 
-def test_lora_and_wildcard_lists_insert_into_the_prompt(page, fake_app):
+def test_lora_wildcard_and_style_lists(page, fake_app):
     page.click("#txt2img_networks")
+    ui.fill_text(page, "txt2img_prompt", "a cat")
+    page.locator("#txt2img_lora_list").get_by_text("demo-outline").first.click()
+    page.wait_for_function(
+        "() => document.querySelector('#txt2img_prompt textarea').value === 'a cat, <lora:demo-outline:1>'")
     page.locator("#txt2img_wildcard_list").get_by_text("animal").first.click()
-    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value.includes('__animal__')")
+    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value.endsWith(', __animal__')")
+    assert "Bright" in ui.dropdown_options(page, "txt2img_styles")
 
 
 def test_queue_panel_reopens_a_finished_jobs_gallery(page, fake_app):
@@ -226,3 +236,52 @@ def test_queue_panel_reopens_a_finished_jobs_gallery(page, fake_app):
     page.wait_for_function("() => document.querySelector('#queue_message').innerText.includes('succeeded')")
     assert [im.size for im in ui.gallery_images(page, "queue")] == [(96, 64)]
     assert "reopen me later" in ui.textbox_value(page, "queue_infotext")
+
+
+def test_send_to_inpaint_and_extras_carry_the_image(page, fake_app):
+    ui.fill_text(page, "txt2img_prompt", "carry me")
+    ui.set_number(page, "txt2img_steps", 2)
+    ui.set_number(page, "txt2img_width", 96)
+    ui.set_number(page, "txt2img_height", 64)
+    assert "Done" in ui.generate(page, "txt2img")
+    page.click("#txt2img_send_to_inpaint")
+    page.wait_for_selector("#tab_inpaint", state="visible")
+    page.wait_for_selector("#inpaint_editor canvas")
+    assert ui.textbox_value(page, "inpaint_prompt") == "carry me"
+    assert page.locator("#inpaint_width input[type=number]").input_value() == "96"
+    ui.open_tab(page, "txt2img")
+    page.click("#txt2img_send_to_extras")
+    page.wait_for_selector("#tab_extras", state="visible")
+    assert ui.image_natural_size(page, "#extras_image img") == (96, 64)
+
+
+def test_extras_batch_from_a_folder_inside_outputs(page, fake_app):
+    folder = fake_app.outdir / "to-upscale"
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, size in enumerate(((20, 10), (30, 16))):
+        Image.new("RGB", size, (number * 90, 50, 50)).save(folder / f"{number}.png")
+    ui.open_tab(page, "extras")
+    page.click("button[role=tab]#extras_dir_tab-button")
+    ui.fill_text(page, "extras_batch_input_dir", str(folder))
+    ui.choose(page, "extras_upscaler_1", "Lanczos")
+    ui.set_number(page, "extras_upscaling_resize", 2)
+    assert "Done: 2 image(s)" in ui.generate(page, "extras")
+    assert sorted(im.size for im in ui.gallery_images(page, "extras")) == [(40, 20), (60, 32)]
+    # A folder outside the outputs is refused with a message, not read.
+    ui.fill_text(page, "extras_batch_input_dir", "/etc")
+    status = ui.generate(page, "extras")
+    assert "must be inside" in status
+
+
+def test_skip_drops_the_current_image_of_a_batch(page, fake_app):
+    ui.fill_text(page, "txt2img_prompt", "slow batch")
+    ui.set_number(page, "txt2img_steps", 5)
+    ui.set_number(page, "txt2img_width", 64)
+    ui.set_number(page, "txt2img_height", 64)
+    ui.set_number(page, "txt2img_batch_count", 3)
+    page.click("#txt2img_generate")
+    ui.wait_status(page, "txt2img", "image 1/3, step 1/5", "image 1/3, step 2/5")
+    page.click("#txt2img_skip")
+    line = ui.wait_status(page, "txt2img", "Done", "Error", "Interrupted")
+    assert line.startswith("Done: 2 image(s)")
+    assert len(ui.gallery_images(page, "txt2img")) == 2

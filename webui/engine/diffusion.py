@@ -88,22 +88,28 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
 
     negative, total = job.negative, len(timesteps)
     job.progress.steps = total
+    contexts: dict[int, tuple] = {}
+    mask_input = None
+    if job.masked_image_latents is not None:
+        extra = torch.cat([job.mask, job.masked_image_latents], dim=1).to(torch.float32)
+        mask_input = torch.cat([extra] * 2)
     for index, t in enumerate(timesteps):
         if control.interrupted():
             raise JobInterrupted()
         if control.take_skip():
             return None  # caller drops this image batch
         positive = job.positive_at(index * job.steps // total)  # prompt editing counts sampler steps
+        if id(positive) not in contexts:  # built once per distinct conditioning, not per step
+            added = None
+            if positive.pooled is not None:
+                added = {"text_embeds": torch.cat([negative.pooled, positive.pooled]).to(device, dtype),
+                         "time_ids": job.time_ids.to(device=device, dtype=dtype)}
+            contexts[id(positive)] = (torch.cat([negative.embeds, positive.embeds]).to(device, dtype), added)
+        context, added = contexts[id(positive)]
         model_in = torch.cat([latents] * 2)
         model_in = scheduler.scale_model_input(model_in, t)
-        if job.masked_image_latents is not None:
-            extra = torch.cat([job.mask, job.masked_image_latents], dim=1).to(torch.float32)
-            model_in = torch.cat([model_in, torch.cat([extra] * 2)], dim=1)
-        context = torch.cat([negative.embeds, positive.embeds]).to(dtype)
-        added = None
-        if positive.pooled is not None:
-            added = {"text_embeds": torch.cat([negative.pooled, positive.pooled]).to(dtype),
-                     "time_ids": job.time_ids.to(device=device, dtype=dtype)}
+        if mask_input is not None:
+            model_in = torch.cat([model_in, mask_input], dim=1)
         out = unet(model_in.to(dtype), t, encoder_hidden_states=context, added_cond_kwargs=added).sample
         out_neg, out_pos = out.float().chunk(2)
         guided = out_neg + job.cfg_scale * (out_pos - out_neg)

@@ -126,6 +126,9 @@ class ModelManager:
         self.load_count += 1
         arch, converted, inpainting = prepare_components(state, metadata, info.name)
         del state
+        # Keep the cache in the compute dtype so building from it later copies nothing on CPU.
+        converted = {part: {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+                     for part, tensors in converted.items()}
         prepared = _Prepared(arch, converted, inpainting)
         self._cache[info.sha256] = prepared
         self._trim_cache()

@@ -193,7 +193,7 @@ def make_queue(runner, tmp_path: Path, max_length: int = 100):
         from webui.jobs import JobQueue
     except ImportError:
         return StandInQueue(runner, max_length)
-    return JobQueue(runner, db_path=tmp_path / "queue.sqlite3", max_length=max_length)
+    return JobQueue(runner, db_path=tmp_path / "queue.sqlite3", max_length=max_length).start()
 
 
 @dataclass

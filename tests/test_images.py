@@ -96,3 +96,13 @@ def test_encode_png_base64_carries_chunk_and_items():
     info, items = read_image_info(loaded)
     assert info == INFO and items["parameters"] == INFO
     assert read_infotext(Image.open(io.BytesIO(base64.b64decode(encode_png_base64(_image(), None))))) is None
+
+
+def test_encoding_ignores_save_options_left_on_the_image_by_another_thread():
+    # PIL keeps save options on the image object; when the job store and the API save
+    # one result image at the same time, the image can be left holding the other
+    # save's options (pnginfo=None), which then override ours on every later save.
+    image = Image.new("RGB", (16, 16), (1, 2, 3))
+    image.encoderinfo = {"pnginfo": None}
+    encoded = encode_png_base64(image, INFO)
+    assert read_infotext(Image.open(io.BytesIO(base64.b64decode(encoded)))) == INFO

@@ -105,7 +105,10 @@ def read_image_info(image: Image.Image) -> tuple[str | None, dict]:
 def encode_png_base64(image: Image.Image, infotext: str | None) -> str:
     """Base64 PNG (no ``data:`` prefix) carrying ``infotext`` in its ``parameters`` chunk, for API replies."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=_pnginfo(infotext))
+    # PIL keeps save options on the image object (``encoderinfo``); two threads saving one
+    # image (the job store and this reply) can leave the other's options behind, and those
+    # then override ours (pnginfo=None: no chunk). A private copy starts clean.
+    image.copy().save(buffer, format="PNG", pnginfo=_pnginfo(infotext))
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -166,6 +169,7 @@ def _safe_suffix(text: str) -> str:
 def _encode(image: Image.Image, fmt: str, infotext: str | None) -> bytes:
     kind = FORMATS[fmt]
     buffer = io.BytesIO()
+    image = image.copy()  # a private copy: see encode_png_base64
     if kind == "PNG":
         image.save(buffer, format="PNG", pnginfo=_pnginfo(infotext))
     else:

@@ -119,3 +119,16 @@ def test_real_removed_checkpoint_reads_well_and_page_keeps_working(real_page, re
     ui.fill_text(page, "txt2img_prompt", "still working")
     _small_settings(page, "txt2img")
     assert "Done" in ui.generate(page, "txt2img")
+
+
+def test_real_hires_fix_doubles_the_size_and_records_it(real_page):
+    page = real_page
+    ui.fill_text(page, "txt2img_prompt", "a yellow square")
+    _small_settings(page, "txt2img")
+    page.click("#txt2img_hr")
+    page.locator("#txt2img_enable_hr input[type=checkbox]").check()
+    ui.set_number(page, "txt2img_hr_scale", 2)
+    ui.set_number(page, "txt2img_hires_steps", 2)
+    assert "Done" in ui.generate(page, "txt2img")
+    assert [im.size for im in ui.gallery_images(page, "txt2img")] == [(128, 128)]
+    assert "Hires upscale: 2" in ui.textbox_value(page, "txt2img_infotext")

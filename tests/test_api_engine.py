@@ -1,0 +1,60 @@
+"""The API over the real app wiring: real engine, model manager and queue on a tiny checkpoint."""
+import base64
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from webui.images import read_infotext
+
+
+@pytest.fixture
+def client(settings):
+    from fastapi.testclient import TestClient
+
+    from webui.server import build_services, create_app
+
+    services = build_services(settings)
+    services.queue.start()
+    try:
+        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False)
+    finally:
+        services.queue.close()
+
+
+def _decode(text):
+    return Image.open(io.BytesIO(base64.b64decode(text)))
+
+
+def test_txt2img_img2img_and_png_info_on_the_real_engine(client):
+    [model] = client.get("/sdapi/v1/sd-models").json()
+    assert model["model_name"] == "tiny-sd1"
+    assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": model["title"]}).status_code == 200
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == model["title"]
+
+    body = {"prompt": "a red circle", "negative_prompt": "blue", "seed": 123, "steps": 2, "width": 64, "height": 64,
+            "sampler_name": "Euler a", "cfg_scale": 5}
+    first = client.post("/sdapi/v1/txt2img", json=body)
+    assert first.status_code == 200, first.text
+    image = _decode(first.json()["images"][0])
+    assert image.size == (64, 64)
+    text = read_infotext(image)
+    assert text.startswith("a red circle\nNegative prompt: blue\nSteps: 2, Sampler: Euler a")
+    assert f"Model hash: {model['hash']}" in text and "Model: tiny-sd1" in text
+    info = json.loads(first.json()["info"])
+    assert info["all_seeds"] == [123] and info["sd_model_name"] == "tiny-sd1" and info["infotexts"] == [text]
+
+    again = client.post("/sdapi/v1/txt2img", json=body)
+    assert again.json()["images"] == first.json()["images"]  # same seed, same pixels
+
+    init = "data:image/png;base64," + first.json()["images"][0]
+    changed = client.post("/sdapi/v1/img2img", json={**body, "init_images": [init], "denoising_strength": 0.5})
+    assert changed.status_code == 200, changed.text
+    assert "Denoising strength: 0.5" in read_infotext(_decode(changed.json()["images"][0]))
+
+    parsed = client.post("/sdapi/v1/png-info", json={"image": init}).json()["parameters"]
+    assert parsed["Prompt"] == "a red circle" and parsed["Seed"] == "123" and parsed["Size-1"] == "64"
+
+    bad = client.post("/sdapi/v1/txt2img", json={**body, "sampler_name": "No Such Sampler"})
+    assert bad.status_code == 422 and bad.json()["field"] == "sampler_name"

@@ -3,6 +3,7 @@ import base64
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -13,8 +14,13 @@ from webui.images import read_infotext
 def client(settings):
     from fastapi.testclient import TestClient
 
+    from safetensors.numpy import save_file
+
     from webui.server import build_services, create_app
 
+    folder = settings.model_folder("embeddings")
+    save_file({"emb_params": np.ones((2, 64), np.float32)}, str(folder / "fits.safetensors"))
+    save_file({"emb_params": np.ones((1, 768), np.float32)}, str(folder / "too-wide.safetensors"))
     services = build_services(settings)
     services.queue.start()
     try:
@@ -58,3 +64,13 @@ def test_txt2img_img2img_and_png_info_on_the_real_engine(client):
 
     bad = client.post("/sdapi/v1/txt2img", json={**body, "sampler_name": "No Such Sampler"})
     assert bad.status_code == 422 and bad.json()["field"] == "sampler_name"
+
+
+def test_embeddings_report_what_the_loaded_model_installed(client):
+    before = client.get("/sdapi/v1/embeddings").json()
+    assert set(before["loaded"]) == {"fits", "too-wide"}  # no model used yet: the file list
+    assert client.post("/sdapi/v1/txt2img", json={"prompt": "fits", "steps": 1, "width": 64,
+                                                  "height": 64}).status_code == 200
+    after = client.get("/sdapi/v1/embeddings").json()
+    assert after["loaded"]["fits"]["vectors"] == 2 and after["loaded"]["fits"]["shape"] == 64
+    assert list(after["skipped"]) == ["too-wide"]

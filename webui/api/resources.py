@@ -53,6 +53,31 @@ def _embedding_item(path: Path) -> dict:
     return item
 
 
+def _installed_embeddings(models) -> dict | None:
+    """A1111's embeddings answer from what the loaded model installed; None before any job used it."""
+    current = getattr(models, "current_checkpoint", None)
+    addons = getattr(models, "addons", None)
+    if current is None or not callable(addons):
+        return None
+    try:
+        status = addons().embedding_status
+    except Exception:  # no model loaded (yet): fall back to the file list
+        return None
+    if status is None:
+        return None
+    widths = getattr(status, "widths", {}) or {}
+
+    def item(name, vectors, reason=None):
+        entry = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                 "shape": int(widths.get(name, 0)), "vectors": int(vectors)}
+        if reason:
+            entry["reason"] = str(reason)
+        return entry
+
+    return {"loaded": {name: item(name, count) for name, count in status.loaded.items()},
+            "skipped": {name: item(name, 0, reason) for name, reason in status.skipped.items()}}
+
+
 def _memory() -> dict:
     try:
         import psutil
@@ -250,11 +275,14 @@ def create_resources_router(services) -> APIRouter:
     @router.get("/embeddings")
     def embeddings():
         """Textual-inversion embeddings: loaded (fit the current model) and skipped."""
-        status = services.extra.get("embeddings_status") or getattr(services.models, "embeddings_status", None)
+        status = services.extra.get("embeddings_status")
         if callable(status):
             status = status()
         if isinstance(status, dict) and "loaded" in status:
             return {"loaded": status.get("loaded") or {}, "skipped": status.get("skipped") or {}}
+        installed = _installed_embeddings(services.models)
+        if installed is not None:
+            return installed
         return {"loaded": {info.stem: _embedding_item(info.path) for info in catalog.embeddings()}, "skipped": {}}
 
     @router.post("/refresh-embeddings")

@@ -230,3 +230,16 @@ def test_queue_full_is_429_with_retry_after(tmp_path):
     response = full.client.post("/sdapi/v1/txt2img", json={"width": 16, "height": 16})
     assert response.status_code == 429
     assert response.headers.get("retry-after") and response.json()["error"] == "QueueFull"
+
+
+def test_infotext_field_fills_what_the_client_did_not_send(world):
+    infotext = "a cat\nNegative prompt: dog\nSteps: 7, Sampler: DDIM, CFG scale: 3, Seed: 99, Size: 24x16, Clip skip: 2"
+    response = world.client.post("/sdapi/v1/txt2img", json={"infotext": infotext, "steps": 4})
+    assert response.status_code == 200, response.text
+    request = world.engine.requests[-1][1]
+    assert (request.prompt, request.negative_prompt) == ("a cat", "dog")
+    assert request.steps == 4  # sent explicitly: wins over the infotext
+    assert (request.sampler_name, request.cfg_scale, request.seed) == ("DDIM", 3.0, 99)
+    assert (request.width, request.height, request.clip_skip) == (24, 16, 2)
+    bad = world.client.post("/sdapi/v1/txt2img", json={"infotext": "x\nSteps: 0, Seed: 1, Size: 8x8"})
+    assert bad.status_code == 422 and bad.json()["field"] == "infotext"

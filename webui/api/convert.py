@@ -10,11 +10,12 @@ import json
 import warnings
 
 from PIL import Image
+from pydantic import ValidationError
 
 from webui.api.errors import PayloadTooLarge
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
 from webui.images import encode_png_base64, read_infotext
-from webui.infotext import parse_infotext
+from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.schemas import ExtrasRequest, GenerationRequest, GenerationResult, InvalidRequest, NotFound
 
 VERSION = "webui-0.1"
@@ -87,6 +88,34 @@ def resolve_checkpoint(catalog, name: str) -> str:
         return catalog.find_checkpoint(name).title
 
 
+# Request fields A1111's ``infotext`` body field may fill (GenerationRequest name -> body name).
+_INFOTEXT_BODY_FIELDS = ("prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed",
+                         "width", "height", "batch_size", "denoising_strength", "restore_faces", "enable_hr",
+                         "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
+                         "mask_blur")
+
+
+def apply_infotext(body: GenerationBody) -> GenerationBody:
+    """A1111's ``infotext`` field: its parameters fill the fields the client did not send.
+
+    Clip skip goes to ``override_settings``; the checkpoint is not switched by it.
+    """
+    if not body.infotext:
+        return body
+    fields = infotext_to_request_fields(parse_infotext(body.infotext))
+    sent = body.model_fields_set
+    update = {name: fields[name] for name in _INFOTEXT_BODY_FIELDS
+              if name in fields and name not in sent and name in type(body).model_fields}
+    if "clip_skip" in fields and "CLIP_stop_at_last_layers" not in body.override_settings:
+        update["override_settings"] = {**body.override_settings, "CLIP_stop_at_last_layers": fields["clip_skip"]}
+    try:
+        return type(body).model_validate({**body.model_dump(exclude_unset=True), **update})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first.get("loc", ())) or "infotext"
+        raise InvalidRequest(f"infotext gives a bad {name}: {first.get('msg', '')}", field="infotext") from None
+
+
 def _common_fields(body: GenerationBody, services) -> dict:
     options = services.options
     clip_skip = _override(body, options, "CLIP_stop_at_last_layers", 1)
@@ -126,6 +155,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
 
 def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
     """A GenerationRequest from an A1111 txt2img body (override_settings applied for this job only)."""
+    body = apply_infotext(body)
     fields = _common_fields(body, services)
     if body.enable_hr:
         if body.hr_resize_x or body.hr_resize_y:
@@ -148,6 +178,7 @@ def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
 
 def img2img_request(body: Img2ImgBody, services) -> GenerationRequest:
     """A GenerationRequest from an A1111 img2img body; the first init image is used."""
+    body = apply_infotext(body)
     if not body.init_images:
         raise InvalidRequest("init_images is required: a list with one base64 image", field="init_images")
     max_pixels = services.settings.max_image_pixels

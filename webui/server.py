@@ -60,10 +60,7 @@ def create_app(services: Services, *, with_ui: bool = True):
     app = FastAPI(title="Stable Diffusion web UI", version="0.1")
     mount_api(app, services)
     if with_ui:
-        import gradio as gr
+        from webui.ui import mount_ui
 
-        from webui.ui import build_ui
-
-        blocks = build_ui(services)
-        app = gr.mount_gradio_app(app, blocks, path="/")
+        app = mount_ui(app, services, path="/")
     return app

@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--through-app", action="store_true",
+                        help="also time POST /sdapi/v1/txt2img through the queue and HTTP layer (in-process client)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,11 +95,27 @@ def main() -> None:
                                               cfg_scale=7.0, width=args.size, height=args.size, seed=seed,
                                               sampler_name="Euler", save_images=False))
 
-        run_pipeline(0)
-        run_engine(0)  # warm-up both
+        runs = [("diffusers", run_pipeline), ("engine", run_engine)]
+        if args.through_app:
+            from fastapi.testclient import TestClient
+
+            from webui.server import build_services, create_app
+
+            services = build_services(settings, engine=engine)
+            services.queue.start()
+            client = TestClient(create_app(services, with_ui=False))
+
+            def run_app(seed: int):
+                body = {"prompt": prompt, "negative_prompt": negative, "steps": args.steps, "cfg_scale": 7.0,
+                        "width": args.size, "height": args.size, "seed": seed, "sampler_name": "Euler"}
+                response = client.post("/sdapi/v1/txt2img", json=body)
+                assert response.status_code == 200, response.text
+
+            runs.append(("app", run_app))
+        for _, fn in runs:
+            fn(0)  # warm-up
         timings = {}
-        for name, fn in (("diffusers", run_pipeline), ("engine", run_engine), ("diffusers", run_pipeline),
-                         ("engine", run_engine)):
+        for name, fn in runs * 2:
             sync(args.device)
             start = time.perf_counter()
             for seed in range(args.images):
@@ -107,6 +125,11 @@ def main() -> None:
         base, ours = min(timings["diffusers"]), min(timings["engine"])
         print(f"diffusers pipeline: {base:.3f}s/image   engine: {ours:.3f}s/image   ratio {ours / base:.3f} "
               f"(goal <= 1.03)   {args.steps} steps {args.size}x{args.size} on {args.device}")
+        if args.through_app:
+            app = min(timings["app"])
+            print(f"through the app (HTTP + queue + engine, PNG encoding): {app:.3f}s/image, "
+                  f"ratio {app / base:.3f} against the bare pipeline")
+            services.queue.stop()
         print(f"peak RSS: {peak_rss_mb():.0f} MB")
         if args.device == "cuda":
             print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MB "

@@ -23,7 +23,8 @@ from PIL import Image
 def image_to_base64(image: Image.Image, pnginfo=None) -> str:
     """PNG-encode an image as base64 text (no ``data:`` prefix)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=pnginfo)
+    # Save a private copy: Pillow keeps save options on the image object, which other threads may share.
+    image.copy().save(buffer, format="PNG", pnginfo=pnginfo)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -55,3 +55,12 @@ class Services:
     wildcards: Any = None  # webui.prompts WildcardIndex
     styles: Any = None  # webui.prompts StyleDatabase
     extra: dict = field(default_factory=dict)
+
+    def refresh_wildcards(self):
+        """Rescan the wildcards folder; the engine uses the new index from its next job on."""
+        from webui.prompts.wildcards import WildcardIndex
+
+        self.wildcards = WildcardIndex.scan(self.settings.wildcards_dir)
+        if hasattr(self.engine, "wildcards"):
+            self.engine.wildcards = self.wildcards
+        return self.wildcards

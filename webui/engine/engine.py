@@ -361,6 +361,7 @@ class Engine:
     def extras(self, request: ExtrasRequest, control: JobControl | None = None) -> ExtrasResult:
         """Upscale and restore faces on each image; saves them under extras-images."""
         from webui.images import save_image
+        from webui.infotext import format_parameters
         from webui.postprocess.extras import run_extras
 
         control = control or NullControl()
@@ -369,7 +370,7 @@ class Engine:
         outputs = run_extras(request, self.upscalers, self.faces, control)
         result = ExtrasResult()
         for image, info in outputs:
-            text = ", ".join(f"{k}: {v}" for k, v in info.items())
+            text = format_parameters(info)
             result.images.append(image)
             result.infotexts.append(text)
             if request.save_images and self.settings.save_images:

@@ -61,14 +61,11 @@ def build_networks_panel(tab: str, services, prompt: gr.Textbox) -> NetworksPane
             services.catalog.refresh_loras()
         except Exception as exc:
             note = f"LoRA scan failed: {common.readable_error(exc)}. "
+        try:
+            services.refresh_wildcards()
+        except Exception as exc:
+            note += f"Wildcard scan failed: {common.readable_error(exc)}."
         wildcard_samples = wildcard_rows(services)
-        rescan = getattr(type(services.wildcards), "scan", None)
-        if callable(rescan):
-            # The index is immutable; list what a fresh scan of the folder finds.
-            try:
-                wildcard_samples = [[name] for name in rescan(services.settings.wildcards_dir).names()]
-            except Exception as exc:
-                note += f"Wildcard scan failed: {common.readable_error(exc)}."
         lora_samples = lora_rows(services)
         note = note or f"{len(lora_samples)} LoRA(s), {len(wildcard_samples)} wildcard(s)."
         return gr.Dataset(samples=lora_samples or [["", "", ""]]), gr.Dataset(samples=wildcard_samples or [[""]]), note

@@ -44,6 +44,9 @@ def _missing_browser() -> str | None:
 
 def pytest_collection_modifyitems(config, items):
     reason = _missing_browser()
+    if reason and os.environ.get("CI"):
+        # In CI the set-up script installs the browser: a missing one is a failure, never a silent skip.
+        raise pytest.UsageError(f"browser tests cannot run: {reason}")
     for item in items:
         if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.browser)

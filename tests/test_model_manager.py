@@ -82,3 +82,16 @@ def test_a_checkpoint_removed_from_disk_gives_a_clear_error(settings, three_chec
     info.path.unlink()
     with pytest.raises(ModelLoadError, match="no longer on disk"):
         manager.select_checkpoint("tiny-sd1-b")
+
+
+def test_cpu_cache_switches_back_to_the_same_modules_with_addons_undone(settings, three_checkpoints):
+    manager = ModelManager(settings.with_changes(checkpoints_limit=2), three_checkpoints)
+    engine = Engine(settings, three_checkpoints, manager)
+    before = image_of(engine, "tiny-sd1")
+    unet = manager.loaded.unet
+    weights = {name: p for name, p in unet.named_parameters()}
+    manager.select_checkpoint("tiny-sd1-b")
+    manager.select_checkpoint("tiny-sd1")
+    assert manager.loaded.unet is unet and manager.load_count == 2
+    assert all(p is weights[name] for name, p in unet.named_parameters())
+    assert np.array_equal(image_of(engine, "tiny-sd1"), before)

@@ -39,9 +39,12 @@ def release_memory() -> None:
 
 @dataclass
 class _Prepared:
+    """A cache entry: converted tensors, or on CPU the built modules themselves."""
+
     architecture: object
-    converted: dict
+    converted: dict | None
     inpainting: bool
+    components: LoadedComponents | None = None
 
 
 class ModelManager:
@@ -108,8 +111,15 @@ class ModelManager:
             self._unload_live()
             start = time.perf_counter()
             prepared = self._prepared(info)
-            self._loaded = build_components(prepared.architecture, prepared.converted, prepared.inpainting,
-                                            self.device, self.dtype)
+            if prepared.components is not None:
+                self._loaded = prepared.components
+            else:
+                self._loaded = build_components(prepared.architecture, prepared.converted, prepared.inpainting,
+                                                self.device, self.dtype)
+                if self.device == "cpu" and self._limit > 1:
+                    # On CPU the modules can be the cache entry: switching back is a swap of references.
+                    # (Per-job LoRAs, embeddings and VAEs are undone before a switch, so they stay clean.)
+                    prepared.components, prepared.converted = self._loaded, None
             self._current = info
             if self._limit <= 1:
                 self._cache.clear()
@@ -142,8 +152,10 @@ class ModelManager:
         if self._addons is not None:
             self._addons.detach()
             self._addons = None
+        cached = self._loaded is not None and any(e.components is self._loaded for e in self._cache.values())
         self._loaded = None
-        release_memory()
+        if not cached:
+            release_memory()
 
     def unload(self) -> None:
         """Free the live model and the RAM cache."""

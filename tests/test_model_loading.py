@@ -148,3 +148,16 @@ def test_plain_tensor_ckpt_loads(tmp_path, tiny_checkpoint_dir):
     torch.save({"state_dict": state}, path)
     loaded = load_checkpoint_file(path, "cpu", torch.float32)
     assert loaded.family == "sd1"
+
+
+def test_native_size_comes_from_the_file_or_the_family(settings):
+    from webui.config import PROJECT_ROOT
+
+    import shutil
+
+    shutil.copy(PROJECT_ROOT / "models" / "Stable-diffusion" / "demo-shapes.safetensors",
+                settings.model_folder("Stable-diffusion"))
+    catalog = Catalog(settings)
+    catalog.refresh()
+    assert catalog.find_checkpoint("demo-shapes").native_size == (64, 64)
+    assert catalog.find_checkpoint("tiny-sd1").native_size == (512, 512)

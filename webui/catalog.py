@@ -96,6 +96,19 @@ class CheckpointInfo:
         return f"{self.name} [{self.short_hash}]"
 
     @property
+    def native_size(self) -> tuple[int, int]:
+        """The resolution it was trained at: the file's ``modelspec.resolution``, else its family's."""
+        from webui.models.families import FAMILIES
+
+        text = self.metadata.get("modelspec.resolution", "")
+        width, _, height = text.lower().partition("x")
+        if width.strip().isdigit() and height.strip().isdigit():
+            return int(width), int(height)
+        family = FAMILIES.get(self.detection.family or "")
+        size = family.default_size if family else 512
+        return size, size
+
+    @property
     def loadable(self) -> bool:
         return self.detection.kind == "checkpoint" or self.path.suffix != ".safetensors"
 

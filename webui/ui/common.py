@@ -172,3 +172,11 @@ def progress_text(job) -> str:
 
 def job_result(job):
     return getattr(job, "result", None)
+
+
+def native_size(services, title: str | None) -> tuple[int, int]:
+    """Width and height a checkpoint was trained at (512x512 when unknown), for the size sliders."""
+    try:
+        return services.catalog.find_checkpoint(title).native_size if title else (512, 512)
+    except Exception:
+        return 512, 512

@@ -41,6 +41,7 @@ def build_ui(services) -> gr.Blocks:
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = build_queue_panel(services)
         _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue)
+        _wire_native_size(services, bar.checkpoint, [txt2img, img2img, inpaint])
 
         def on_load():
             titles = common.checkpoint_titles(services)
@@ -54,6 +55,17 @@ def mount_ui(app, services, path: str = "/"):
     """Build the UI and mount it on a FastAPI ``app`` at ``path`` (with the page's CSS)."""
     demo = build_ui(services)
     return gr.mount_gradio_app(app, demo, path=path, css=CSS, footer_links=[], show_error=True)
+
+
+def _wire_native_size(services, checkpoint, panels) -> None:
+    """Choosing a checkpoint sets every tab's size to the resolution it was trained at (64x64 for the demo)."""
+    sliders = [panel.fields[name] for panel in panels for name in ("width", "height")]
+
+    def native(title):
+        width, height = common.native_size(services, title)
+        return [width, height] * len(panels)
+
+    checkpoint.input(native, inputs=[checkpoint], outputs=sliders, show_progress="hidden")
 
 
 def _carried_fields(state, target) -> dict:

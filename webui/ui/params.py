@@ -42,6 +42,7 @@ def build_prompt_row(tab: str, services) -> PromptWidgets:
 def build_sampling(tab: str, services) -> dict:
     """Sampler, schedule, steps, size, batch, CFG, seed (with 🎲 and ♻️), clip skip, restore faces."""
     fields: dict = {}
+    width, height = common.native_size(services, common.current_checkpoint_title(services))
     samplers = common.sampler_names(services)
     schedulers = common.scheduler_names(services)
     with gr.Row():
@@ -52,8 +53,8 @@ def build_sampling(tab: str, services) -> dict:
         fields["steps"] = gr.Slider(label="Sampling steps", elem_id=f"{tab}_steps", minimum=1, maximum=150, step=1, value=20)
     with gr.Row():
         with gr.Column(scale=4):
-            fields["width"] = gr.Slider(label="Width", elem_id=f"{tab}_width", minimum=64, maximum=2048, step=8, value=512)
-            fields["height"] = gr.Slider(label="Height", elem_id=f"{tab}_height", minimum=64, maximum=2048, step=8, value=512)
+            fields["width"] = gr.Slider(label="Width", elem_id=f"{tab}_width", minimum=64, maximum=2048, step=8, value=width)
+            fields["height"] = gr.Slider(label="Height", elem_id=f"{tab}_height", minimum=64, maximum=2048, step=8, value=height)
         with gr.Column(scale=1, min_width=120):
             fields["n_iter"] = gr.Slider(label="Batch count", elem_id=f"{tab}_batch_count", minimum=1, maximum=100, step=1, value=1)
             fields["batch_size"] = gr.Slider(label="Batch size", elem_id=f"{tab}_batch_size", minimum=1, maximum=8, step=1, value=1)

@@ -92,3 +92,29 @@ def test_real_engine_behind_the_queue_reports_progress_and_interrupt_keeps_finis
         assert 1 <= len(done.result.images) < 4
         after = queue.submit("txt2img", request(steps=2))
         assert queue.wait(after.id, timeout=120).status == JobStatus.SUCCEEDED
+
+
+def test_vae_choice_from_the_options_is_used_and_recorded(settings):
+    from diffusers import AutoencoderKL
+
+    from webui.models.ldm_export import vae_to_ldm
+    from webui.options import Options
+
+    catalog = Catalog(settings)
+    catalog.refresh()
+    options = Options()
+    engine = Engine(settings, catalog, ModelManager(settings, catalog), options=options)
+    base = engine.generate(request())
+    torch.manual_seed(123)
+    other = AutoencoderKL.from_config(engine.models.loaded.vae.config)
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(other.state_dict(), dict(other.config)).items()},
+              str(settings.model_folder("VAE") / "other.safetensors"))
+    catalog.refresh_vaes()
+    options.update({"sd_vae": "other.safetensors"})
+    with_vae = engine.generate(request())
+    assert not np.array_equal(np.asarray(with_vae.images[0]), np.asarray(base.images[0]))
+    assert "VAE: other.safetensors" in with_vae.infotexts[0] and "VAE hash: " in with_vae.infotexts[0]
+    options.update({"sd_vae": "None"})
+    again = engine.generate(request())
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(base.images[0]))
+    assert "VAE:" not in again.infotexts[0]

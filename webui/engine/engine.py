@@ -143,7 +143,8 @@ class Engine:
         device = next(model.unet.parameters()).device
         # 3. Prompts: styles, wildcards (per seed), LoRA tags, schedules
         plans = plan_prompts(request, seeds, self.wildcards, self.styles)
-        report = addons.prepare(plans[0].loras, request.vae)
+        vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
+        report = addons.prepare(plans[0].loras, vae_choice)
         result.warnings.extend(report.warnings)
         for plan in plans:
             result.warnings.extend(plan.warnings)

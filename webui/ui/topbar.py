@@ -11,6 +11,21 @@ class TopBar:
     checkpoint: gr.Dropdown
     refresh: gr.Button
     message: gr.Markdown
+    vae: gr.Dropdown | None = None
+
+
+def vae_choices(services) -> list[str]:
+    """A1111's SD VAE choices: Automatic (same-named VAE beside the checkpoint), None (its own), then files."""
+    try:
+        names = [info.name for info in services.catalog.vaes()]
+    except Exception:
+        names = []
+    return ["Automatic", "None", *names]
+
+
+def current_vae(services) -> str:
+    choice = services.options.get("sd_vae") if services.options is not None else None
+    return choice if choice in vae_choices(services) else "Automatic"
 
 
 def build_topbar(services) -> TopBar:
@@ -22,8 +37,19 @@ def build_topbar(services) -> TopBar:
             scale=4, allow_custom_value=False,
         )
         refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+        vae = gr.Dropdown(label="SD VAE", elem_id="setting_sd_vae", choices=vae_choices(services),
+                          value=current_vae(services), scale=2, allow_custom_value=False)
         message = gr.Markdown("", elem_id="topbar_message")
-    bar = TopBar(checkpoint, refresh, message)
+    bar = TopBar(checkpoint, refresh, message, vae)
+
+    def select_vae(choice):
+        """The choice applies to every following job (A1111's sd_vae option)."""
+        try:
+            services.options.update({"sd_vae": choice or "Automatic"})
+        except Exception as exc:
+            gr.Warning(common.readable_error(exc))
+            return f"**Could not set the VAE:** {common.readable_error(exc)}"
+        return f"VAE: {choice}. It applies from the next image on."
 
     def select(title):
         if not title:
@@ -48,12 +74,14 @@ def build_topbar(services) -> TopBar:
         except Exception as exc:
             message_text = common.readable_error(exc)
             gr.Warning(message_text)
-            return gr.Dropdown(), f"**Could not rescan the models:** {message_text}"
+            return gr.Dropdown(), gr.Dropdown(), f"**Could not rescan the models:** {message_text}"
         titles = common.checkpoint_titles(services)
         value = current if current in titles else common.current_checkpoint_title(services)
-        return gr.Dropdown(choices=titles, value=value), f"Found {len(titles)} checkpoint(s)."
+        vaes = gr.Dropdown(choices=vae_choices(services), value=current_vae(services))
+        return gr.Dropdown(choices=titles, value=value), vaes, f"Found {len(titles)} checkpoint(s)."
 
     # A user who changes their mind while a checkpoint loads gets the last one chosen.
     checkpoint.input(select, inputs=[checkpoint], outputs=[message], show_progress="minimal", trigger_mode="always_last")
-    refresh.click(refresh_list, inputs=[checkpoint], outputs=[checkpoint, message], show_progress="minimal")
+    refresh.click(refresh_list, inputs=[checkpoint], outputs=[checkpoint, vae, message], show_progress="minimal")
+    vae.input(select_vae, inputs=[vae], outputs=[message], show_progress="hidden")
     return bar

@@ -192,3 +192,21 @@ def test_sdxl_checkpoint_generates(settings, tiny_checkpoint_dir):
     result = engine.generate(txt(checkpoint="tiny-sdxl", save_images=False))
     assert engine.models.loaded.family == "sdxl"
     assert result.images[0].size == (64, 64)
+
+
+def test_sdxl_inpainting_checkpoint_keeps_unmasked_pixels(settings):
+    from webui.models.random_checkpoint import write_random_checkpoint
+
+    write_random_checkpoint(settings.model_folder("Stable-diffusion") / "tiny-sdxl-inpainting.safetensors", "sdxl",
+                            inpainting=True, seed=5)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    engine = Engine(settings, catalog, ModelManager(settings, catalog))
+    init = init_picture()
+    result = engine.generate(txt(init_image=init, mask=square_mask(), mask_blur=0, denoising_strength=1.0,
+                                 checkpoint="tiny-sdxl-inpainting", save_images=False))
+    assert engine.models.loaded.family == "sdxl" and engine.models.loaded.inpainting
+    out, orig = pixels(result.images[0]), pixels(init)
+    outside = np.ones((64, 64), dtype=bool)
+    outside[24:40, 24:40] = False
+    assert np.array_equal(out[outside], orig[outside])

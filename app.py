@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoints-limit", type=int, default=1,
                         help="checkpoints kept in RAM for fast switching (A1111's sd_checkpoints_limit)")
     parser.add_argument("--max-queue", type=int, default=100, help="queued jobs accepted before answering 429")
+    parser.add_argument("--live-preview-every", type=int, default=5,
+                        help="steps between live previews of a running job (0 turns them off)")
     parser.add_argument("--no-ui", action="store_true", help="serve the API only")
     return parser.parse_args(argv)
 
@@ -53,6 +55,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         device=args.device, precision=args.precision, torch_threads=args.threads,
         host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port,
         checkpoints_limit=args.checkpoints_limit, max_queue_length=args.max_queue,
+        live_preview_every=max(0, args.live_preview_every),
     )
 
 

@@ -118,3 +118,28 @@ def test_vae_choice_from_the_options_is_used_and_recorded(settings):
     again = engine.generate(request())
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(base.images[0]))
     assert "VAE:" not in again.infotexts[0]
+
+
+def test_live_previews_follow_the_option(settings, tmp_path):
+    from webui.options import Options
+
+    catalog = Catalog(settings)
+    catalog.refresh()
+    options = Options()
+    engine = Engine(settings, catalog, ModelManager(settings, catalog), options=options)
+
+    def previews_seen():
+        seen = []
+        with JobQueue(engine.run, db_path=None, preview_every=1) as queue:
+            queue.start()
+            with queue.subscribe() as events:
+                job = queue.submit("txt2img", request(steps=4))
+                queue.wait(job.id, timeout=120)
+                while (event := events.get(timeout=0.5)) is not None:
+                    progress = event.job.progress
+                    seen.append(event.type == "progress" and progress is not None and progress.preview is not None)
+        return any(seen)
+
+    assert previews_seen()
+    options.update({"live_previews_enable": False})
+    assert not previews_seen()

@@ -178,7 +178,8 @@ class Engine:
             job.strength = float(request.denoising_strength)
         if inpaint is not None:
             self._attach_mask(job, model, inpaint, request)
-        preview = (lambda lat: vae_ops.cheap_preview(lat, model.family))
+        previews_on = self.options is None or self.options.get("live_previews_enable", True)
+        preview = (lambda lat: vae_ops.cheap_preview(lat, model.family)) if previews_on else None
         # 7. Denoising loop
         latents = denoise(model.unet, scheduler, job, control, preview)
         if latents is None:  # skipped

@@ -210,3 +210,33 @@ def test_sdxl_inpainting_checkpoint_keeps_unmasked_pixels(settings):
     outside = np.ones((64, 64), dtype=bool)
     outside[24:40, 24:40] = False
     assert np.array_equal(out[outside], orig[outside])
+
+
+def test_composable_and_prompt_guides_by_each_part(engine):
+    from webui.engine.prompting import plan_prompts
+
+    plan = plan_prompts(txt(prompt="a red circle AND a blue square :0.5"), [1])[0]
+    assert [weight for _, weight in plan.parts] == [1.0, 0.5]
+    assert [schedule[0][1].strip() for schedule, _ in plan.parts] == ["a red circle", "a blue square"]
+    single = pixels(engine.generate(txt(prompt="a red circle", save_images=False)).images[0])
+    halves = pixels(engine.generate(txt(prompt="a red circle :0.5 AND a red circle :0.5",
+                                        save_images=False)).images[0])
+    mixed = engine.generate(txt(prompt="a red circle AND a blue square", save_images=False))
+    assert np.abs(halves - single).max() <= 2  # two half-weight copies of a part = the part once
+    assert not np.array_equal(pixels(mixed.images[0]), single)
+    assert not any("AND" in w for w in mixed.warnings)
+    assert parse_infotext(mixed.infotexts[0])["Prompt"] == "a red circle AND a blue square"
+
+
+def test_composable_prompt_on_sdxl_and_inpainting_models(settings, tiny_checkpoint_dir):
+    for name in ("tiny-sdxl", "tiny-sd1-inpainting"):
+        shutil.copy(tiny_checkpoint_dir / f"{name}.safetensors", settings.model_folder("Stable-diffusion"))
+    catalog = Catalog(settings)
+    catalog.refresh()
+    engine = Engine(settings, catalog, ModelManager(settings, catalog))
+    sdxl = engine.generate(txt(prompt="a cat AND a dog :0.7", batch_size=2, checkpoint="tiny-sdxl",
+                               save_images=False))
+    assert len(sdxl.images) == 2
+    inpaint = engine.generate(txt(prompt="a cat AND a dog", init_image=init_picture(), mask=square_mask(),
+                                  checkpoint="tiny-sd1-inpainting", denoising_strength=1.0, save_images=False))
+    assert inpaint.images[0].size == (64, 64)

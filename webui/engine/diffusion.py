@@ -15,10 +15,17 @@ from webui.schemas import JobControl, JobInterrupted, Progress
 
 @dataclass
 class Conditioning:
-    """Text conditioning for a batch: embeddings [B, T, D] and (SDXL) pooled [B, P]."""
+    """Text conditioning: embeddings [R, T, D] and (SDXL) pooled [R, P].
+
+    For the positive side of a batch, each row is one AND-part of one image:
+    ``part_index[r]`` is that image and ``part_weight[r]`` the part's weight
+    (None: one part of weight 1 per image).
+    """
 
     embeds: torch.Tensor
     pooled: torch.Tensor | None = None
+    part_index: torch.Tensor | None = None
+    part_weight: torch.Tensor | None = None
 
 
 @dataclass
@@ -89,10 +96,9 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
     negative, total = job.negative, len(timesteps)
     job.progress.steps = total
     contexts: dict[int, tuple] = {}
-    mask_input = None
+    mask_extra = None
     if job.masked_image_latents is not None:
-        extra = torch.cat([job.mask, job.masked_image_latents], dim=1).to(torch.float32)
-        mask_input = torch.cat([extra] * 2)
+        mask_extra = torch.cat([job.mask, job.masked_image_latents], dim=1).to(torch.float32)
     for index, t in enumerate(timesteps):
         if control.interrupted():
             raise JobInterrupted()
@@ -100,19 +106,17 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
             return None  # caller drops this image batch
         positive = job.positive_at(index * job.steps // total)  # prompt editing counts sampler steps
         if id(positive) not in contexts:  # built once per distinct conditioning, not per step
-            added = None
-            if positive.pooled is not None:
-                added = {"text_embeds": torch.cat([negative.pooled, positive.pooled]).to(device, dtype),
-                         "time_ids": job.time_ids.to(device=device, dtype=dtype)}
-            contexts[id(positive)] = (torch.cat([negative.embeds, positive.embeds]).to(device, dtype), added)
-        context, added = contexts[id(positive)]
-        model_in = torch.cat([latents] * 2)
+            contexts[id(positive)] = _unet_context(positive, negative, job, batch, device, dtype)
+        context, added, rows, weights = contexts[id(positive)]
+        model_in = torch.cat([latents, latents[rows]])
         model_in = scheduler.scale_model_input(model_in, t)
-        if mask_input is not None:
-            model_in = torch.cat([model_in, mask_input], dim=1)
-        out = unet(model_in.to(dtype), t, encoder_hidden_states=context, added_cond_kwargs=added).sample
-        out_neg, out_pos = out.float().chunk(2)
-        guided = out_neg + job.cfg_scale * (out_pos - out_neg)
+        if mask_extra is not None:
+            model_in = torch.cat([model_in, torch.cat([mask_extra, mask_extra[rows]])], dim=1)
+        out = unet(model_in.to(dtype), t, encoder_hidden_states=context, added_cond_kwargs=added).sample.float()
+        out_neg, out_pos = out[:batch], out[batch:]
+        # Composable diffusion: each part pulls its image away from the negative by its weight.
+        pulls = (out_pos - out_neg[rows]) * weights.view(-1, 1, 1, 1)
+        guided = out_neg + job.cfg_scale * torch.zeros_like(out_neg).index_add_(0, rows, pulls)
         latents = scheduler.step(guided, t, latents, generator=generators, return_dict=False)[0] \
             if _accepts_generator(scheduler) else scheduler.step(guided, t, latents, return_dict=False)[0]
         if job.mask is not None and job.masked_image_latents is None and job.init_latents is not None:
@@ -126,6 +130,20 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
             job.progress.preview = preview(latents)
         control.report(job.progress)
     return latents
+
+
+def _unet_context(positive: Conditioning, negative: Conditioning, job: SamplingJob, batch: int, device, dtype):
+    """UNet inputs for rows [negatives of the batch; positive parts]: context, SDXL extras, row map, weights."""
+    rows = positive.part_index if positive.part_index is not None else torch.arange(batch)
+    weights = positive.part_weight if positive.part_weight is not None else torch.ones(batch)
+    rows, weights = rows.to(device), weights.to(device=device, dtype=torch.float32)
+    added = None
+    if positive.pooled is not None:
+        time_ids = job.time_ids.to(device=device, dtype=dtype)
+        added = {"text_embeds": torch.cat([negative.pooled, positive.pooled]).to(device, dtype),
+                 "time_ids": torch.cat([time_ids[:batch], time_ids[batch:][rows]])}
+    context = torch.cat([negative.embeds, positive.embeds]).to(device, dtype)
+    return context, added, rows, weights
 
 
 def _accepts_generator(scheduler) -> bool:

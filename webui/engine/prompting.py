@@ -18,7 +18,7 @@ class PromptPlan:
 
     prompt: str  # as the infotext records it (expanded, LoRA tags kept)
     negative: str
-    schedule: list[list]  # [[end_at_step, text], ...] without extra-network tags
+    parts: list[tuple[list[list], float]]  # AND parts: ([[end_at_step, text], ...], weight), tags removed
     negative_schedule: list[list]
     loras: list = field(default_factory=list)
     template: str | None = None
@@ -55,12 +55,12 @@ def plan_prompts(request, seeds: list[int], wildcards=None, styles=None) -> list
         for tag in tags:
             if tag.kind not in LORA_KINDS:
                 warnings.append(f"{tag.text}: <{tag.kind}:...> networks are not supported; ignored")
-        if len(split_composable(clean)) > 1:
-            warnings.append("AND (composable prompts) is not supported: the prompt is used as one prompt")
-        schedule = get_learned_conditioning_prompt_schedules([clean], request.steps)[0]
+        composable = split_composable(clean)  # "a AND b :0.5": each part is guided on its own, with its weight
+        schedules = get_learned_conditioning_prompt_schedules([text for text, _ in composable], request.steps)
+        parts = [(schedule, weight) for schedule, (_, weight) in zip(schedules, composable)]
         negative_schedule = get_learned_conditioning_prompt_schedules([clean_negative], request.steps)[0]
         plans.append(PromptPlan(
-            prompt=expanded, negative=expanded_negative, schedule=schedule, negative_schedule=negative_schedule,
+            prompt=expanded, negative=expanded_negative, parts=parts, negative_schedule=negative_schedule,
             loras=loras, template=prompt if expanded != prompt else None,
             negative_template=negative if expanded_negative != negative else None, warnings=warnings,
         ))
@@ -74,7 +74,7 @@ def encode_plans(model, addons, plans: list[PromptPlan], steps: int, clip_skip: 
 
     encoder = PromptEncoder(model.tokenizers, model.text_encoders, family=model.family)
     expand = addons.expand_prompt if addons is not None else (lambda t: t)
-    positives = {text for plan in plans for _, text in plan.schedule}
+    positives = {text for plan in plans for schedule, _ in plan.parts for _, text in schedule}
     negatives = {plan.negative_schedule[0][1] for plan in plans}
     # Cond and uncond must have the same number of 77-token chunks (A1111 pads the shorter).
     chunks = encoder.chunk_count([expand(t) for t in positives | negatives])
@@ -82,19 +82,22 @@ def encode_plans(model, addons, plans: list[PromptPlan], steps: int, clip_skip: 
     encoded.update({("-", t): encoder.encode([expand(t)], clip_skip=clip_skip, min_chunks=chunks, negative=True)
                     for t in negatives})
 
-    def stack(chosen: list[tuple[str, str]]) -> Conditioning:
-        parts = [encoded[key] for key in chosen]
-        pooled = [p.pooled for p in parts]
-        return Conditioning(torch.cat([p.embeds for p in parts]),
-                            torch.cat(pooled) if pooled[0] is not None else None)
+    def stack(chosen: list[tuple[str, str]], image_of_row=None, weights=None) -> Conditioning:
+        rows = [encoded[key] for key in chosen]
+        pooled = [p.pooled for p in rows]
+        return Conditioning(torch.cat([p.embeds for p in rows]), torch.cat(pooled) if pooled[0] is not None else None,
+                            part_index=image_of_row, part_weight=weights)
 
     negative = stack([("-", plan.negative_schedule[0][1]) for plan in plans])
     cache: dict[tuple, Conditioning] = {}
 
+    image_of_row = torch.tensor([i for i, plan in enumerate(plans) for _ in plan.parts])
+    weights = torch.tensor([weight for plan in plans for _, weight in plan.parts], dtype=torch.float32)
+
     def positive_at(step: int) -> Conditioning:
-        chosen = tuple(("+", text_at_step(plan.schedule, step)) for plan in plans)
+        chosen = tuple(("+", text_at_step(schedule, step)) for plan in plans for schedule, _ in plan.parts)
         if chosen not in cache:
-            cache[chosen] = stack(list(chosen))
+            cache[chosen] = stack(list(chosen), image_of_row, weights)
         return cache[chosen]
 
     return positive_at, negative

@@ -17,7 +17,7 @@ from pathlib import Path
 from webui.config import Settings
 from webui.models.detect import Detection, detect_model
 from webui.models.safetensors_header import read_safetensors_header
-from webui.schemas import NotFound
+from webui.schemas import NotFound, WebUIError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class CheckpointInfo:
     @property
     def model_name(self) -> str:
         """File stem with folders, as A1111's ``Model:`` infotext field."""
+        if self.path.is_dir():
+            return self.name
         return os.path.splitext(self.name)[0].replace("\\", "/")
 
     @property
@@ -179,6 +181,28 @@ def _scan(folders, suffixes) -> list[tuple[str, Path]]:
     return found
 
 
+def _diffusers_folders(folders) -> list[tuple[str, Path]]:
+    from webui.models.diffusers_folder import is_diffusers_folder
+
+    found = []
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_dir():
+            for index in sorted(folder.rglob("model_index.json")):
+                if is_diffusers_folder(index.parent) and index.parent != folder:
+                    found.append((index.parent.relative_to(folder).as_posix(), index.parent))
+    return found
+
+
+def _folder_detection(folder: Path) -> Detection:
+    from webui.models.diffusers_folder import _config, family_of
+
+    unet = _config(folder / "unet")
+    inpainting = unet.get("in_channels", 4) == 9
+    return Detection("checkpoint", family=family_of(folder, unet), inpainting=inpainting,
+                     unet_in_channels=unet.get("in_channels", 4), reason="diffusers folder")
+
+
 def _header(path: Path) -> tuple[Detection, dict]:
     if path.suffix.lower() != ".safetensors":
         # Pickles cannot be inspected without loading them; the loader detects them safely.
@@ -213,7 +237,16 @@ class Catalog:
 
     def refresh_checkpoints(self) -> None:
         accepted, rejected = [], []
+        folders = _diffusers_folders(self.settings.ckpt_dirs)
+        for name, path in folders:
+            try:
+                accepted.append(CheckpointInfo(name, path, self._folder_hash(path), _folder_detection(path)))
+            except (OSError, ValueError, WebUIError) as exc:
+                log.warning("diffusers folder %s unusable: %s", name, exc)
+        roots = [path for _, path in folders]
         for name, path in _scan(self.settings.ckpt_dirs, CHECKPOINT_SUFFIXES):
+            if any(root in path.parents for root in roots):
+                continue  # a component file of a diffusers folder
             detection, metadata = _header(path)
             info = CheckpointInfo(name, path, self.hashes.sha256(path), detection, metadata)
             (accepted if info.loadable else rejected).append(info)
@@ -221,6 +254,12 @@ class Catalog:
                 log.warning("%s is not a loadable checkpoint: %s (%s)", name, detection.kind, detection.reason)
         with self._lock:
             self._checkpoints, self._rejected = accepted, rejected
+
+    def _folder_hash(self, folder: Path) -> str:
+        """A diffusers folder's identity: the sha256 of its UNet weights file."""
+        from webui.models.diffusers_folder import weights_file
+
+        return self.hashes.sha256(weights_file(folder / "unet"))
 
     def refresh_loras(self) -> None:
         found = []

@@ -20,6 +20,7 @@ import torch
 
 from webui.catalog import Catalog, CheckpointInfo
 from webui.config import Settings
+from webui.models.diffusers_folder import read_diffusers_folder
 from webui.models.loader import LoadedComponents, build_components, prepare_components, read_state_dict
 from webui.schemas import ModelLoadError, NotFound
 
@@ -106,7 +107,7 @@ class ModelManager:
                     raise NotFound("no checkpoint found: put a .safetensors or .ckpt file in models/Stable-diffusion")
             if self._loaded is not None and self._current is not None and self._current.sha256 == info.sha256:
                 return self._loaded
-            if not info.path.is_file():
+            if not info.path.exists():
                 raise ModelLoadError(f"checkpoint file {info.name} is no longer on disk; press refresh")
             self._unload_live()
             start = time.perf_counter()
@@ -132,10 +133,13 @@ class ModelManager:
         if cached is not None:
             self._cache.move_to_end(info.sha256)
             return cached
-        state, metadata = read_state_dict(info.path)
         self.load_count += 1
-        arch, converted, inpainting = prepare_components(state, metadata, info.name)
-        del state
+        if info.path.is_dir():
+            arch, converted, inpainting = read_diffusers_folder(info.path)
+        else:
+            state, metadata = read_state_dict(info.path)
+            arch, converted, inpainting = prepare_components(state, metadata, info.name)
+            del state
         # Keep the cache in the compute dtype so building from it later copies nothing on CPU.
         converted = {part: {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in tensors.items()}
                      for part, tensors in converted.items()}

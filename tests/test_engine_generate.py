@@ -240,3 +240,12 @@ def test_composable_prompt_on_sdxl_and_inpainting_models(settings, tiny_checkpoi
     inpaint = engine.generate(txt(prompt="a cat AND a dog", init_image=init_picture(), mask=square_mask(),
                                   checkpoint="tiny-sd1-inpainting", denoising_strength=1.0, save_images=False))
     assert inpaint.images[0].size == (64, 64)
+
+
+def test_prompt_editing_works_in_the_negative_prompt(engine):
+    def image(negative):
+        return pixels(engine.generate(txt(negative_prompt=negative, steps=4, save_images=False)).images[0])
+
+    edited, first, second = image("[red:blue:0.5]"), image("red"), image("blue")
+    assert not np.array_equal(edited, first) and not np.array_equal(edited, second)
+    assert np.array_equal(image("[red:blue:1.0]"), first)  # the switch after the last step never happens

@@ -37,7 +37,7 @@ class SamplingJob:
     steps: int
     cfg_scale: float
     positive_at: Callable[[int], Conditioning]  # step -> conditioning of the batch (prompt editing)
-    negative: Conditioning
+    negative_at: Callable[[int], Conditioning]
     time_ids: torch.Tensor | None = None  # SDXL size/crop ids for [negative; positive]
     init_latents: torch.Tensor | None = None  # img2img / inpaint start (already scaled)
     strength: float = 1.0
@@ -93,7 +93,7 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
             init = init * (1 - job.mask) + fill * job.mask
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(batch)) if len(timesteps) else init
 
-    negative, total = job.negative, len(timesteps)
+    total = len(timesteps)
     job.progress.steps = total
     contexts: dict[int, tuple] = {}
     mask_extra = None
@@ -104,10 +104,12 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
             raise JobInterrupted()
         if control.take_skip():
             return None  # caller drops this image batch
-        positive = job.positive_at(index * job.steps // total)  # prompt editing counts sampler steps
-        if id(positive) not in contexts:  # built once per distinct conditioning, not per step
-            contexts[id(positive)] = _unet_context(positive, negative, job, batch, device, dtype)
-        context, added, rows, weights = contexts[id(positive)]
+        step = index * job.steps // total  # prompt editing counts sampler steps
+        positive, negative = job.positive_at(step), job.negative_at(step)
+        key = (id(positive), id(negative))
+        if key not in contexts:  # built once per distinct conditioning, not per step
+            contexts[key] = _unet_context(positive, negative, job, batch, device, dtype)
+        context, added, rows, weights = contexts[key]
         model_in = torch.cat([latents, latents[rows]])
         model_in = scheduler.scale_model_input(model_in, t)
         if mask_extra is not None:

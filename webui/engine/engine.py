@@ -161,13 +161,13 @@ class Engine:
                 width, height = inpaint["work_size"]
         # 5. Encode prompts
         steps = request.steps
-        positive_at, negative = encode_plans(model, addons, plans, steps, request.clip_skip)
+        positive_at, negative_at = encode_plans(model, addons, plans, steps, request.clip_skip)
         scheduler, sched_warnings = make_scheduler(spec, schedule, model.scheduler_config)
         result.warnings.extend(sched_warnings)
         # 6. Latents in
         factor = vae_ops.scale_factor(model.vae)
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
-                          cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative=negative,
+                          cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
                           progress=progress)
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
@@ -295,7 +295,7 @@ class Engine:
         steps = request.hr_second_pass_steps or request.steps
         scheduler, _ = make_scheduler(spec, schedule, model.scheduler_config)
         job = SamplingJob(seeds=first.seeds, latent_size=(target_h // factor, target_w // factor), steps=steps,
-                          cfg_scale=first.cfg_scale, positive_at=first.positive_at, negative=first.negative,
+                          cfg_scale=first.cfg_scale, positive_at=first.positive_at, negative_at=first.negative_at,
                           time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
                           init_latents=init_latents, strength=float(request.denoising_strength), progress=progress)
         out = denoise(model.unet, scheduler, job, control, None)

@@ -68,14 +68,14 @@ def plan_prompts(request, seeds: list[int], wildcards=None, styles=None) -> list
 
 
 def encode_plans(model, addons, plans: list[PromptPlan], steps: int, clip_skip: int
-                 ) -> tuple[Callable[[int], Conditioning], Conditioning]:
-    """(positive conditioning for a step, negative conditioning) of a batch; every text encoded once."""
+                 ) -> tuple[Callable[[int], Conditioning], Callable[[int], Conditioning]]:
+    """Positive and negative conditioning of a batch for a sampler step; every text encoded once."""
     from webui.engine.conditioning import PromptEncoder
 
     encoder = PromptEncoder(model.tokenizers, model.text_encoders, family=model.family)
     expand = addons.expand_prompt if addons is not None else (lambda t: t)
     positives = {text for plan in plans for schedule, _ in plan.parts for _, text in schedule}
-    negatives = {plan.negative_schedule[0][1] for plan in plans}
+    negatives = {text for plan in plans for _, text in plan.negative_schedule}
     # Cond and uncond must have the same number of 77-token chunks (A1111 pads the shorter).
     chunks = encoder.chunk_count([expand(t) for t in positives | negatives])
     encoded = {("+", t): encoder.encode([expand(t)], clip_skip=clip_skip, min_chunks=chunks) for t in positives}
@@ -88,8 +88,13 @@ def encode_plans(model, addons, plans: list[PromptPlan], steps: int, clip_skip: 
         return Conditioning(torch.cat([p.embeds for p in rows]), torch.cat(pooled) if pooled[0] is not None else None,
                             part_index=image_of_row, part_weight=weights)
 
-    negative = stack([("-", plan.negative_schedule[0][1]) for plan in plans])
     cache: dict[tuple, Conditioning] = {}
+
+    def negative_at(step: int) -> Conditioning:
+        chosen = tuple(("-", text_at_step(plan.negative_schedule, step)) for plan in plans)
+        if chosen not in cache:
+            cache[chosen] = stack(list(chosen))
+        return cache[chosen]
 
     image_of_row = torch.tensor([i for i, plan in enumerate(plans) for _ in plan.parts])
     weights = torch.tensor([weight for plan in plans for _, weight in plan.parts], dtype=torch.float32)
@@ -100,4 +105,4 @@ def encode_plans(model, addons, plans: list[PromptPlan], steps: int, clip_skip: 
             cache[chosen] = stack(list(chosen), image_of_row, weights)
         return cache[chosen]
 
-    return positive_at, negative
+    return positive_at, negative_at

@@ -326,3 +326,12 @@ def test_engine_saves_a_batch_with_patterns_format_sidecars_and_grid(settings):
         assert grid.name == "grid-0000.png" and loaded.size == (128, 64)
         assert read_infotext(loaded) == result.infotexts[0]
     assert options.get("samples_format") == "png"  # the override was for that job only
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
+def test_png_info_tab_reads_every_format_saved(tmp_path, fmt):
+    pytest.importorskip("gradio")
+    from webui.ui.pnginfo import read_parameters
+
+    path = write_image(_image(), tmp_path, "x", fmt=fmt, infotext=INFO)
+    assert read_parameters(str(path)) == INFO

@@ -1,10 +1,12 @@
-"""Saving images the way A1111 does, and reading their infotext back.
+"""Image files with infotext: encoding, atomic numbered writes, and the one reader of infotext.
 
-Files land in ``<outdir>/<category>/YYYY-MM-DD/NNNNN-SEED.png`` (category as
-A1111's folders: ``txt2img-images``, ``img2img-images``, ``extras-images``).
-Writes are atomic: the image goes to a hidden temporary file in the same folder
-and appears under its final name only when complete. The infotext travels in
-the PNG text chunk ``parameters``, or in EXIF UserComment for JPEG and WebP.
+``write_image`` puts an image in a folder under A1111's names (``NNNNN-...``,
+``grid-NNNN-...``), never overwriting: the image goes to a hidden temporary
+file in the same folder and appears under its final name only when complete.
+The infotext travels in the PNG text chunk ``parameters``, or in the EXIF
+UserComment (UNICODE, as piexif writes it for A1111) for JPEG and WebP;
+``read_infotext`` reads either, so PNG Info and the API read every format
+written. Which folder and name pattern to use is :mod:`webui.saving`'s job.
 """
 from __future__ import annotations
 

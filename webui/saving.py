@@ -9,7 +9,6 @@ name a subfolder, never a place outside it.
 from __future__ import annotations
 
 import datetime
-import logging
 import math
 import ntpath
 import posixpath
@@ -24,9 +23,6 @@ from webui.filenames import safe_relative_path
 from webui.images import FORMATS, write_image
 from webui.schemas import InvalidRequest
 
-log = logging.getLogger(__name__)
-
-TABS = ("txt2img", "img2img", "extras")
 
 # A1111 1.10's saving options and defaults; output folders are relative to --outdir.
 SAVING_OPTIONS: dict = {

@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--live-preview-every", type=int, default=5,
                         help="steps between live previews of a running job (0 turns them off)")
     parser.add_argument("--no-ui", action="store_true", help="serve the API only")
+    parser.add_argument("--allow-api-outdir", action="store_true",
+                        help="let the API (options, override_settings) change the outdir_* saving folders; "
+                             "they stay inside --outdir either way")
     return parser.parse_args(argv)
 
 
@@ -56,6 +59,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port,
         checkpoints_limit=args.checkpoints_limit, max_queue_length=args.max_queue,
         live_preview_every=max(0, args.live_preview_every),
+        allow_api_outdir=args.allow_api_outdir,
     )
 
 

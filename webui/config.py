@@ -39,6 +39,7 @@ class Settings:
     upscaler_tile_overlap: int = 48  # real x4plus weights show seams below ~48 px of context
     max_image_pixels: int = 4096 * 4096
     save_images: bool = True
+    allow_api_outdir: bool = False  # let the API change the outdir_* options (always under outdir)
     extra: dict = field(default_factory=dict)
 
     # ---- folders in A1111's names -------------------------------------------------

@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from webui.saving import SAVING_OPTIONS, check_saving_option
 from webui.schemas import InvalidRequest
 
 DEFAULT_OPTIONS: dict = {
@@ -28,6 +29,7 @@ DEFAULT_OPTIONS: dict = {
     "ESRGAN_tile_overlap": 16,
     "eta_noise_seed_delta": 0,
     "sd_lora": "None",
+    **SAVING_OPTIONS,  # file names, formats, grids, output folders (webui/saving.py)
 }
 
 
@@ -70,6 +72,7 @@ class Options:
                     value = type(current)(value)
                 elif isinstance(current, str) and not isinstance(value, str):
                     raise InvalidRequest(f"option {key} must be a string", field=key)
+                check_saving_option(key, value)
                 checked[key] = value
             self._values.update(checked)
             self._save_locked()

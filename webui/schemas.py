@@ -127,6 +127,8 @@ class GenerationRequest(Serialisable):
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: int = 0  # 0 inpaint masked, 1 inpaint not masked
     save_images: bool = True
+    # A1111 options for this job only (saving options such as samples_format; see webui/saving.py).
+    override_settings: dict = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -154,6 +156,7 @@ class ExtrasRequest(Serialisable):
     codeformer_weight: float = 0.0
     upscale_first: bool = True
     save_images: bool = True
+    override_settings: dict = field(default_factory=dict)  # A1111 options for this job only
 
 
 # ---------------------------------------------------------------- results

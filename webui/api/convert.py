@@ -12,10 +12,11 @@ import warnings
 from PIL import Image
 from pydantic import ValidationError
 
-from webui.api.errors import PayloadTooLarge
+from webui.api.errors import OptionForbidden, PayloadTooLarge
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
-from webui.images import encode_png_base64, read_infotext
+from webui.images import encode_image_base64, read_infotext
 from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.saving import OUTDIR_OPTIONS, SAVING_OPTIONS, effective_options
 from webui.schemas import ExtrasRequest, GenerationRequest, GenerationResult, InvalidRequest, NotFound
 
 VERSION = "webui-0.1"
@@ -77,6 +78,34 @@ def _override(body: GenerationBody, options, key: str, default):
     if key in body.override_settings:
         return body.override_settings[key]
     return options.get(key, default) if options is not None else default
+
+
+def check_api_option_changes(changes: dict, services, field_prefix: str = "") -> None:
+    """Refuse (403, naming the option) API changes to the outdir_* folders unless the server allows them.
+
+    Sending an outdir option with its current value is not a change (clients post
+    back the whole options dict), so that passes.
+    """
+    if getattr(services.settings, "allow_api_outdir", False):
+        return
+    current = services.options.as_dict() if services.options is not None else SAVING_OPTIONS
+    for key in sorted(OUTDIR_OPTIONS & set(changes)):
+        if changes[key] != current.get(key):
+            raise OptionForbidden(f"{key} cannot be changed over the API on this server "
+                                  "(start it with --allow-api-outdir to allow it)", field=field_prefix + key)
+
+
+def saving_overrides(body: GenerationBody, services) -> dict:
+    """The saving options a request's ``override_settings`` sets for its job, checked (422/403 naming the key)."""
+    wanted = {k: v for k, v in body.override_settings.items() if k in SAVING_OPTIONS}
+    if not wanted:
+        return {}
+    check_api_option_changes(wanted, services, "override_settings.")
+    known = services.options.as_dict() if services.options is not None else dict(SAVING_OPTIONS)
+    try:
+        return type(services.options)(defaults=known).update(wanted) if services.options is not None else wanted
+    except InvalidRequest as exc:
+        raise InvalidRequest(str(exc), field=f"override_settings.{exc.field}") from None
 
 
 def resolve_checkpoint(catalog, name: str) -> str:
@@ -150,6 +179,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         checkpoint=resolve_checkpoint(services.catalog, checkpoint) if checkpoint else None,
         vae=vae or None,
         save_images=bool(body.save_images),
+        override_settings=saving_overrides(body, services),
     )
 
 
@@ -221,12 +251,19 @@ def extras_request(body: ExtrasBody, images: list[Image.Image], names: list[str]
 
 
 # ---------------------------------------------------------------- results out
-def encode_images(images, infotexts) -> list[str]:
-    """Base64 PNGs, each carrying its infotext (or the one the image already holds)."""
+def encode_images(images, infotexts, options=None, overrides=None) -> list[str]:
+    """Base64 images, each carrying its infotext (or the one the image already holds).
+
+    As A1111, the format is the ``samples_format`` option (png, jpg or webp; the
+    job's ``override_settings`` first), with ``jpeg_quality`` and ``webp_lossless``.
+    """
+    opts = effective_options(options, overrides)
+    fmt = str(opts["samples_format"]).lower()
     out = []
     for index, image in enumerate(images):
         text = infotexts[index] if index < len(infotexts) and infotexts[index] else read_infotext(image)
-        out.append(encode_png_base64(image, text))
+        out.append(encode_image_base64(image, text, fmt, quality=int(opts["jpeg_quality"]),
+                                       lossless=bool(opts["webp_lossless"])))
     return out
 
 

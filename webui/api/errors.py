@@ -30,6 +30,16 @@ class PayloadTooLarge(WebUIError):
         self.field = field
 
 
+class OptionForbidden(WebUIError):
+    """An option this server does not let the API change (the outdir_* folders, without --allow-api-outdir)."""
+
+    http_status = 403
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
 class JobFailed(WebUIError):
     """A queued job ended in failure; carries the HTTP status its reason deserves."""
 

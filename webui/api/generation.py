@@ -13,7 +13,8 @@ from webui.schemas import ExtrasResult, GenerationResult, InvalidRequest
 
 def _generation_response(body, request, result, services, timestamp) -> dict:
     result = result if isinstance(result, GenerationResult) else GenerationResult()
-    images = convert.encode_images(result.images, result.infotexts) if body.send_images else []
+    images = (convert.encode_images(result.images, result.infotexts, services.options, request.override_settings)
+              if body.send_images else [])
     return {
         "images": images,
         "parameters": convert.echo_parameters(body),
@@ -53,7 +54,7 @@ def create_generation_router(services) -> APIRouter:
         """Upscale and/or restore faces of one image (A1111's ExtrasSingleImageResponse)."""
         image = convert.decode_image(body.image, "image", max_pixels)
         result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, [image], [])))
-        encoded = convert.encode_images(result.images, result.infotexts)
+        encoded = convert.encode_images(result.images, result.infotexts, services.options)
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
             "image": (encoded[0] if encoded else None) if body.show_extras_results else None,
@@ -70,7 +71,8 @@ def create_generation_router(services) -> APIRouter:
         result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, images, names)))
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
-            "images": convert.encode_images(result.images, result.infotexts) if body.show_extras_results else [],
+            "images": (convert.encode_images(result.images, result.infotexts, services.options)
+                       if body.show_extras_results else []),
         }
 
     @router.post("/png-info")

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from webui.api.convert import resolve_checkpoint
+from webui.api.convert import check_api_option_changes, resolve_checkpoint
 from webui.schemas import InvalidRequest
 
 # A1111's short sampler aliases (what old scripts send as sampler_index).
@@ -167,6 +167,7 @@ def create_resources_router(services) -> APIRouter:
         checkpoint = wanted.pop("sd_model_checkpoint", None)
         if checkpoint is not None and not isinstance(checkpoint, str):
             raise InvalidRequest("sd_model_checkpoint must be a string", field="sd_model_checkpoint")
+        check_api_option_changes(wanted, services)
         # Type-check the rest before the (slow) model switch so a bad value changes nothing.
         trial = type(services.options)(defaults=known)
         trial.update(wanted)

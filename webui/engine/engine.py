@@ -91,6 +91,7 @@ class Engine:
         all_seeds = [seed + i for i in range(count)]
         result = GenerationResult(warnings=warnings)
         progress = Progress(image_count=count, started_at=time.time())
+        saver = self._saver(request, "img2img" if request.init_image is not None else "txt2img")
 
         with self.models.lock:
             # 2. Model, and what the prompt asks of it
@@ -102,10 +103,13 @@ class Engine:
                     seeds = all_seeds[batch_index * request.batch_size:(batch_index + 1) * request.batch_size]
                     progress.image_index = batch_index * request.batch_size
                     self._generate_batch(request, seeds, model, checkpoint, addons, spec, schedule,
-                                         control, progress, result)
+                                         control, progress, result, saving=(saver, all_seeds, batch_index))
             except JobInterrupted as stop:
                 stop.partial = result
                 raise
+        grid = saver.save_grid(request.batch_size)
+        if grid is not None:
+            log.info("saved grid %s", grid)
         result.warnings = list(dict.fromkeys(result.warnings))
         return result
 
@@ -139,7 +143,7 @@ class Engine:
         return warnings
 
     def _generate_batch(self, request, seeds, model, checkpoint, addons, spec, schedule, control, progress,
-                        result: GenerationResult) -> None:
+                        result: GenerationResult, saving=None) -> None:
         device = next(model.unet.parameters()).device
         # 3. Prompts: styles, wildcards (per seed), LoRA tags, schedules
         plans = plan_prompts(request, seeds, self.wildcards, self.styles)
@@ -200,7 +204,8 @@ class Engine:
             plan = plans[i]
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, hires_fields,
                                            inpaint is not None or request.init_image is not None)
-            self._emit(request, image, plan, seeds[i], fields, result)
+            context = self._name_context(request, seeds[i], plan, checkpoint, report, saving, i)
+            self._emit(request, image, plan, seeds[i], fields, result, saving[0] if saving else None, context)
         progress.image_index += len(seeds)
 
     # ------------------------------------------------------------ img2img / inpaint helpers
@@ -342,8 +347,32 @@ class Engine:
         fields["Version"] = VERSION
         return fields
 
-    def _emit(self, request, image, plan, seed, fields, result: GenerationResult) -> None:
-        from webui.images import save_image
+    def _saver(self, request, tab: str):
+        """The JobSaver for one job: the saving options with the job's overrides, under --outdir."""
+        from webui.saving import JobSaver, effective_options
+
+        opts = effective_options(self.options, getattr(request, "override_settings", None))
+        return JobSaver(self.settings.outdir, tab, opts, enabled=bool(request.save_images and self.settings.save_images))
+
+    def _name_context(self, request, seed, plan, checkpoint, report, saving, index):
+        """What the file name pattern tags of one image read (A1111's FilenameGenerator inputs)."""
+        from webui.filename_patterns import NameContext
+
+        all_seeds, iteration = (saving[1], saving[2]) if saving else ([seed], 0)
+        styles = [self.styles.get(name) for name in request.styles] if self.styles is not None else []
+        img2img = request.init_image is not None
+        return NameContext(
+            seed=seed, all_seeds=list(all_seeds), prompt=plan.prompt_for_infotext,
+            negative_prompt=plan.negative_for_infotext, styles=list(request.styles),
+            style_prompts=[style.prompt for style in styles if style is not None], steps=request.steps,
+            cfg_scale=request.cfg_scale, sampler_name=request.sampler_name, scheduler=request.scheduler,
+            model_hash=checkpoint.short_hash, model_name=checkpoint.model_name, vae_filename=report.vae_name,
+            denoising_strength=request.denoising_strength if img2img or request.enable_hr else None,
+            clip_skip=request.clip_skip, batch_size=request.batch_size, n_iter=request.n_iter, batch_index=index,
+            iteration=iteration)
+
+    def _emit(self, request, image, plan, seed, fields, result: GenerationResult, saver=None, context=None) -> None:
+        from webui.filename_patterns import NameContext
         from webui.infotext import format_infotext
 
         text = format_infotext(plan.prompt_for_infotext, plan.negative_for_infotext, fields)
@@ -354,15 +383,16 @@ class Engine:
         result.negative_prompts.append(plan.negative_for_infotext)
         if not result.parameters:
             result.parameters = {k: v for k, v in fields.items() if v is not None}
-        if request.save_images and self.settings.save_images:
-            category = "img2img-images" if request.init_image is not None else "txt2img-images"
-            path = save_image(image, self.settings.outdir, category, seed=seed, infotext=text)
+        if saver is None:
+            saver = self._saver(request, "img2img" if request.init_image is not None else "txt2img")
+        path = saver.save(image, text, context or NameContext(seed=seed, prompt=plan.prompt_for_infotext))
+        if path is not None:
             result.saved_paths.append(str(path))
 
     # ------------------------------------------------------------ extras
     def extras(self, request: ExtrasRequest, control: JobControl | None = None) -> ExtrasResult:
         """Upscale and restore faces on each image; saves them under extras-images."""
-        from webui.images import save_image
+        from webui.filename_patterns import NameContext
         from webui.infotext import format_parameters
         from webui.postprocess.extras import run_extras
 
@@ -371,11 +401,12 @@ class Engine:
             raise InvalidRequest("no image given", field="image")
         outputs = run_extras(request, self.upscalers, self.faces, control)
         result = ExtrasResult()
+        saver = self._saver(request, "extras")
         for image, info in outputs:
             text = format_parameters(info)
             result.images.append(image)
             result.infotexts.append(text)
-            if request.save_images and self.settings.save_images:
-                path = save_image(image, self.settings.outdir, "extras-images", seed=None, infotext=text)
+            path = saver.save(image, text, NameContext())
+            if path is not None:
                 result.saved_paths.append(str(path))
         return result

@@ -7,6 +7,7 @@ from webui.ui.img2img import build_img2img_tab
 from webui.ui.inpaint import build_inpaint_tab
 from webui.ui.pnginfo import build_pnginfo_tab
 from webui.ui.queue_panel import build_queue_panel
+from webui.ui.settings import build_settings_tab
 from webui.ui.topbar import build_topbar
 from webui.ui.txt2img import build_txt2img_tab
 
@@ -40,6 +41,8 @@ def build_ui(services) -> gr.Blocks:
                 png = build_pnginfo_tab()
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = build_queue_panel(services)
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                settings_tab = build_settings_tab(services)
         _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue)
         _wire_native_size(services, bar.checkpoint, [txt2img, img2img, inpaint])
 
@@ -48,6 +51,8 @@ def build_ui(services) -> gr.Blocks:
             return gr.Dropdown(choices=titles, value=common.current_checkpoint_title(services))
 
         demo.load(on_load, outputs=[bar.checkpoint], show_progress="hidden")
+        demo.load(lambda: settings_tab.refresh(services), outputs=list(settings_tab.widgets.values()),
+                  show_progress="hidden")
     return demo
 
 

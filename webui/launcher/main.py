@@ -1,0 +1,89 @@
+"""``python launch.py [launcher flags] [app flags]``: set up ``.venv`` for this machine, then start app.py.
+
+Launcher flags (A1111's spellings) are read here; every other flag goes to
+``app.py`` unchanged (``python app.py --help`` lists those). ``COMMANDLINE_ARGS``
+adds flags, ``VENV_DIR`` moves the venv, ``TORCH_INDEX_URL`` / ``TORCH_COMMAND``
+choose the torch install, as in A1111's ``webui-user`` files.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from webui.launcher.environment import Project, Setup, SetupError
+from webui.launcher.machine import probe_machine
+from webui.launcher.torch_choice import TorchChoiceError, choose_torch
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="launch.py", allow_abbrev=False, epilog="Every other flag is passed to app.py: see `python app.py --help`.",
+        description="Set up .venv with the right torch for this machine (once), then start the web UI.")
+    p.add_argument("--prepare-only", action="store_true", help="set up the venv and exit without starting the app")
+    p.add_argument("--skip-prepare-environment", action="store_true",
+                   help="start the app with the venv as it is: no set-up at all")
+    p.add_argument("--skip-install", action="store_true", help="create the venv if missing, but install nothing")
+    p.add_argument("--skip-torch-install", action="store_true",
+                   help="leave torch alone: use the torch already in the venv (requirements.txt's torch pins are skipped)")
+    p.add_argument("--reinstall-torch", action="store_true", help="remove and install torch again (after a GPU or driver change)")
+    p.add_argument("--rocm", action="store_true", help="install the ROCm build of torch (AMD GPUs on Linux)")
+    p.add_argument("--dry-run", action="store_true", help="print the machine and the torch choice, change nothing")
+    return p
+
+
+def split_args(argv: list[str], env: dict[str, str]) -> tuple[argparse.Namespace, list[str]]:
+    """(launcher flags, flags for app.py) from the command line plus ``COMMANDLINE_ARGS``."""
+    extra = shlex.split(env.get("COMMANDLINE_ARGS", ""), posix=not sys.platform.startswith("win"))
+    return parser().parse_known_args([*argv, *extra])
+
+
+def start_app(python: Path, app_args: list[str]) -> int:
+    """Run app.py with the venv's Python; on POSIX the launcher becomes the app (signals reach it directly)."""
+    env = {**os.environ, **OFFLINE_ENV}
+    command = [str(python), str(ROOT / "app.py"), *app_args]
+    if os.name == "posix":
+        os.execve(command[0], command, env)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    env = dict(os.environ)
+    args, app_args = split_args(sys.argv[1:] if argv is None else argv, env)
+    project = Project(ROOT, Path(env.get("VENV_DIR") or ROOT / ".venv").resolve())
+    setup = Setup(project)
+    if not args.skip_prepare_environment:
+        try:
+            torch = None
+            if not args.skip_torch_install:
+                machine = probe_machine()
+                torch = choose_torch(machine, rocm=args.rocm, env=env)
+                print(f"machine: {machine.os} {machine.arch}, GPU: {machine.gpu}; {torch.describe()}")
+            if args.dry_run:
+                print("torch install:", "python -m " + " ".join(torch.pip_args) if torch else "skipped")
+                return 0
+            if sys.version_info[:2] != (3, 11) and not project.python.exists():
+                print(f"warning: this is Python {sys.version.split()[0]}; the web UI is tested with Python 3.11",
+                      file=sys.stderr)
+            setup.ensure_venv()
+            if not args.skip_install:
+                setup.install(torch, reinstall_torch=args.reinstall_torch)
+                setup.convert_realesrgan()
+        except (TorchChoiceError, SetupError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.prepare_only:
+        return 0
+    if not project.python.exists():
+        print(f"error: no Python in {project.venv}; run without --skip-prepare-environment once", file=sys.stderr)
+        return 2
+    return start_app(project.python, app_args)

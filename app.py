@@ -64,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     offline_environment()
     settings = settings_from_args(args)
+    from webui.devices import UnsupportedDevice
+
+    try:
+        choice = settings.device_choice()
+    except UnsupportedDevice as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("webui").info("computing on %s", choice.describe())
 
     from webui.server import build_services, create_app
 

@@ -193,6 +193,13 @@ def test_launcher_flags_are_taken_and_every_other_flag_goes_to_the_app():
     assert app == ["--port", "7861", "--device", "cpu", "--precision", "fp32", "--listen"]
 
 
+def test_commandline_args_keep_windows_paths_whole():
+    _, app = split_args([], {"COMMANDLINE_ARGS": r'--outdir "C:\My Images\sd" --ckpt-dir D:\models'}, windows=True)
+    assert app == ["--outdir", r"C:\My Images\sd", "--ckpt-dir", r"D:\models"]
+    _, app = split_args([], {"COMMANDLINE_ARGS": "--outdir '/srv/my images'"}, windows=False)
+    assert app == ["--outdir", "/srv/my images"]
+
+
 def test_launcher_runs_on_the_bare_standard_library(tmp_path):
     # -S: no site-packages at all, as on a fresh system Python before .venv exists.
     done = subprocess.run([sys.executable, "-S", "-E", str(ROOT / "launch.py"), "--dry-run"],

@@ -38,10 +38,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def split_args(argv: list[str], env: dict[str, str]) -> tuple[argparse.Namespace, list[str]]:
+def split_words(text: str, windows: bool) -> list[str]:
+    """Words of a ``COMMANDLINE_ARGS`` value; on Windows backslashes are path separators, not escapes."""
+    if not windows:
+        return shlex.split(text)
+    words = shlex.split(text, posix=False)
+    return [w[1:-1] if len(w) > 1 and w[0] == w[-1] and w[0] in "\"'" else w for w in words]
+
+
+def split_args(argv: list[str], env: dict[str, str], windows: bool | None = None) -> tuple[argparse.Namespace, list[str]]:
     """(launcher flags, flags for app.py) from the command line plus ``COMMANDLINE_ARGS``."""
-    extra = shlex.split(env.get("COMMANDLINE_ARGS", ""), posix=not sys.platform.startswith("win"))
-    return parser().parse_known_args([*argv, *extra])
+    windows = sys.platform.startswith("win") if windows is None else windows
+    return parser().parse_known_args([*argv, *split_words(env.get("COMMANDLINE_ARGS", ""), windows)])
 
 
 def start_app(python: Path, app_args: list[str]) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,19 @@ def test_the_app_uses_no_posix_only_calls():
                  for path in sources for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if POSIX_ONLY.search(line)]
     assert offenders == []
+
+
+def test_names_written_on_windows_with_backslashes_find_models_in_subfolders(settings, tiny_checkpoint_dir):
+    from tests.test_api_support import write_header_checkpoint
+
+    sub = settings.model_folder("Stable-diffusion") / "sub"
+    sub.mkdir()
+    write_header_checkpoint(sub / "model.safetensors")
+    (settings.model_folder("Lora") / "styles").mkdir()
+    shutil.copy(tiny_checkpoint_dir / "tiny-sd1.safetensors", settings.model_folder("Lora") / "styles" / "ink.safetensors")
+    catalog = Catalog(settings)
+    catalog.refresh()
+    info = catalog.find_checkpoint("sub\\model.safetensors")
+    assert info.name == "sub/model.safetensors"
+    assert catalog.find_checkpoint(f"sub\\model [{info.short_hash}]") == info
+    assert catalog.find_lora("styles\\ink").name == "styles/ink"

@@ -310,7 +310,7 @@ class Catalog:
         """Resolve a title, file name, model name or hash to a scanned checkpoint (NotFound otherwise)."""
         if not name:
             raise NotFound("no checkpoint named")
-        wanted = name.strip()
+        wanted = name.strip().replace("\\", "/")  # A1111 on Windows writes sub\model
         for info in self.checkpoints():
             if wanted in (info.title, info.name, info.model_name, info.short_hash, info.sha256, Path(info.name).name):
                 return info
@@ -333,6 +333,7 @@ class Catalog:
         return (non_demo or items)[0]
 
     def find_lora(self, name: str) -> LoraInfo:
+        name = name.replace("\\", "/")  # <lora:sub\name:1> from a Windows prompt
         for info in self.loras():
             if name in (info.name, info.alias, Path(info.name).name):
                 return info

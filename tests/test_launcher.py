@@ -211,6 +211,24 @@ def test_launcher_runs_on_the_bare_standard_library(tmp_path):
     assert same.returncode == 0 and same.stdout == done.stdout
 
 
+def test_a_machine_without_a_torch_build_stops_the_set_up_but_not_a_start_that_installs_nothing(
+        tmp_path, monkeypatch, capsys):
+    from webui.launcher import main as launcher
+
+    monkeypatch.setattr(launcher, "probe_machine", lambda: Machine("macos", "x86_64"))
+    venv = tmp_path / "venv"
+    venv_python(venv).parent.mkdir(parents=True)
+    venv_python(venv).touch()
+    monkeypatch.setenv("VENV_DIR", str(venv))
+    monkeypatch.delenv("TORCH_COMMAND", raising=False)
+    monkeypatch.delenv("TORCH_INDEX_URL", raising=False)
+    assert launcher.main(["--prepare-only"]) == 2
+    assert "Intel Macs" in capsys.readouterr().err
+    assert launcher.main(["--prepare-only", "--skip-install"]) == 0
+    assert launcher.main(["--prepare-only", "--skip-torch-install", "--dry-run"]) == 0
+    assert "torch install: skipped" in capsys.readouterr().out
+
+
 def test_a_missing_venv_with_skip_prepare_environment_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-S", str(ROOT / "launch.py"), "--skip-prepare-environment"],
                           capture_output=True, text=True, timeout=60, env={"VENV_DIR": str(tmp_path / "none")})

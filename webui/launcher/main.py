@@ -64,31 +64,38 @@ def start_app(python: Path, app_args: list[str]) -> int:
         return 130
 
 
+def prepare(args: argparse.Namespace, env: dict[str, str], setup: Setup) -> int | None:
+    """The set-up the flags ask for; an exit code when the launcher should stop here."""
+    torch = None
+    if not args.skip_torch_install and (args.dry_run or not args.skip_install):
+        machine = probe_machine()
+        torch = choose_torch(machine, rocm=args.rocm, env=env)
+        print(f"machine: {machine.os} {machine.arch}, GPU: {machine.gpu}; {torch.describe()}")
+    if args.dry_run:
+        print("torch install:", "python -m " + " ".join(torch.pip_args) if torch else "skipped")
+        return 0
+    if sys.version_info[:2] != (3, 11) and not setup.project.python.exists():
+        print(f"warning: this is Python {sys.version.split()[0]}; the web UI is tested with Python 3.11",
+              file=sys.stderr)
+    setup.ensure_venv()
+    if not args.skip_install:
+        setup.install(torch, reinstall_torch=args.reinstall_torch)
+        setup.convert_realesrgan()
+    return 0 if args.prepare_only else None
+
+
 def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     args, app_args = split_args(sys.argv[1:] if argv is None else argv, env)
     project = Project(ROOT, Path(env.get("VENV_DIR") or ROOT / ".venv").resolve())
-    setup = Setup(project)
     if not args.skip_prepare_environment:
         try:
-            torch = None
-            if not args.skip_torch_install:
-                machine = probe_machine()
-                torch = choose_torch(machine, rocm=args.rocm, env=env)
-                print(f"machine: {machine.os} {machine.arch}, GPU: {machine.gpu}; {torch.describe()}")
-            if args.dry_run:
-                print("torch install:", "python -m " + " ".join(torch.pip_args) if torch else "skipped")
-                return 0
-            if sys.version_info[:2] != (3, 11) and not project.python.exists():
-                print(f"warning: this is Python {sys.version.split()[0]}; the web UI is tested with Python 3.11",
-                      file=sys.stderr)
-            setup.ensure_venv()
-            if not args.skip_install:
-                setup.install(torch, reinstall_torch=args.reinstall_torch)
-                setup.convert_realesrgan()
+            code = prepare(args, env, Setup(project))
         except (TorchChoiceError, SetupError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if code is not None:
+            return code
     if args.prepare_only:
         return 0
     if not project.python.exists():

@@ -267,4 +267,7 @@ def test_webui_bat_only_finds_python_and_calls_the_launcher():
 
 
 def test_torch_install_describes_itself():
-    assert TorchInstall(("pip", "install", "torch"), "cu128", "why").describe() == "torch cu128: why"
+    assert CUDA.describe() == f"torch 2.14.1 from {WHL}/cu128 (NVIDIA GPU, driver ? supports CUDA 12.8)"
+    assert CPU.describe().startswith("torch 2.14.1 from PyPI (no GPU found")
+    own = TorchInstall(("pip", "install", "torch==2.9.0"), "custom", "TORCH_COMMAND is set")
+    assert own.describe() == "torch by `pip install torch==2.9.0` (TORCH_COMMAND is set)"

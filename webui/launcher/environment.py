@@ -104,7 +104,7 @@ class Setup:
         """Install what is missing or changed; returns whether anything ran. ``torch=None`` leaves torch alone."""
         project = self.project
         want = wanted_stamp(project, torch)
-        if project.stamp.is_file() and project.stamp.read_text().strip() == want and not reinstall_torch:
+        if not reinstall_torch and _read(project.stamp).strip() == want:
             return False
         self._pip("install", "--upgrade", *PIP_QUIET, "pip")
         if torch is not None:
@@ -118,7 +118,7 @@ class Setup:
         if project.requirements_nodeps.is_file():
             # Packages whose own pins would replace torch: installed without their dependencies.
             self._pip("install", *PIP_QUIET, "--no-deps", "-r", project.requirements_nodeps)
-        project.stamp.write_text(want + "\n")
+        project.stamp.write_text(want + "\n", encoding="utf-8")
         return True
 
     def _install_torch(self, torch: TorchInstall, reinstall: bool) -> None:

@@ -41,7 +41,9 @@ class TorchInstall:
         return None
 
     def describe(self) -> str:
-        return f"torch {self.build}: {self.reason}"
+        if self.build == "custom" and self.index_url is None:
+            return f"torch by `{' '.join(self.pip_args)}` ({self.reason})"
+        return f"torch {TORCH_VERSION} from {self.index_url or 'PyPI'} ({self.reason})"
 
 
 def _pip_install(index_url: str | None = None) -> tuple[str, ...]:
@@ -90,7 +92,6 @@ def choose_torch(machine: Machine, *, rocm: bool = False, env: Mapping[str, str]
         return TorchInstall(_pip_install(f"{PYTORCH_INDEX}/{tag}"), tag,
                             f"NVIDIA GPU, driver {machine.driver_version or '?'} supports CUDA {said}")
     if machine.os == "windows":
-        return TorchInstall(_pip_install(), "default", "no GPU found: PyPI's Windows wheels are CPU-only")
+        return TorchInstall(_pip_install(), "default", "no GPU found; PyPI's Windows wheels are CPU-only")
     return TorchInstall(_pip_install(), "default",
-                        f"no GPU found: PyPI's wheels (set TORCH_INDEX_URL={PYTORCH_INDEX}/cpu for the "
-                        "smaller CPU-only build)")
+                        f"no GPU found; TORCH_INDEX_URL={PYTORCH_INDEX}/cpu gives the smaller CPU-only build")

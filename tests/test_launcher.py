@@ -83,6 +83,27 @@ def test_machine_description_from_nvidia_smi_and_platform_names():
     assert [os_name(p) for p in ("win32", "darwin", "linux")] == ["windows", "macos", "linux"]
 
 
+def _fake_program(folder: Path, name: str, output: str) -> None:
+    program = folder / name
+    program.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\n")
+    program.chmod(0o755)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake nvidia-smi is a shell script")
+@pytest.mark.parametrize("program, output, expected", [
+    ("nvidia-smi", NVIDIA_SMI, f"--index-url {WHL}/cu128"),
+    ("nvidia-smi", NVIDIA_SMI.replace("12.8", "13.0"), f"--index-url {WHL}/cu130"),
+    ("rocminfo", "ROCk module is loaded", f"--index-url {WHL}/rocm6.4"),
+])
+def test_the_launcher_finds_the_gpu_through_its_tools(tmp_path, program, output, expected):
+    _fake_program(tmp_path, program, output)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-S", str(ROOT / "launch.py"), "--dry-run"], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(expected)
+
+
 # ---------------------------------------------------------------- set-up steps
 class Recorder:
     """Stands in for subprocess at the edge: records commands, creates the venv's interpreter."""

@@ -212,6 +212,9 @@ def test_launcher_flags_are_taken_and_every_other_flag_goes_to_the_app():
                            {"COMMANDLINE_ARGS": "--listen --skip-torch-install"})
     assert args.rocm and args.skip_torch_install and not args.prepare_only
     assert app == ["--port", "7861", "--device", "cpu", "--precision", "fp32", "--listen"]
+    # A1111's macOS COMMANDLINE_ARGS carry a launcher flag that has nothing to do here: taken, not passed on.
+    _, app = split_args([], {"COMMANDLINE_ARGS": "--skip-torch-cuda-test --port 7862"})
+    assert app == ["--port", "7862"]
 
 
 def test_commandline_args_keep_windows_paths_whole():

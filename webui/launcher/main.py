@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reinstall-torch", action="store_true", help="remove and install torch again (after a GPU or driver change)")
     p.add_argument("--rocm", action="store_true", help="install the ROCm build of torch (AMD GPUs on Linux)")
     p.add_argument("--dry-run", action="store_true", help="print the machine and the torch choice, change nothing")
+    p.add_argument("--skip-python-version-check", action="store_true", help="no warning for a Python other than 3.11")
+    # A1111's macOS settings pass this; here --device and --precision are checked by the app itself.
+    p.add_argument("--skip-torch-cuda-test", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -74,7 +77,7 @@ def prepare(args: argparse.Namespace, env: dict[str, str], setup: Setup) -> int 
     if args.dry_run:
         print("torch install:", "python -m " + " ".join(torch.pip_args) if torch else "skipped")
         return 0
-    if sys.version_info[:2] != (3, 11) and not setup.project.python.exists():
+    if sys.version_info[:2] != (3, 11) and not args.skip_python_version_check and not setup.project.python.exists():
         print(f"warning: this is Python {sys.version.split()[0]}; the web UI is tested with Python 3.11",
               file=sys.stderr)
     setup.ensure_venv()

@@ -77,7 +77,8 @@ def prepare(args: argparse.Namespace, env: dict[str, str], setup: Setup) -> int 
     if args.dry_run:
         print("torch install:", "python -m " + " ".join(torch.pip_args) if torch else "skipped")
         return 0
-    if sys.version_info[:2] != (3, 11) and not args.skip_python_version_check and not setup.project.python.exists():
+    other_python = sys.version_info[:2] != (3, 11) and not args.skip_python_version_check
+    if other_python and not setup.project.python.exists():
         print(f"warning: this is Python {sys.version.split()[0]}; the web UI is tested with Python 3.11",
               file=sys.stderr)
     setup.ensure_venv()

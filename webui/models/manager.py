@@ -26,7 +26,7 @@ from webui.schemas import ModelLoadError, NotFound
 log = logging.getLogger(__name__)
 
 
-def release_memory(device: str = "cuda") -> None:
+def release_memory(device: str) -> None:
     """Collect garbage, empty the GPU allocator's cache and hand freed heap pages back to the OS."""
     gc.collect()
     empty_cache(device)

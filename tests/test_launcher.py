@@ -1,6 +1,7 @@
 """The launcher: its torch choice for every OS/GPU, the venv set-up steps, and the wrappers that call it."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -251,6 +252,17 @@ def test_a_machine_without_a_torch_build_stops_the_set_up_but_not_a_start_that_i
     assert launcher.main(["--prepare-only", "--skip-install"]) == 0
     assert launcher.main(["--prepare-only", "--skip-torch-install", "--dry-run"]) == 0
     assert "torch install: skipped" in capsys.readouterr().out
+
+
+def test_help_lists_the_launcher_flags_and_then_the_apps(tmp_path):
+    env = {**os.environ, "VENV_DIR": str(Path(sys.executable).parent.parent)}  # the venv running these tests
+    done = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--help"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.index("--reinstall-torch") < done.stdout.index("--precision")
+    bare = subprocess.run([sys.executable, "-S", str(ROOT / "launch.py"), "-h"], capture_output=True, text=True,
+                          timeout=60, env={"VENV_DIR": str(tmp_path / "none")})
+    assert bare.returncode == 0 and "--rocm" in bare.stdout and "--precision" not in bare.stdout
 
 
 def test_a_missing_venv_with_skip_prepare_environment_is_a_clear_error(tmp_path):

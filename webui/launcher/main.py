@@ -24,8 +24,10 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALY
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="launch.py", allow_abbrev=False, epilog="Every other flag is passed to app.py: see `python app.py --help`.",
+        prog="launch.py", allow_abbrev=False, add_help=False,
+        epilog="Every other flag is passed to app.py (listed below once .venv exists).",
         description="Set up .venv with the right torch for this machine (once), then start the web UI.")
+    p.add_argument("-h", "--help", action="store_true", help="show the launcher's flags and the app's, then exit")
     p.add_argument("--prepare-only", action="store_true", help="set up the venv and exit without starting the app")
     p.add_argument("--skip-prepare-environment", action="store_true",
                    help="start the app with the venv as it is: no set-up at all")
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     args, app_args = split_args(sys.argv[1:] if argv is None else argv, env)
     project = Project(ROOT, Path(env.get("VENV_DIR") or ROOT / ".venv").resolve())
+    if args.help:
+        print(parser().format_help())
+        if project.python.exists():
+            return subprocess.call([str(project.python), str(ROOT / "app.py"), "--help"])
+        return 0
     if not args.skip_prepare_environment:
         try:
             code = prepare(args, env, Setup(project))

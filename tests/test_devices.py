@@ -78,3 +78,41 @@ def test_app_refuses_to_start_on_an_impossible_device_with_a_message(flags, word
 
 def test_mps_choice_describes_its_vae_upcast():
     assert choose_device("mps", "fp16", MAC_13).describe() == "mps in fp16, VAE in fp32"
+
+
+def test_no_half_vae_keeps_the_vae_in_fp32_on_any_device():
+    assert choose_device("auto", "auto", AMPERE, no_half_vae=True) == DeviceChoice("cuda", "fp16", "fp32")
+    assert choose_device("cpu", "bf16", CPU_ONLY, no_half_vae=True) == DeviceChoice("cpu", "bf16", "fp32")
+
+
+def test_a1111_precision_flags_reach_the_settings():
+    settings = app.settings_from_args(app.parse_args(["--no-half", "--no-half-vae"]))
+    assert settings.precision == "fp32" and settings.no_half_vae
+    assert app.settings_from_args(app.parse_args([])).no_half_vae is False
+
+
+def test_a_half_precision_model_with_its_vae_in_fp32_generates(settings):
+    # The split MPS runs by default (fp16 UNet, fp32 VAE), here with bf16 on the CPU.
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from webui.catalog import Catalog
+    from webui.engine.engine import Engine
+    from webui.models.manager import ModelManager
+    from webui.schemas import GenerationRequest
+
+    settings = settings.with_changes(precision="bf16", no_half_vae=True)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    engine = Engine(settings, catalog, ModelManager(settings, catalog))
+    request = dict(prompt="a red circle", steps=2, width=64, height=64, seed=1, sampler_name="Euler", save_images=False)
+    result = engine.generate(GenerationRequest(**request))
+    model = engine.models.loaded
+    assert next(model.unet.parameters()).dtype == torch.bfloat16
+    assert next(model.vae.parameters()).dtype == torch.float32
+    image = np.asarray(result.images[0])
+    assert image.shape == (64, 64, 3) and image.std() > 0 and not result.warnings
+    init = Image.fromarray(image)
+    again = engine.generate(GenerationRequest(**request, init_image=init, denoising_strength=0.5))
+    assert again.images[0].size == (64, 64) and not again.warnings

@@ -28,6 +28,7 @@ class Settings:
     extra_lora_dirs: tuple[Path, ...] = ()
     device: str = "auto"
     precision: str = "auto"
+    no_half_vae: bool = False  # A1111's --no-half-vae: the VAE in fp32 whatever the precision
     torch_threads: int = 0  # 0 = torch's default
     host: str = "127.0.0.1"
     port: int = 7860
@@ -67,7 +68,7 @@ class Settings:
         """Device and dtypes for this machine (``webui.devices.choose_device``); raises UnsupportedDevice."""
         from webui.devices import choose_device, probe_capabilities
 
-        return choose_device(self.device, self.precision, probe_capabilities())
+        return choose_device(self.device, self.precision, probe_capabilities(), no_half_vae=self.no_half_vae)
 
     def torch_device(self) -> str:
         """The device to compute on: cuda if present, then mps, then cpu."""

@@ -86,17 +86,18 @@ def _dtype(device: str, requested: str, caps: Capabilities) -> str:
     return requested
 
 
-def choose_device(device: str, precision: str, caps: Capabilities) -> DeviceChoice:
+def choose_device(device: str, precision: str, caps: Capabilities, no_half_vae: bool = False) -> DeviceChoice:
     """The device and dtypes for ``--device``/``--precision`` (both may be "auto") on a machine with ``caps``.
 
-    fp16 on GPUs and fp32 on the CPU by default. On MPS an fp16 model keeps its
-    VAE in fp32: the SD VAE overflows in fp16 there (A1111's macOS default is
-    ``--no-half-vae`` for the same reason). Raises UnsupportedDevice with a
-    message that says what to use instead.
+    fp16 on GPUs and fp32 on the CPU by default. The VAE runs in fp32 when
+    ``no_half_vae`` (A1111's ``--no-half-vae``) and on MPS with an fp16 model:
+    the SD VAE overflows in fp16 there (A1111's macOS default is ``--no-half-vae``
+    for the same reason). Raises UnsupportedDevice with a message that says what
+    to use instead.
     """
     chosen = _device(device, caps)
     dtype = _dtype(chosen, precision, caps)
-    vae_dtype = "fp32" if chosen == "mps" and dtype == "fp16" else dtype
+    vae_dtype = "fp32" if no_half_vae or (chosen == "mps" and dtype == "fp16") else dtype
     return DeviceChoice(chosen, dtype, vae_dtype)
 
 

@@ -35,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="compute device: auto picks cuda, then mps, then cpu")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="weights dtype: auto = fp16 on GPU, fp32 on CPU; bf16 is faster on recent CPUs")
+    parser.add_argument("--no-half", dest="precision", action="store_const", const="fp32",
+                        help="A1111's spelling of --precision fp32")
+    parser.add_argument("--no-half-vae", action="store_true",
+                        help="keep the VAE in fp32 (the SDXL VAE overflows in fp16; default on MPS)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--checkpoints-limit", type=int, default=1,
@@ -56,6 +60,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         extra_ckpt_dirs=tuple(p.resolve() for p in args.ckpt_dir),
         extra_lora_dirs=tuple(p.resolve() for p in args.lora_dir),
         device=args.device, precision=args.precision, torch_threads=args.threads,
+        no_half_vae=args.no_half_vae,
         host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port,
         checkpoints_limit=args.checkpoints_limit, max_queue_length=args.max_queue,
         live_preview_every=max(0, args.live_preview_every),
@@ -68,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     offline_environment()
     settings = settings_from_args(args)
+    from webui.devices import UnsupportedDevice
+
+    try:
+        choice = settings.device_choice()
+    except UnsupportedDevice as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("webui").info("computing on %s", choice.describe())
 
     from webui.server import build_services, create_app
 

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Run the web UI: creates .venv on first run, then starts app.py (flags are passed through).
+# Start the web UI: find Python 3.11 and hand over to launch.py (it sets up .venv, then starts app.py; flags pass through).
 set -euo pipefail
 cd "$(dirname "$0")"
-bash scripts/ensure_env.sh
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
-exec .venv/bin/python app.py "$@"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+exec "$PYTHON" launch.py "$@"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webui.config import Settings
+from webui.fileio import atomic_write_text
 from webui.models.detect import Detection, detect_model
 from webui.models.safetensors_header import read_safetensors_header
 from webui.schemas import NotFound, WebUIError
@@ -37,7 +38,7 @@ class HashCache:
         self._entries: dict[str, dict] = {}
         if cache_file and cache_file.exists():
             try:
-                self._entries = json.loads(cache_file.read_text())
+                self._entries = json.loads(cache_file.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 log.warning("hash cache %s unreadable; starting a new one", cache_file)
 
@@ -63,10 +64,7 @@ class HashCache:
         if not self._file:
             return
         try:
-            self._file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._entries, indent=0))
-            os.replace(tmp, self._file)
+            atomic_write_text(self._file, json.dumps(self._entries, indent=0))
         except OSError as exc:
             log.warning("could not write hash cache: %s", exc)
 
@@ -112,7 +110,7 @@ class CheckpointInfo:
 
     @property
     def loadable(self) -> bool:
-        return self.detection.kind == "checkpoint" or self.path.suffix != ".safetensors"
+        return self.detection.kind == "checkpoint" or self.path.suffix.lower() != ".safetensors"
 
 
 @dataclass(frozen=True)
@@ -312,7 +310,7 @@ class Catalog:
         """Resolve a title, file name, model name or hash to a scanned checkpoint (NotFound otherwise)."""
         if not name:
             raise NotFound("no checkpoint named")
-        wanted = name.strip()
+        wanted = name.strip().replace("\\", "/")  # A1111 on Windows writes sub\model
         for info in self.checkpoints():
             if wanted in (info.title, info.name, info.model_name, info.short_hash, info.sha256, Path(info.name).name):
                 return info
@@ -335,6 +333,7 @@ class Catalog:
         return (non_demo or items)[0]
 
     def find_lora(self, name: str) -> LoraInfo:
+        name = name.replace("\\", "/")  # <lora:sub\name:1> from a Windows prompt
         for info in self.loras():
             if name in (info.name, info.alias, Path(info.name).name):
                 return info
@@ -350,9 +349,12 @@ class Catalog:
         """A1111's "Automatic" VAE: ``<checkpoint stem>.vae.*`` next to the checkpoint or in models/VAE."""
         stem = checkpoint.path.name.split(".")[0]
         for folder in (checkpoint.path.parent, self.settings.model_folder("VAE")):
+            # File names compared case-insensitively, as Windows and macOS do: NAME.VAE.SafeTensors counts.
+            files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
             for suffix in VAE_SUFFIXES:
-                for candidate in (folder / f"{stem}.vae{suffix}", folder / f"{stem}{suffix}"):
-                    if candidate.is_file() and candidate.resolve() != checkpoint.path.resolve():
+                for name in (f"{stem}.vae{suffix}", f"{stem}{suffix}"):
+                    candidate = files.get(name.lower())
+                    if candidate is not None and candidate.resolve() != checkpoint.path.resolve():
                         if any(candidate.resolve() == v.path.resolve() for v in self.vaes()) or folder == checkpoint.path.parent:
                             return candidate
         return None

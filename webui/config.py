@@ -28,6 +28,7 @@ class Settings:
     extra_lora_dirs: tuple[Path, ...] = ()
     device: str = "auto"
     precision: str = "auto"
+    no_half_vae: bool = False  # A1111's --no-half-vae: the VAE in fp32 whatever the precision
     torch_threads: int = 0  # 0 = torch's default
     host: str = "127.0.0.1"
     port: int = 7860
@@ -64,26 +65,19 @@ class Settings:
         return replace(self, **changes)
 
     # ---- device policy ----------------------------------------------------------
+    def device_choice(self):
+        """Device and dtypes for this machine (``webui.devices.choose_device``); raises UnsupportedDevice."""
+        from webui.devices import choose_device, probe_capabilities
+
+        return choose_device(self.device, self.precision, probe_capabilities(), no_half_vae=self.no_half_vae)
+
     def torch_device(self) -> str:
         """The device to compute on: cuda if present, then mps, then cpu."""
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
+        return self.device_choice().device
 
     def torch_dtype(self):
         """fp16 on GPUs, fp32 on CPU unless bf16 is asked for."""
-        import torch
-
-        names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-        if self.precision != "auto":
-            return names[self.precision]
-        return torch.float16 if self.torch_device() in ("cuda", "mps") else torch.float32
+        return self.device_choice().torch_dtype()
 
 
 def offline_environment() -> None:

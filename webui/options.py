@@ -6,10 +6,10 @@ is built by app.py and shared. Values are validated by type against the defaults
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
+from webui.fileio import atomic_write_text
 from webui.saving import SAVING_OPTIONS, check_saving_option
 from webui.schemas import InvalidRequest
 
@@ -42,7 +42,7 @@ class Options:
         self._values = dict(DEFAULT_OPTIONS if defaults is None else defaults)
         if path and path.exists():
             try:
-                stored = json.loads(path.read_text())
+                stored = json.loads(path.read_text(encoding="utf-8"))
                 self._values.update({k: v for k, v in stored.items() if k in self._values})
             except (OSError, ValueError):
                 pass
@@ -81,7 +81,4 @@ class Options:
     def _save_locked(self) -> None:
         if not self._path:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._values, indent=1))
-        os.replace(tmp, self._path)
+        atomic_write_text(self._path, json.dumps(self._values, indent=1))

@@ -34,7 +34,7 @@ def weights_file(component: Path) -> Path:
 
 def _config(component: Path, file_name: str = "config.json") -> dict:
     try:
-        data = json.loads((component / file_name).read_text())
+        data = json.loads((component / file_name).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{component.parent.name}/{component.name}/{file_name} unreadable: {exc}") from None
     return {k: v for k, v in data.items() if not k.startswith("_")}
@@ -42,7 +42,7 @@ def _config(component: Path, file_name: str = "config.json") -> dict:
 
 def _weights(component: Path) -> dict:
     path = weights_file(component)
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path))

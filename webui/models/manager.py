@@ -16,10 +16,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import torch
-
 from webui.catalog import Catalog, CheckpointInfo
 from webui.config import Settings
+from webui.devices import empty_cache
 from webui.models.diffusers_folder import read_diffusers_folder
 from webui.models.loader import LoadedComponents, build_components, prepare_components, read_state_dict
 from webui.schemas import ModelLoadError, NotFound
@@ -27,11 +26,10 @@ from webui.schemas import ModelLoadError, NotFound
 log = logging.getLogger(__name__)
 
 
-def release_memory() -> None:
-    """Collect garbage, empty the CUDA cache and hand freed heap pages back to the OS."""
+def release_memory(device: str) -> None:
+    """Collect garbage, empty the GPU allocator's cache and hand freed heap pages back to the OS."""
     gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    empty_cache(device)
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -54,8 +52,10 @@ class ModelManager:
     def __init__(self, settings: Settings, catalog: Catalog, checkpoints_limit: int | None = None):
         self.settings = settings
         self.catalog = catalog
-        self.device = settings.torch_device()
-        self.dtype = settings.torch_dtype()
+        choice = settings.device_choice()
+        self.device = choice.device
+        self.dtype = choice.torch_dtype()
+        self.vae_dtype = choice.torch_vae_dtype()
         self._limit = max(1, checkpoints_limit or settings.checkpoints_limit)
         self._lock = threading.RLock()
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
@@ -87,7 +87,7 @@ class ModelManager:
         with self._lock:
             self._limit = max(1, int(limit))
             self._trim_cache()
-            release_memory()
+            release_memory(self.device)
 
     # ---- switching
     def select_checkpoint(self, name: str) -> CheckpointInfo:
@@ -117,6 +117,8 @@ class ModelManager:
             else:
                 self._loaded = build_components(prepared.architecture, prepared.converted, prepared.inpainting,
                                                 self.device, self.dtype)
+                if self.vae_dtype != self.dtype:
+                    self._loaded.vae.to(self.vae_dtype)
                 if self.device == "cpu" and self._limit > 1:
                     # On CPU the modules can be the cache entry: switching back is a swap of references.
                     # (Per-job LoRAs, embeddings and VAEs are undone before a switch, so they stay clean.)
@@ -159,7 +161,7 @@ class ModelManager:
         cached = self._loaded is not None and any(e.components is self._loaded for e in self._cache.values())
         self._loaded = None
         if not cached:
-            release_memory()
+            release_memory(self.device)
 
     def unload(self) -> None:
         """Free the live model and the RAM cache."""
@@ -167,7 +169,7 @@ class ModelManager:
             self._unload_live()
             self._current = None
             self._cache.clear()
-            release_memory()
+            release_memory(self.device)
 
     def reload(self) -> None:
         """Read the current checkpoint from disk again."""

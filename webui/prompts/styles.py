@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from webui.fileio import atomic_write_text
+
 PLACEHOLDER = "{prompt}"
 FIELDS = ("name", "prompt", "negative_prompt")
 
@@ -108,7 +110,4 @@ class StyleDatabase:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the styles as CSV, replacing the file atomically."""
-        target = Path(path)
-        temporary = target.with_name(target.name + ".tmp")
-        temporary.write_text(self.to_csv_text(), encoding="utf-8")
-        os.replace(temporary, target)
+        atomic_write_text(path, self.to_csv_text())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from webui.fileio import atomic_write_bytes, replace_file
 from webui.filenames import fit_file_name, replace_forbidden, safe_name, utf8_length
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -233,24 +234,12 @@ def _publish(tmp: Path, final: Path, text: str | None) -> bool:
         sidecar = final.with_name(final.stem + ".txt")
         if final.exists() or (text is not None and sidecar.exists()):
             return False
-        os.replace(tmp, final)
+        replace_file(tmp, final)
         if text is not None:
-            _write_atomically(sidecar, (text + "\n").encode("utf-8"))
+            atomic_write_bytes(sidecar, (text + "\n").encode("utf-8"))
         return True
     finally:
         claim.unlink(missing_ok=True)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
 
 
 def write_image(image: Image.Image, folder: Path, decoration: str, *, fmt: str = "png", infotext: str | None = None,

@@ -75,7 +75,7 @@ def build_pnginfo_tab() -> PngInfoTab:
             text = read_parameters(path)
         except Exception as exc:
             message = common.readable_error(exc)
-            gr.Warning(message)
+            common.warn(message)
             return "", f"<p>Could not read the image: {html.escape(message)}</p>"
         return text, parameters_html(text)
 

@@ -112,7 +112,8 @@ class CheckpointInfo:
 
     @property
     def loadable(self) -> bool:
-        return self.detection.kind == "checkpoint" or self.path.suffix != ".safetensors"
+        # Case matters not: a pickle named x.SafeTensors is still judged by its (unreadable) safetensors header.
+        return self.detection.kind == "checkpoint" or self.path.suffix.lower() != ".safetensors"
 
 
 @dataclass(frozen=True)

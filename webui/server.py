@@ -9,6 +9,7 @@ from webui.catalog import Catalog
 from webui.config import Settings
 from webui.options import Options
 from webui.services import Services
+from webui.startup import claim_queue_db
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def build_services(settings: Settings, *, engine=None, start_model: bool = False
     if engine is None:
         engine = Engine(settings, catalog, models, upscalers=upscalers, faces=faces, wildcards=wildcards,
                         styles=styles, options=options)
+    claim_queue_db(settings.queue_db_path)
     queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
                      on_out_of_memory=models.free_after_out_of_memory,
                      preview_every=settings.live_preview_every)

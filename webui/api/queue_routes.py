@@ -11,6 +11,7 @@ names a sub-identity inside the caller's own, as A1111 clients use it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from webui.schemas import InvalidRequest, JOB_KINDS, NotFound, QueueFull, WebUIE
 
 BuildRequest = Callable[[str, dict], Any]
 API_OWNER = "api"
+log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0
 
 
@@ -35,6 +37,17 @@ def _error(exc: WebUIError) -> JSONResponse:
         headers["Retry-After"] = str(getattr(exc, "retry_after", QUEUE_FULL_RETRY_AFTER_S))
     return JSONResponse(error_body(name, str(exc) or name, getattr(exc, "field", None)),
                         status_code=getattr(exc, "http_status", 500), headers=headers)
+
+
+def _listable(job) -> dict | None:
+    """A job's list entry, or None (logged) when it holds something JSON cannot carry."""
+    try:
+        view = job.to_dict()
+        json.dumps(view, allow_nan=False).encode("utf-8")
+        return view
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        log.warning("job %s left out of the list: %s", getattr(job, "id", "?"), exc)
+        return None
 
 
 def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, include_image: bool = True) -> dict:
@@ -124,8 +137,8 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
                   x_client_id: str | None = Header(default=None)):
         """The caller's recent finished jobs, running job and queued jobs (no images); an admin may name any owner."""
         caller = caller_of(request, x_client_id)
-        return {"jobs": [job.to_dict() for job in queue.list(owner=owner if caller.admin else caller.owner,
-                                                               limit=limit)]}
+        jobs = queue.list(owner=owner if caller.admin else caller.owner, limit=limit)
+        return {"jobs": [view for view in map(_listable, jobs) if view is not None]}
 
     def own_job(request: Request, job_id: str, client_id: str | None):
         """The job if the caller may see it; another's job is as unknown as a missing one."""

@@ -24,7 +24,7 @@ from webui.engine.samplers import make_scheduler, resolve_sampler, sampler_names
 from webui.models.manager import ModelManager
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
-    JobInterrupted, NullControl, Progress,
+    JobInterrupted, MAX_BATCH_SIZE, MAX_N_ITER, MAX_SIDE, MAX_STEPS, NullControl, Progress, check_request_limits,
 )
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,9 @@ class Engine:
 
     def _check_inputs(self, r: GenerationRequest) -> list[str]:
         warnings = []
-        checks = [("steps", 1, 150), ("batch_size", 1, 64), ("n_iter", 1, 100), ("clip_skip", 1, 12),
-                  ("width", 16, 4096), ("height", 16, 4096)]
+        check_request_limits(r)
+        checks = [("steps", 1, MAX_STEPS), ("batch_size", 1, MAX_BATCH_SIZE), ("n_iter", 1, MAX_N_ITER),
+                  ("clip_skip", 1, 12), ("width", 16, MAX_SIDE), ("height", 16, MAX_SIDE)]
         for name, low, high in checks:
             value = getattr(r, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -270,18 +270,27 @@ class SecurityMiddleware:
             return
         received = 0
         started = False
+        too_large: BodyTooLarge | None = None
 
         async def counting_receive():
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+                    too_large = BodyTooLarge(f"request body is over the limit of {limit} bytes")
+                    raise too_large
             return message
 
         async def guarded_send(message):
             nonlocal started
+            if too_large is not None:
+                # Whatever the app makes of the cut-off body (a 400, a 500), the answer is 413.
+                if not started:
+                    started = True
+                    await responses.send_json_error(send, 413, "PayloadTooLarge", str(too_large),
+                                                    self._header_pairs())
+                return
             if message["type"] == "http.response.start":
                 started = True
                 kept = [(k, v) for k, v in message.get("headers", [])
@@ -298,9 +307,12 @@ class SecurityMiddleware:
 
         try:
             await self.app(scope, counting_receive, guarded_send)
-        except BodyTooLarge as exc:
+        except Exception:
+            if too_large is None:
+                raise
+            # The app failed on the cut-off body in its own way; the client gets (or already got) the 413.
             if not started:
-                await responses.send_json_error(send, 413, "PayloadTooLarge", str(exc), self._header_pairs())
+                await responses.send_json_error(send, 413, "PayloadTooLarge", str(too_large), self._header_pairs())
 
 
 def _quote(path: str) -> str:

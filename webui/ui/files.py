@@ -14,11 +14,19 @@ from pathlib import Path
 UPLOAD_LIMIT_BYTES = 50 << 20
 
 
-def use_own_temp_dir(folder: Path) -> None:
-    """Point gradio's upload and example caches at ``folder`` (read by gradio when the UI is built)."""
+def use_own_temp_dir(folder: Path) -> Path:
+    """Point gradio's upload and example caches at ``folder``, unless GRADIO_TEMP_DIR already names one.
+
+    gradio reads the variable when the UI is built and again when it checks a
+    path, so one process keeps one folder (the first app's, or the user's own).
+    """
+    current = os.environ.get("GRADIO_TEMP_DIR")
+    if current:
+        return Path(current)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder / "examples")
+    return folder
 
 
 def upload_limit(settings) -> int:

@@ -113,7 +113,7 @@ class SecurityMiddleware:
             return
         identity, new_cookie, failure = self._identify(scope, headers)
         if failure is not None:
-            await self._auth_failure(scope, send, headers, *failure)
+            await self._auth_failure(scope, send, headers, *failure, cors_origin=origin if cors else None)
             return
         scope = dict(scope)
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in TRUSTED_HEADERS] + [
@@ -190,11 +190,15 @@ class SecurityMiddleware:
             return
         await responses.send_json_error(send, status, error, detail, self._header_pairs())
 
-    async def _auth_failure(self, scope, send, headers: Headers, status: int, detail: str, wait: int) -> None:
+    async def _auth_failure(self, scope, send, headers: Headers, status: int, detail: str, wait: int,
+                            cors_origin: str | None = None) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
         extra = self._header_pairs()
+        if cors_origin is not None:  # an allowed page may read why it was refused
+            extra += [("access-control-allow-origin", cors_origin), ("access-control-allow-credentials", "true"),
+                      ("vary", "Origin")]
         if status == 429:
             extra.append(("retry-after", str(wait)))
         path = scope.get("path", "")

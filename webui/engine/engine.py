@@ -291,7 +291,7 @@ class Engine:
                                                            mode=mode, **kwargs)
         else:
             images, _ = vae_ops.decode(model.vae, latents)
-            images = [self._upscale(img, upscaler, target_w, target_h) for img in images]
+            images = [self._upscale(img, upscaler, target_w, target_h, control.interrupted) for img in images]
             init_latents = vae_ops.encode(model.vae, images)
         steps = request.hr_second_pass_steps or request.steps
         scheduler, _ = make_scheduler(spec, schedule, model.scheduler_config)
@@ -306,12 +306,15 @@ class Engine:
                   "Hires steps": request.hr_second_pass_steps or None, "Hires upscaler": upscaler}
         return out, fields
 
-    def _upscale(self, image: Image.Image, name: str, width: int, height: int) -> Image.Image:
+    def _upscale(self, image: Image.Image, name: str, width: int, height: int, should_stop=None) -> Image.Image:
         if name in ("Lanczos", "None", "") or self.upscalers is None:
             return image.resize((width, height), Image.LANCZOS)
         if name == "Nearest":
             return image.resize((width, height), Image.NEAREST)
-        scaled = self.upscalers.upscale(image, name, width / image.width)
+        try:
+            scaled = self.upscalers.upscale(image, name, width / image.width, should_stop=should_stop)
+        except InterruptedError:  # stopped between two tiles
+            raise JobInterrupted() from None
         return scaled.resize((width, height), Image.LANCZOS) if scaled.size != (width, height) else scaled
 
     # ------------------------------------------------------------ infotext and saving

@@ -418,3 +418,17 @@ def test_failed_job_messages_are_escaped_in_the_ui(open_app):
 
     text = common.markdown_text('<img src="http://evil.example/t.png"> [click](http://evil.example) **x**')
     assert "<img" not in text and "](" not in text and "**" not in text
+
+
+def test_scripts_without_cookies_keep_their_jobs_but_never_see_a_browsers(open_app):
+    app, services, _ = open_app
+    browser = TestClient(app, base_url=LOCAL)
+    browser.get("/")
+    browser_job = browser.post("/api/v1/jobs", json=job("browser's own")).json()["id"]
+    script = TestClient(app, base_url=LOCAL, cookies=None)
+    script_job = script.post("/api/v1/jobs", json=job("script")).json()["id"]
+    script.cookies.clear()
+    assert script.get(f"/api/v1/jobs/{script_job}").status_code == 200
+    assert script.get(f"/api/v1/jobs/{browser_job}").status_code == 404
+    assert script.delete(f"/api/v1/jobs/{browser_job}").status_code == 403
+    assert browser.get(f"/api/v1/jobs/{script_job}").status_code == 404

@@ -15,6 +15,7 @@ import binascii
 import re
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
 from webui.schemas import WebUIError
@@ -36,6 +37,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
 ]
 LOGIN_BODY_LIMIT = 8192
+ANONYMOUS_API_OWNER = "api"
 
 
 class BodyTooLarge(WebUIError):
@@ -111,7 +113,7 @@ class SecurityMiddleware:
         if scope["type"] == "http" and self.policy.auth_required and path in ("/login", "/logout"):
             await self._login_route(scope, receive, send, headers)
             return
-        identity, new_cookie, failure = self._identify(scope, headers)
+        identity, new_cookie, failure = await self._identify(scope, headers)
         if failure is not None:
             await self._auth_failure(scope, send, headers, *failure, cors_origin=origin if cors else None)
             return
@@ -147,13 +149,21 @@ class SecurityMiddleware:
             return 403, "CrossOriginRefused", "requests from another site are refused"
         return None
 
-    def _identify(self, scope, headers: Headers):
-        """(identity, Set-Cookie header or None, failure (status, detail) or None)."""
+    async def _identify(self, scope, headers: Headers):
+        """(identity, Set-Cookie header or None, failure (status, detail, retry-after) or None).
+
+        Without accounts, a browser is known by the signed cookie it is given on
+        its first page; an API client that never got one (a script on this
+        machine) is the one shared "api" client, as A1111 scripts expect. With
+        accounts, every request names its user (login cookie or HTTP Basic).
+        """
         policy = self.policy
         path = scope.get("path", "")
         if not policy.auth_required:
             client_id = policy.signer.unsign(_cookie(headers, CLIENT_COOKIE))
             cookie = None
+            if not client_id and _is_api(path):
+                return Identity(owner=ANONYMOUS_API_OWNER), None, None
             if not client_id:
                 client_id = new_client_id()
                 cookie = responses.cookie_header(CLIENT_COOKIE, policy.signer.sign(client_id, CLIENT_MAX_AGE_S),
@@ -169,7 +179,7 @@ class SecurityMiddleware:
                 wait = policy.limiter.retry_after(address)
                 if wait:
                     return None, None, (429, f"too many failed sign-ins; try again in {wait} s", wait)
-                if book.verify(*credentials):
+                if await run_in_threadpool(book.verify, *credentials):  # argon2 takes CPU time: off the loop
                     user = credentials[0]
                 else:
                     policy.limiter.failed(address)
@@ -252,7 +262,7 @@ class SecurityMiddleware:
             await responses.send_login_page(send, 429, f"Too many failed sign-ins. Try again in {wait} s.",
                                             next_path, extra + [("retry-after", str(wait))])
             return
-        if not policy.users_for_ui().verify(name, password):
+        if not await run_in_threadpool(policy.users_for_ui().verify, name, password):
             policy.limiter.failed(address)
             await responses.send_login_page(send, 401, "Wrong user name or password.", next_path, extra)
             return

@@ -109,3 +109,16 @@ def test_a_pickle_named_safetensors_is_unreadable_and_never_the_default(tmp_path
     catalog.refresh()
     assert [c.name for c in catalog.rejected_checkpoints()] == ["a-disguised.SafeTensors"]
     assert catalog.default_checkpoint().name == "b-honest.ckpt"
+
+
+def test_listen_answers_to_the_machines_own_addresses_only(tmp_path):
+    import psutil
+    import socket
+
+    args = parse_args(["--listen", "--gradio-auth", "a:b"])
+    from app import settings_from_args
+
+    policy = security_from_args(args, settings_from_args(args).with_changes(outdir=tmp_path), 1000)
+    addresses = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET]
+    assert all(policy.host_allowed(f"{address}:7860") for address in addresses)
+    assert not policy.host_allowed("rebind.attacker.example:7860")

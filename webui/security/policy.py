@@ -16,8 +16,17 @@ CLIENT_MAX_AGE_S = 365 * 24 * 3600
 
 
 def machine_names() -> set[str]:
-    """This machine's host name and the addresses it resolves to (what LAN clients type with --listen)."""
+    """This machine's host name, its addresses on every interface (what LAN clients type with --listen)."""
     names: set[str] = set()
+    try:
+        import psutil
+
+        for addresses in psutil.net_if_addrs().values():
+            for address in addresses:
+                if address.family in (socket.AF_INET, socket.AF_INET6):
+                    names.add(address.address.split("%")[0].lower())
+    except Exception:  # no interface list on this platform: the host name still works
+        pass
     try:
         host = socket.gethostname()
     except OSError:

@@ -432,3 +432,12 @@ def test_scripts_without_cookies_keep_their_jobs_but_never_see_a_browsers(open_a
     assert script.get(f"/api/v1/jobs/{browser_job}").status_code == 404
     assert script.delete(f"/api/v1/jobs/{browser_job}").status_code == 403
     assert browser.get(f"/api/v1/jobs/{script_job}").status_code == 404
+
+
+def test_gradio_uploads_have_a_size_cap(tmp_path):
+    services = fake_services(tmp_path, extra={"ui_max_upload_bytes": 4096})
+    client = TestClient(create_app(services), base_url=LOCAL)
+    small = client.post("/gradio_api/upload", files={"files": ("a.txt", b"x" * 100, "text/plain")})
+    assert small.status_code == 200
+    big = client.post("/gradio_api/upload", files={"files": ("b.txt", b"x" * 10000, "text/plain")})
+    assert big.status_code == 413

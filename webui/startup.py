@@ -4,7 +4,8 @@ The queue keeps one SQLite file under outputs/. A file that is not a database
 (a crash of the disk, a stray copy) must not keep the server from starting:
 it is renamed with a timestamp, kept for inspection, and a new queue begins.
 Two servers on one queue would run every job twice: the second one refuses to
-start and says which process holds the queue (its pid is written beside it).
+start and says which process holds the queue (its pid is written beside it; the
+pid of a server that was killed is ignored once no Python process has it).
 """
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ def _pid_file(db_path: Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs and is a Python process (a pid reused by another program after a reboot is not)."""
+    try:
+        import psutil
+
+        return "python" in " ".join(psutil.Process(pid).cmdline()[:1] + [psutil.Process(pid).name()]).lower()
+    except ImportError:
+        pass
+    except Exception:  # no such process, or not ours to inspect
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

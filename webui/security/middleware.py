@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,6 +38,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
 ]
 LOGIN_BODY_LIMIT = 8192
+log = logging.getLogger(__name__)
 ANONYMOUS_API_OWNER = "api"
 
 
@@ -183,6 +185,7 @@ class SecurityMiddleware:
                     user = credentials[0]
                 else:
                     policy.limiter.failed(address)
+                    log.warning("failed HTTP Basic sign-in for %r from %s", credentials[0][:64], address)
                     return None, None, (401, "wrong user name or password", 0)
         if user is None:
             return None, None, (401, "sign in first (HTTP Basic credentials or the login page)", 0)
@@ -264,6 +267,7 @@ class SecurityMiddleware:
             return
         if not await run_in_threadpool(policy.users_for_ui().verify, name, password):
             policy.limiter.failed(address)
+            log.warning("failed sign-in for %r from %s", name[:64], address)
             await responses.send_login_page(send, 401, "Wrong user name or password.", next_path, extra)
             return
         extra.append(responses.cookie_header(SESSION_COOKIE, policy.signer.sign(f"user:{name}", SESSION_MAX_AGE_S),

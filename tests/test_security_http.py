@@ -441,3 +441,19 @@ def test_gradio_uploads_have_a_size_cap(tmp_path):
     assert small.status_code == 200
     big = client.post("/gradio_api/upload", files={"files": ("b.txt", b"x" * 10000, "text/plain")})
     assert big.status_code == 413
+
+
+def test_a_signed_in_user_cannot_batch_process_the_shared_outputs_folder(auth_app):
+    app, services, _, _ = auth_app
+    alice = TestClient(app, base_url=LOCAL)
+    alice.post("/login", data={"username": "alice", "password": "wonderland"}, follow_redirects=False)
+    blocks = gradio_blocks(app)
+    run = next(i for i, fn in blocks.fns.items() if fn.name == "run_extras")
+    source = blocks.fns[run].inputs[0]._id  # the gr.State naming the chosen source tab
+    folder_tab = [i for i, fn in blocks.fns.items() if [c._id for c in fn.outputs] == [source]][2]
+    _queue_call(alice, folder_tab, [], "dir")
+    data = [None if getattr(c, "elem_id", None) is None else c.value for c in blocks.fns[run].inputs]
+    data[[getattr(c, "elem_id", None) for c in blocks.fns[run].inputs].index("extras_batch_input_dir")] = str(
+        services.settings.outdir)
+    message = json.dumps(_queue_call(alice, run, data, "dir"))
+    assert "Only an admin may process a folder" in message

@@ -146,6 +146,9 @@ def build_extras_tab(services) -> ExtrasTab:
             if chosen == SOURCES[1]:
                 images, names = images_from_files(values.get(files))
             elif chosen == SOURCES[2]:
+                caller = common.caller(request)
+                if caller.user is not None and not caller.admin:  # the outputs folder holds every user's images
+                    raise InvalidRequest("Only an admin may process a folder of the server.", field="input_dir")
                 images, names = images_from_folder(services.settings, values.get(folder))
             else:
                 if values.get(image) is None:

@@ -50,7 +50,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allow-api-outdir", action="store_true",
                         help="let the API (options, override_settings) change the outdir_* saving folders; "
                              "they stay inside --outdir either way")
+    security = parser.add_argument_group("security (see README: Security)")
+    security.add_argument("--gradio-auth", default=None,
+                          help='sign-in for the web UI: "user:password[,user2:password2]"')
+    security.add_argument("--gradio-auth-path", type=Path, default=None,
+                          help="file of user:password entries (one per line or comma-separated) for the web UI")
+    security.add_argument("--api-auth", default=None,
+                          help='HTTP Basic credentials for the API: "user:password[,user2:password2]"')
+    security.add_argument("--admin-users", default="",
+                          help="comma-separated users who may see and stop every user's jobs")
+    security.add_argument("--insecure-no-auth", action="store_true",
+                          help="allow --listen without any sign-in (everyone on the network may use the server)")
+    security.add_argument("--allowed-hosts", default="",
+                          help="comma-separated extra Host names the server answers to (e.g. a reverse proxy's "
+                               "name); * answers to any")
+    security.add_argument("--cors-allow-origins", default="",
+                          help="comma-separated origins (https://site.example) whose pages may call the server")
+    security.add_argument("--cors-allow-origins-regex", default=None,
+                          help="regular expression of origins whose pages may call the server")
+    security.add_argument("--tls-keyfile", type=Path, default=None, help="TLS private key: serve https")
+    security.add_argument("--tls-certfile", type=Path, default=None, help="TLS certificate: serve https")
     return parser.parse_args(argv)
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def security_from_args(args: argparse.Namespace, settings: Settings, max_body_bytes: int):
+    """The SecurityPolicy the flags ask for; ValueError (CredentialsError) names a bad flag."""
+    from webui.security import SecurityPolicy
+    from webui.security.credentials import parse_credentials, read_credentials_file
+
+    ui_users = parse_credentials(args.gradio_auth or "", "--gradio-auth")
+    if args.gradio_auth_path is not None:
+        ui_users.update(read_credentials_file(args.gradio_auth_path))
+    api_users = parse_credentials(args.api_auth or "", "--api-auth")
+    return SecurityPolicy.create(
+        secret_key_path=settings.secret_key_path, listen_host=settings.host, ui_users=ui_users, api_users=api_users,
+        admins=_split(args.admin_users), allowed_hosts=_split(args.allowed_hosts),
+        cors_origins=_split(args.cors_allow_origins), cors_origin_regex=args.cors_allow_origins_regex,
+        max_body_bytes=max_body_bytes, secure_cookies=args.tls_certfile is not None)
+
+
+def startup_refusal(args: argparse.Namespace) -> str | None:
+    """Why the flags must not start a server, or None."""
+    has_auth = bool(args.gradio_auth or args.gradio_auth_path or args.api_auth)
+    if args.listen and not has_auth and not args.insecure_no_auth:
+        return ("--listen makes the server reachable from the network, and no sign-in is configured: anyone who "
+                "can reach this machine could generate, read every image and stop jobs. Add "
+                '--gradio-auth "user:password" (and --api-auth for scripts), or --insecure-no-auth if this network '
+                "is trusted.")
+    if (args.tls_keyfile is None) != (args.tls_certfile is None):
+        return "--tls-keyfile and --tls-certfile go together: give both (or neither)"
+    return None
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -71,6 +124,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    refusal = startup_refusal(args)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     offline_environment()
     settings = settings_from_args(args)
     from webui.devices import UnsupportedDevice
@@ -82,18 +139,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger("webui").info("computing on %s", choice.describe())
 
+    from webui.api import max_body_bytes
     from webui.server import build_services, create_app
 
     import uvicorn
 
-    services = build_services(settings)
-    app = create_app(services, with_ui=not args.no_ui)
-    services.queue.start()
-    logging.getLogger("webui").info("serving on http://%s:%d", settings.host, settings.port)
+    from webui.startup import StartupError, release_queue_db
+
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        services = build_services(settings)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        security = security_from_args(args, settings, max_body_bytes(services))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.listen and not security.auth_required:
+        logging.getLogger("webui").warning("--insecure-no-auth: anyone on the network can use this server")
+    app = create_app(services, with_ui=not args.no_ui, security=security)
+    services.queue.start()
+    scheme = "https" if args.tls_certfile else "http"
+    logging.getLogger("webui").info("serving on %s://%s:%d", scheme, settings.host, settings.port)
+    tls = {"ssl_keyfile": str(args.tls_keyfile), "ssl_certfile": str(args.tls_certfile)} if args.tls_certfile else {}
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **tls)
     finally:
         services.queue.stop()
+        release_queue_db(settings.queue_db_path)
     return 0
 
 

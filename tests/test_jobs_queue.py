@@ -301,3 +301,22 @@ def test_saved_images_are_kept_by_path_not_copied_into_the_database(tmp_path):
         Path(job.result.saved_paths[0]).unlink()
         partial = again.get(job.id).result
         assert len(partial.images) == 1 and "gone" in partial.warnings[-1]
+
+
+def test_cpu_out_of_memory_fails_the_job_like_a_gpu_one_and_the_worker_goes_on():
+    freed = []
+
+    def runner(kind, request, control):
+        if request.prompt == "huge":
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 107374182400 bytes. Error code 12 (Cannot allocate memory)")
+        return None
+
+    with JobQueue(runner, db_path=None, on_out_of_memory=lambda: freed.append(1)) as queue:
+        huge = queue.submit("txt2img", GenerationRequest(prompt="huge"))
+        after = queue.submit("txt2img", GenerationRequest(prompt="small"))
+        failed = queue.wait(huge.id, 10)
+        assert failed.status == JobStatus.FAILED and failed.error_type == "OutOfMemoryError"
+        assert failed.error.startswith("out of memory")
+        assert queue.wait(after.id, 10).status == JobStatus.SUCCEEDED
+    assert freed == [1]

@@ -192,3 +192,15 @@ def test_refresh_sees_new_files_and_unload_frees(models_dir, registry):
     finally:
         path.unlink()
         registry.refresh()
+
+
+def test_interrupt_stops_a_model_upscale_between_tiles(registry):
+    asked = []
+
+    def should_stop():
+        asked.append(1)
+        return len(asked) > 2  # two tiles run, then the user pressed Interrupt
+
+    with pytest.raises(InterruptedError):
+        registry.upscale(noise_image(40, 34, seed=5), "realesr-general-x4v3", 4, tile_size=16, should_stop=should_stop)
+    assert len(asked) == 3

@@ -110,6 +110,7 @@ class CheckpointInfo:
 
     @property
     def loadable(self) -> bool:
+        # Case matters not: a pickle named x.SafeTensors is still judged by its (unreadable) safetensors header.
         return self.detection.kind == "checkpoint" or self.path.suffix.lower() != ".safetensors"
 
 

@@ -60,6 +60,16 @@ class Settings:
     def queue_db_path(self) -> Path:
         return self.queue_db or (self.outdir / "queue.sqlite3")
 
+    @property
+    def secret_key_path(self) -> Path:
+        """The key that signs login and client cookies (created on first start)."""
+        return self.outdir / "secret.key"
+
+    @property
+    def gradio_temp_dir(self) -> Path:
+        """gradio's upload and cache folder: the only files the UI serves or accepts by path."""
+        return self.outdir / "tmp" / "gradio"
+
     def with_changes(self, **changes) -> "Settings":
         """A copy with some fields replaced."""
         return replace(self, **changes)

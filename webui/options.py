@@ -6,6 +6,7 @@ is built by app.py and shared. Values are validated by type against the defaults
 from __future__ import annotations
 
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -33,6 +34,18 @@ DEFAULT_OPTIONS: dict = {
 }
 
 
+def _storable(value) -> bool:
+    """A value JSON can carry both ways: finite numbers, text without lone surrogates."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
 class Options:
     """Thread-safe A1111-style options, optionally persisted as JSON."""
 
@@ -43,7 +56,7 @@ class Options:
         if path and path.exists():
             try:
                 stored = json.loads(path.read_text(encoding="utf-8"))
-                self._values.update({k: v for k, v in stored.items() if k in self._values})
+                self._values.update({k: v for k, v in stored.items() if k in self._values and _storable(v)})
             except (OSError, ValueError):
                 pass
 
@@ -67,12 +80,14 @@ class Options:
                     if not isinstance(value, bool):
                         raise InvalidRequest(f"option {key} must be true or false", field=key)
                 elif isinstance(current, (int, float)) and not isinstance(current, bool):
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise InvalidRequest(f"option {key} must be a number", field=key)
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                        raise InvalidRequest(f"option {key} must be a finite number", field=key)
                     value = type(current)(value)
                 elif isinstance(current, str) and not isinstance(value, str):
                     raise InvalidRequest(f"option {key} must be a string", field=key)
                 check_saving_option(key, value)
+                if not _storable(value):
+                    raise InvalidRequest(f"option {key} must be valid Unicode text", field=key)
                 checked[key] = value
             self._values.update(checked)
             self._save_locked()

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import enum
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -254,6 +255,70 @@ class JobStatus(str, enum.Enum):
 
 
 JOB_KINDS = ("txt2img", "img2img", "extras")
+
+
+# ---------------------------------------------------------------- limits (one set for API, UI, queue and engine)
+MAX_STEPS = 150
+MAX_BATCH_SIZE = 64
+MAX_N_ITER = 100
+MAX_SIDE = 4096  # pixels, width or height of a generated image
+MAX_PROMPT_CHARS = 20_000  # about 60 chunks of 75 tokens
+MAX_JOB_PIXELS = 64 * 1024 * 1024  # final width x height x batch size, hires fix included
+MAX_EXTRAS_IMAGES = 64
+
+
+def _check_text(name: str, value) -> None:
+    if not isinstance(value, str):
+        return
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"{name} is {len(value)} characters long, over the limit of {MAX_PROMPT_CHARS}",
+                             field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{name} is not valid Unicode text (a lone surrogate)", field=name) from None
+
+
+def final_size(request: "GenerationRequest") -> tuple[int, int]:
+    """Width and height of the images a request makes, after hires fix."""
+    width, height = request.width, request.height
+    if request.enable_hr and request.init_image is None:
+        if request.hr_resize_x or request.hr_resize_y:
+            x, y = request.hr_resize_x, request.hr_resize_y
+            return (x or round(width * y / max(1, height)), y or round(height * x / max(1, width)))
+        return int(width * request.hr_scale), int(height * request.hr_scale)
+    return width, height
+
+
+def check_request_limits(request) -> None:
+    """Refuse a request outside the server's limits, with invalid text or with non-finite numbers (InvalidRequest).
+
+    Called when a job is submitted, so nothing that breaks storage or a listing
+    is ever queued; the engine checks the same limits again.
+    """
+    for f in dataclasses.fields(request):
+        value = getattr(request, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequest(f"{f.name} must be a finite number", field=f.name)
+        if isinstance(value, str):
+            _check_text(f.name, value)
+        elif isinstance(value, list):
+            for item in value:
+                _check_text(f.name, item)
+    if isinstance(request, ExtrasRequest):
+        if len(request.images) > MAX_EXTRAS_IMAGES:
+            raise InvalidRequest(f"at most {MAX_EXTRAS_IMAGES} images per extras job", field="images")
+        return
+    for name, high in (("steps", MAX_STEPS), ("hr_second_pass_steps", MAX_STEPS), ("batch_size", MAX_BATCH_SIZE),
+                       ("n_iter", MAX_N_ITER), ("width", MAX_SIDE), ("height", MAX_SIDE),
+                       ("hr_resize_x", MAX_SIDE), ("hr_resize_y", MAX_SIDE)):
+        value = getattr(request, name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > high:
+            raise InvalidRequest(f"{name} must be at most {high}", field=name)
+    width, height = final_size(request)
+    if width * height * max(1, request.batch_size) > MAX_JOB_PIXELS:
+        raise InvalidRequest(f"{width}x{height} x batch of {request.batch_size} is over this server's limit of "
+                             f"{MAX_JOB_PIXELS} pixels per batch", field="batch_size")
 
 
 # ---------------------------------------------------------------- errors

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,9 @@ class RunningApp:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-def start_app(command: list[str], root: Path, models_dir: Path, outdir: Path, timeout: float = 120) -> RunningApp:
-    """Start ``command`` (it gets ``--port``) and wait until the page answers."""
+def start_app(command: list[str], root: Path, models_dir: Path, outdir: Path, timeout: float = 120,
+              ready_status=(200,)) -> RunningApp:
+    """Start ``command`` (it gets ``--port``) and wait until the page answers (with one of ``ready_status``)."""
     port = free_port()
     log_path = root / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
@@ -92,8 +94,12 @@ def start_app(command: list[str], root: Path, models_dir: Path, outdir: Path, ti
             raise RuntimeError(f"app exited with {process.returncode}:\n{app.log()}")
         try:
             with urllib.request.urlopen(app.url, timeout=2) as response:
-                if response.status == 200:
+                if response.status in ready_status:
                     return app
+        except urllib.error.HTTPError as error:  # a server that wants a sign-in answers 401
+            if error.code in ready_status:
+                return app
+            time.sleep(0.5)
         except OSError:
             time.sleep(0.5)
     stop_app(app)

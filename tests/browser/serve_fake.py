@@ -1,8 +1,9 @@
 """Serve the real UI over a fake engine: ``python tests/browser/serve_fake.py --port P --models-dir M --outdir O``.
 
-The catalog, options, styles, wildcards, upscaler list and the job queue are
-the real ones; only the engine and the model manager are fakes, so the
-browser flows that need long or failing jobs run in seconds.
+The catalog, options, styles, wildcards, upscaler list, the job queue, the API
+and the security middleware are the real ones; only the engine and the model
+manager are fakes, so the browser flows that need long or failing jobs run in
+seconds.
 """
 from __future__ import annotations
 
@@ -58,18 +59,26 @@ def main() -> int:
     parser.add_argument("--outdir", type=Path, required=True)
     parser.add_argument("--wildcards-dir", type=Path, default=ROOT / "wildcards")
     parser.add_argument("--styles-file", type=Path, default=ROOT / "styles.csv")
+    parser.add_argument("--gradio-auth", default=None, help="user:password[,...] as app.py takes it")
+    parser.add_argument("--cors-allow-origins", default="", help="comma-separated origins, as app.py takes them")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
     import uvicorn
-    from fastapi import FastAPI
 
+    from webui.api import max_body_bytes
     from webui.config import offline_environment
-    from webui.ui import mount_ui
+    from webui.security import SecurityPolicy
+    from webui.security.credentials import parse_credentials
+    from webui.server import create_app
 
     offline_environment()
     services = build_services(args)
-    app = mount_ui(FastAPI(), services)
+    policy = SecurityPolicy.create(secret_key_path=services.settings.secret_key_path,
+                                   ui_users=parse_credentials(args.gradio_auth or ""),
+                                   cors_origins=[o for o in args.cors_allow_origins.split(",") if o],
+                                   max_body_bytes=max_body_bytes(services))
+    app = create_app(services, security=policy)
     services.queue.start()
     try:
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

@@ -1,10 +1,10 @@
 """Routes that make or read images: txt2img, img2img, extras and png-info (A1111 shapes)."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from webui.api import convert
-from webui.api.jobs_bridge import run_job
+from webui.api.jobs_bridge import caller_of, run_job
 from webui.api.models import ExtrasBatchBody, ExtrasSingleBody, Img2ImgBody, PngInfoBody, Txt2ImgBody
 from webui.images import read_image_info
 from webui.infotext import parse_infotext
@@ -34,26 +34,27 @@ def create_generation_router(services) -> APIRouter:
     max_pixels = services.settings.max_image_pixels
 
     @router.post("/txt2img")
-    def txt2img(body: Txt2ImgBody):
+    def txt2img(body: Txt2ImgBody, http: Request):
         """Make images from a prompt; waits for the queued job (A1111's TextToImageResponse)."""
         request = convert.txt2img_request(body, services)
         timestamp = convert.job_timestamp()
-        result = run_job(services.queue, "txt2img", request)
+        result = run_job(services.queue, "txt2img", request, caller_of(http).owner)
         return _generation_response(body, request, result, services, timestamp)
 
     @router.post("/img2img")
-    def img2img(body: Img2ImgBody):
+    def img2img(body: Img2ImgBody, http: Request):
         """Change an init image (inpaint when a mask comes too); waits for the queued job."""
         request = convert.img2img_request(body, services)
         timestamp = convert.job_timestamp()
-        result = run_job(services.queue, "img2img", request)
+        result = run_job(services.queue, "img2img", request, caller_of(http).owner)
         return _generation_response(body, request, result, services, timestamp)
 
     @router.post("/extra-single-image")
-    def extra_single_image(body: ExtrasSingleBody):
+    def extra_single_image(body: ExtrasSingleBody, http: Request):
         """Upscale and/or restore faces of one image (A1111's ExtrasSingleImageResponse)."""
         image = convert.decode_image(body.image, "image", max_pixels)
-        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, [image], [])))
+        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, [image], []),
+                                        caller_of(http).owner))
         encoded = convert.encode_images(result.images, result.infotexts, services.options)
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
@@ -61,14 +62,15 @@ def create_generation_router(services) -> APIRouter:
         }
 
     @router.post("/extra-batch-images")
-    def extra_batch_images(body: ExtrasBatchBody):
+    def extra_batch_images(body: ExtrasBatchBody, http: Request):
         """Upscale and/or restore faces of several images (A1111's ExtrasBatchImagesResponse)."""
         if not body.imageList:
             raise InvalidRequest("imageList is empty: send at least one {data, name} image", field="imageList")
         images = [convert.decode_image(item.data, f"imageList.{i}.data", max_pixels)
                   for i, item in enumerate(body.imageList)]
         names = [item.name for item in body.imageList]
-        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, images, names)))
+        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, images, names),
+                                        caller_of(http).owner))
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
             "images": (convert.encode_images(result.images, result.infotexts, services.options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from webui import schemas
 from webui.api.errors import JobFailed
 from webui.schemas import JobStatus
+from webui.security.identity import CLIENT_ID_HEADER, Identity, caller_from_headers
 
 API_OWNER = "api"
 WAIT_SLICE_S = 60.0
@@ -37,7 +38,19 @@ def _failure(job) -> Exception:
     return JobFailed(message, int(status), type_name or "JobFailed", field)
 
 
-def run_job(queue, kind: str, request):
+def caller_of(http_request, client_id: str | None = None) -> Identity:
+    """Who sent an HTTP request (set by webui.security's middleware), acting as ``X-Client-Id`` if given.
+
+    Without the middleware (a router tested on its own) every caller is the one API owner.
+    """
+    headers = getattr(http_request, "headers", None)
+    identity = caller_from_headers(headers, fallback=API_OWNER)
+    if client_id is None and headers is not None:
+        client_id = headers.get(CLIENT_ID_HEADER)
+    return identity.acting_as(client_id)
+
+
+def run_job(queue, kind: str, request, owner: str = API_OWNER):
     """Submit ``request`` as a ``kind`` job, wait for its end, and return its result.
 
     An interrupted job returns what it finished (possibly nothing); a failed job
@@ -45,7 +58,7 @@ def run_job(queue, kind: str, request):
     bad request, 404 for a missing model, 500 otherwise); a canceled one raises 409.
     QueueFull from ``submit`` propagates (429).
     """
-    job = queue.submit(kind, request, owner=API_OWNER)
+    job = queue.submit(kind, request, owner=owner)
     job_id = getattr(job, "id", None) or getattr(job, "job_id")
     while True:
         job = queue.wait(job_id, WAIT_SLICE_S)

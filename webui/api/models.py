@@ -10,9 +10,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from webui.schemas import MAX_BATCH_SIZE, MAX_N_ITER, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS
+
 
 class ApiModel(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
+    # NaN and infinity are refused: no stored request or option may hold a number JSON cannot carry.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -25,8 +28,8 @@ class ApiModel(BaseModel):
 class GenerationBody(ApiModel):
     """Fields txt2img and img2img share (A1111's StableDiffusionProcessing)."""
 
-    prompt: str = ""
-    negative_prompt: str = ""
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     styles: list[str] = Field(default_factory=list)
     seed: int = -1
     subseed: int = -1
@@ -36,12 +39,12 @@ class GenerationBody(ApiModel):
     sampler_name: str | None = None
     sampler_index: str = "Euler"  # A1111's API default sampler when sampler_name is not given
     scheduler: str | None = None
-    batch_size: int = Field(1, ge=1, le=64)
-    n_iter: int = Field(1, ge=1, le=10000)
-    steps: int = Field(50, ge=1, le=1000)
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH_SIZE)
+    n_iter: int = Field(1, ge=1, le=MAX_N_ITER)
+    steps: int = Field(50, ge=1, le=MAX_STEPS)
     cfg_scale: float = Field(7.0, ge=0, le=100)
-    width: int = Field(512, ge=8, le=16384)
-    height: int = Field(512, ge=8, le=16384)
+    width: int = Field(512, ge=8, le=MAX_SIDE)
+    height: int = Field(512, ge=8, le=MAX_SIDE)
     restore_faces: bool | None = None
     tiling: bool | None = None
     do_not_save_samples: bool = False
@@ -74,9 +77,9 @@ class Txt2ImgBody(GenerationBody):
     firstphase_height: int = 0
     hr_scale: float = Field(2.0, gt=0, le=16)
     hr_upscaler: str | None = None
-    hr_second_pass_steps: int = Field(0, ge=0, le=1000)
-    hr_resize_x: int = Field(0, ge=0, le=16384)
-    hr_resize_y: int = Field(0, ge=0, le=16384)
+    hr_second_pass_steps: int = Field(0, ge=0, le=MAX_STEPS)
+    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE)
+    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
     hr_checkpoint_name: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None

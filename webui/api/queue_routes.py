@@ -1,25 +1,31 @@
 """HTTP routes of the job queue: A1111's progress/interrupt/skip, and a native per-job API.
 
 A1111 clients know no job ids: ``/sdapi/v1/progress``, ``/interrupt`` and
-``/skip`` act on the running job, whoever owns it. The native API under
+``/skip`` act on the running job when it is the caller's own. The native API under
 ``/api/v1/jobs`` submits without waiting and acts per id; ``/events`` streams
-progress as Server-Sent Events. API clients may send ``X-Client-Id`` so that
-cancel/interrupt/skip with the same header only touch their own jobs.
+progress as Server-Sent Events. Every job belongs to the caller's identity (the
+signed-in user, or the client id the server issued: see webui.security); only
+its owner or an admin sees, cancels, interrupts or skips it. ``X-Client-Id``
+names a sub-identity inside the caller's own, as A1111 clients use it.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any, Callable
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from webui.api.errors import QUEUE_FULL_RETRY_AFTER_S, error_body
-from webui.schemas import InvalidRequest, JOB_KINDS, QueueFull, WebUIError, image_to_base64
+from webui.api.jobs_bridge import caller_of
+from webui.jobs.records import NotYourJob
+from webui.schemas import InvalidRequest, JOB_KINDS, NotFound, QueueFull, WebUIError, image_to_base64
 
 BuildRequest = Callable[[str, dict], Any]
 API_OWNER = "api"
+log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0
 
 
@@ -33,9 +39,15 @@ def _error(exc: WebUIError) -> JSONResponse:
                         status_code=getattr(exc, "http_status", 500), headers=headers)
 
 
-def _owner(client_id: str | None) -> str | None:
-    """The owner an API client acts as: ``api:<X-Client-Id>``, or None (no owner check)."""
-    return f"{API_OWNER}:{client_id}" if client_id else None
+def _listable(job) -> dict | None:
+    """A job's list entry, or None (logged) when it holds something JSON cannot carry."""
+    try:
+        view = job.to_dict()
+        json.dumps(view, allow_nan=False).encode("utf-8")
+        return view
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        log.warning("job %s left out of the list: %s", getattr(job, "id", "?"), exc)
+        return None
 
 
 def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, include_image: bool = True) -> dict:
@@ -72,27 +84,34 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
 
     # ------------------------------------------------------------ A1111's meaning
     @router.get("/sdapi/v1/progress")
-    def progress(skip_current_image: bool = False):
-        """Progress of the running job in A1111's shape (zeros when idle)."""
+    def progress(request: Request, skip_current_image: bool = False,
+                 x_client_id: str | None = Header(default=None)):
+        """Progress of the caller's running job in A1111's shape (zeros when idle or when the job is another's)."""
         state = queue.running_state()
-        return a1111_progress(state.job, interrupted=state.interrupted, skipped=state.skipped,
-                              waiting=state.waiting, include_image=not skip_current_image)
+        job = state.job if state.job is not None and caller_of(request, x_client_id).may_see(state.job.owner) else None
+        return a1111_progress(job, interrupted=state.interrupted and job is not None,
+                              skipped=state.skipped and job is not None, waiting=state.waiting,
+                              include_image=not skip_current_image)
+
+    def act_on_running(request: Request, client_id: str | None, action: str) -> dict:
+        job = queue.running_state().job
+        if job is not None and caller_of(request, client_id).may_see(job.owner):
+            getattr(queue, action)(job.id)
+        return {}
 
     @router.post("/sdapi/v1/interrupt")
-    def interrupt_running():
-        """Stop the running job, keeping its finished images."""
-        queue.interrupt()
-        return {}
+    def interrupt_running(request: Request, x_client_id: str | None = Header(default=None)):
+        """Stop the caller's running job, keeping its finished images (another's job is left alone)."""
+        return act_on_running(request, x_client_id, "interrupt")
 
     @router.post("/sdapi/v1/skip")
-    def skip_running():
-        """End the current image of the running job and go on with the next."""
-        queue.skip()
-        return {}
+    def skip_running(request: Request, x_client_id: str | None = Header(default=None)):
+        """End the current image of the caller's running job and go on with the next."""
+        return act_on_running(request, x_client_id, "skip")
 
     # ------------------------------------------------------------ native jobs
     @router.post("/api/v1/jobs", status_code=202)
-    def submit(payload: Any = Body(...), x_client_id: str | None = Header(default=None)):
+    def submit(request: Request, payload: Any = Body(...), x_client_id: str | None = Header(default=None)):
         """Queue a job; answers at once with its id and position."""
         try:
             if not isinstance(payload, dict):
@@ -104,53 +123,67 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
             if not isinstance(fields, dict):
                 raise InvalidRequest("request must be a JSON object of the job's fields", field="request")
             try:
-                request = build_request(kind, fields)
+                job_request = build_request(kind, fields)
             except (ValueError, TypeError) as exc:
                 raise InvalidRequest(str(exc), field=getattr(exc, "field", None) or "request") from None
-            job = queue.submit(kind, request, owner=_owner(x_client_id) or API_OWNER)
+            job = queue.submit(kind, job_request, owner=caller_of(request, x_client_id).owner)
         except WebUIError as exc:
             return _error(exc)
         return JSONResponse({"id": job.id, "status": job.status.value, "position": job.position},
                             status_code=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
 
     @router.get("/api/v1/jobs")
-    def list_jobs(owner: str | None = None, limit: int = Query(50, ge=1, le=500)):
-        """Recent finished jobs, the running job and the queue (no images)."""
-        return {"jobs": [job.to_dict() for job in queue.list(owner=owner, limit=limit)]}
+    def list_jobs(request: Request, owner: str | None = None, limit: int = Query(50, ge=1, le=500),
+                  x_client_id: str | None = Header(default=None)):
+        """The caller's recent finished jobs, running job and queued jobs (no images); an admin may name any owner."""
+        caller = caller_of(request, x_client_id)
+        jobs = queue.list(owner=owner if caller.admin else caller.owner, limit=limit)
+        return {"jobs": [view for view in map(_listable, jobs) if view is not None]}
+
+    def own_job(request: Request, job_id: str, client_id: str | None):
+        """The job if the caller may see it; another's job is as unknown as a missing one."""
+        job = queue.get(job_id)
+        if not caller_of(request, client_id).may_see(job.owner):
+            raise NotFound(f"no job {job_id!r}")
+        return job
 
     @router.get("/api/v1/jobs/{job_id}")
-    def get_job(job_id: str, images: bool = True):
+    def get_job(request: Request, job_id: str, images: bool = True, x_client_id: str | None = Header(default=None)):
         """Status, progress, error, and result images (base64 PNG) once finished."""
         try:
-            return queue.get(job_id).to_dict(images=images)
+            return own_job(request, job_id, x_client_id).to_dict(images=images)
         except WebUIError as exc:
             return _error(exc)
 
-    def act(action: str, job_id: str, client_id: str | None):
+    def act(request: Request, action: str, job_id: str, client_id: str | None):
         try:
-            return getattr(queue, action)(job_id, owner=_owner(client_id)).to_dict()
+            job = queue.get(job_id)
+            if not caller_of(request, client_id).may_see(job.owner):
+                raise NotYourJob(f"job {job_id} belongs to another user")
+            return getattr(queue, action)(job_id).to_dict()
         except WebUIError as exc:
             return _error(exc)
 
     @router.delete("/api/v1/jobs/{job_id}")
-    def cancel(job_id: str, x_client_id: str | None = Header(default=None)):
+    def cancel(request: Request, job_id: str, x_client_id: str | None = Header(default=None)):
         """Cancel a queued job (it never starts); a running one is interrupted."""
-        return act("cancel", job_id, x_client_id)
+        return act(request, "cancel", job_id, x_client_id)
 
     @router.post("/api/v1/jobs/{job_id}/interrupt")
-    def interrupt(job_id: str, x_client_id: str | None = Header(default=None)):
+    def interrupt(request: Request, job_id: str, x_client_id: str | None = Header(default=None)):
         """Stop this job within one step, keeping its finished images."""
-        return act("interrupt", job_id, x_client_id)
+        return act(request, "interrupt", job_id, x_client_id)
 
     @router.post("/api/v1/jobs/{job_id}/skip")
-    def skip(job_id: str, x_client_id: str | None = Header(default=None)):
+    def skip(request: Request, job_id: str, x_client_id: str | None = Header(default=None)):
         """End the current image of this job's batch."""
-        return act("skip", job_id, x_client_id)
+        return act(request, "skip", job_id, x_client_id)
 
     @router.get("/api/v1/jobs/{job_id}/events")
-    def events(job_id: str):
+    def events(request: Request, job_id: str, x_client_id: str | None = Header(default=None)):
         """Server-Sent Events: ``status``/``progress`` (preview when it changed) until ``finished`` (with images)."""
         try:
+            own_job(request, job_id, x_client_id)
             subscription = queue.subscribe(job_id)
         except WebUIError as exc:
             return _error(exc)

@@ -24,7 +24,7 @@ from webui.engine.samplers import make_scheduler, resolve_sampler, sampler_names
 from webui.models.manager import ModelManager
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
-    JobInterrupted, NullControl, Progress,
+    JobInterrupted, MAX_BATCH_SIZE, MAX_N_ITER, MAX_SIDE, MAX_STEPS, NullControl, Progress, check_request_limits,
 )
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,9 @@ class Engine:
 
     def _check_inputs(self, r: GenerationRequest) -> list[str]:
         warnings = []
-        checks = [("steps", 1, 150), ("batch_size", 1, 64), ("n_iter", 1, 100), ("clip_skip", 1, 12),
-                  ("width", 16, 4096), ("height", 16, 4096)]
+        check_request_limits(r)
+        checks = [("steps", 1, MAX_STEPS), ("batch_size", 1, MAX_BATCH_SIZE), ("n_iter", 1, MAX_N_ITER),
+                  ("clip_skip", 1, 12), ("width", 16, MAX_SIDE), ("height", 16, MAX_SIDE)]
         for name, low, high in checks:
             value = getattr(r, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -295,7 +296,7 @@ class Engine:
                                                            mode=mode, **kwargs)
         else:
             images, _ = vae_ops.decode(model.vae, latents)
-            images = [self._upscale(img, upscaler, target_w, target_h) for img in images]
+            images = [self._upscale(img, upscaler, target_w, target_h, control.interrupted) for img in images]
             init_latents = vae_ops.encode(model.vae, images)
         steps = request.hr_second_pass_steps or request.steps
         scheduler, _ = make_scheduler(spec, schedule, model.scheduler_config)
@@ -310,12 +311,15 @@ class Engine:
                   "Hires steps": request.hr_second_pass_steps or None, "Hires upscaler": upscaler}
         return out, fields
 
-    def _upscale(self, image: Image.Image, name: str, width: int, height: int) -> Image.Image:
+    def _upscale(self, image: Image.Image, name: str, width: int, height: int, should_stop=None) -> Image.Image:
         if name in ("Lanczos", "None", "") or self.upscalers is None:
             return image.resize((width, height), Image.LANCZOS)
         if name == "Nearest":
             return image.resize((width, height), Image.NEAREST)
-        scaled = self.upscalers.upscale(image, name, width / image.width)
+        try:
+            scaled = self.upscalers.upscale(image, name, width / image.width, should_stop=should_stop)
+        except InterruptedError:  # stopped between two tiles
+            raise JobInterrupted() from None
         return scaled.resize((width, height), Image.LANCZOS) if scaled.size != (width, height) else scaled
 
     # ------------------------------------------------------------ infotext and saving

@@ -47,7 +47,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     if any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    # torch on the CPU: "DefaultCPUAllocator: can't allocate memory: you tried to allocate ..."
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from webui.schemas import (
     JobStatus,
     Progress,
     WebUIError,
+    check_request_limits,
     image_to_base64,
 )
 
@@ -48,6 +49,7 @@ def check_kind(kind: str, request: Any) -> None:
     if not isinstance(request, expected):
         raise InvalidRequest(f"a {kind} job needs a {expected.__name__}, not {type(request).__name__}",
                              field="request")
+    check_request_limits(request)
 
 
 def without_images(value: Any) -> Any:

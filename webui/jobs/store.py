@@ -7,6 +7,7 @@ let workers on other machines share the same queue.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from webui.jobs.records import Job, result_from_data
 from webui.schemas import JobStatus
 
 FINISHED = tuple(s.value for s in JobStatus if s.finished)
+log = logging.getLogger(__name__)
 
 
 class JobStore(Protocol):
@@ -143,7 +145,14 @@ class SQLiteJobStore:
                f"WHERE {where} {tail}")
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
-        return [self._job(row) for row in rows]
+        jobs = []
+        for row in rows:
+            try:
+                jobs.append(self._job(row))
+            except Exception as exc:  # one unreadable record must never break a listing
+                log.warning("skipped unreadable job record %r: %s: %s", row[1] if len(row) > 1 else "?",
+                            type(exc).__name__, exc)
+        return jobs
 
     def _result(self, job_id: str, kind: str) -> Any:
         with self._lock:

@@ -61,13 +61,14 @@ def _check(request: ExtrasRequest, upscalers: UpscalerRegistry, faces: FaceResto
         faces.model_path("CodeFormer")
 
 
-def _upscale(image: Image.Image, request: ExtrasRequest, upscalers: UpscalerRegistry, info: dict) -> Image.Image:
+def _upscale(image: Image.Image, request: ExtrasRequest, upscalers: UpscalerRegistry, info: dict,
+             should_stop=None) -> Image.Image:
     if request.upscaler_1 == "None":
         return image  # as A1111: no first upscaler, no upscaling step at all
 
     def one(name: str) -> Image.Image:
         def by(img: Image.Image, factor: float) -> Image.Image:
-            return upscalers.upscale(img, name, factor)
+            return upscalers.upscale(img, name, factor, should_stop=should_stop)
 
         if request.resize_mode == 1:
             w, h = request.upscaling_resize_w, request.upscaling_resize_h
@@ -129,11 +130,15 @@ def run_extras(
             control.report(Progress(image_index=index, image_count=len(request.images), step=0, steps=1))
         info: dict = {}
         result = image.convert("RGB")
-        if request.upscale_first:
-            result = _upscale(result, request, upscalers, info)
-            result = _restore(result, request, faces, info)
-        else:
-            result = _restore(result, request, faces, info)
-            result = _upscale(result, request, upscalers, info)
+        should_stop = control.interrupted if control is not None else None
+        try:
+            if request.upscale_first:
+                result = _upscale(result, request, upscalers, info, should_stop)
+                result = _restore(result, request, faces, info)
+            else:
+                result = _restore(result, request, faces, info)
+                result = _upscale(result, request, upscalers, info, should_stop)
+        except InterruptedError:  # stopped between two tiles of a model upscale
+            raise JobInterrupted(partial=outputs) from None
         outputs.append((result, info))
     return outputs

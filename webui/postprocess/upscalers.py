@@ -175,13 +175,15 @@ class UpscalerRegistry:
         return self._loaded[0] if self._loaded else None
 
     # ------------------------------------------------------------------ running
-    def upscale(self, image: Image.Image, name: str, scale: float, *, tile_size: int | None = None) -> Image.Image:
+    def upscale(self, image: Image.Image, name: str, scale: float, *, tile_size: int | None = None,
+                should_stop=None) -> Image.Image:
         """Upscale ``image`` by ``scale`` with upscaler ``name``.
 
         A model runs at its own factor (repeated, at most three times, while the
         image is still smaller than the target, as A1111 does); the result is then
         resized with Lanczos to exactly ``round(size * scale)``. ``tile_size``
-        overrides the settings' tile size (0 = no tiling).
+        overrides the settings' tile size (0 = no tiling). ``should_stop()`` is asked
+        before every tile; when it says True, InterruptedError ends the upscale.
         """
         if not scale or scale <= 0:
             raise InvalidRequest(f"upscale factor must be positive, got {scale}", field="scale")
@@ -199,10 +201,10 @@ class UpscalerRegistry:
         for _ in range(MAX_MODEL_PASSES):
             if result.width >= width and result.height >= height:
                 break
-            result = self._run_model(result, info, tile)
+            result = self._run_model(result, info, tile, should_stop)
         return _resize(result, width, height, Image.Resampling.LANCZOS)
 
-    def _run_model(self, image: Image.Image, info: UpscalerInfo, tile: int) -> Image.Image:
+    def _run_model(self, image: Image.Image, info: UpscalerInfo, tile: int, should_stop=None) -> Image.Image:
         import torch
 
         with self._lock:
@@ -210,7 +212,7 @@ class UpscalerRegistry:
             alpha = image.getchannel("A") if "A" in image.getbands() else None
             tensor = pil_to_tensor(image, str(descriptor.device), descriptor.dtype)
             with torch.inference_mode():
-                output = run_tiled(descriptor, tensor, descriptor.scale, tile, self.tile_overlap)
+                output = run_tiled(descriptor, tensor, descriptor.scale, tile, self.tile_overlap, should_stop)
         result = tensor_to_pil(output)
         if image.mode == "L":
             result = result.convert("L")

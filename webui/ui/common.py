@@ -6,10 +6,12 @@ of breaking the page.
 """
 from __future__ import annotations
 
+import html
 import logging
 import re
 
 from webui.schemas import WebUIError
+from webui.security.identity import Identity, caller_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,34 @@ DEMO_NOTE = (
 )
 
 
-def owner_of(request) -> str:
-    """The per-browser-tab owner id given to the queue, so buttons act on this tab's jobs only."""
+def caller(request) -> Identity:
+    """Who uses this page: the identity webui.security's middleware put in the request's headers.
+
+    Without the middleware (the UI built alone in a test) the gradio session stands in.
+    """
     session = getattr(request, "session_hash", None) if request is not None else None
-    return f"ui:{session}" if session else "ui:anonymous"
+    headers = getattr(request, "headers", None) if request is not None else None
+    return caller_from_headers(headers, fallback=f"ui:{session}" if session else "ui:anonymous")
+
+
+def owner_of(request) -> str:
+    """The owner given to the queue for this user's jobs, so buttons act on their own jobs only."""
+    return caller(request).owner
+
+
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>:@])")
+
+
+def markdown_text(text) -> str:
+    """``text`` made inert for a gr.Markdown: no HTML, no links, images or emphasis, shown as typed."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+def warn(text) -> None:
+    """A gr.Warning toast showing ``text`` as text (gradio renders toast messages as HTML)."""
+    import gradio as gr
+
+    gr.Warning(html.escape(str(text)))
 
 
 def readable_error(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from webui.schemas import ExtrasRequest, InvalidRequest
 from webui.ui import common, results
+from webui.ui.capped_images import DEFAULT_PIXEL_LIMIT, capped
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 SOURCES = ["Single image", "Batch process", "Batch from directory"]
@@ -48,12 +49,20 @@ def images_from_folder(settings, folder: str) -> tuple[list[Image.Image], list[s
     images, names = [], []
     for file in sorted(path.iterdir()):
         if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
-            with Image.open(file) as image:
-                images.append(image.convert("RGB"))
+            images.append(_decode_capped(file))
             names.append(file.name)
     if not images:
         raise InvalidRequest(f"No images in {path}.", field="input_dir")
     return images, names
+
+
+def _decode_capped(path: Path) -> Image.Image:
+    """An RGB image from ``path``, refused (InvalidRequest) before decoding when over the pixel limit."""
+    with Image.open(path) as image:
+        if image.width * image.height > DEFAULT_PIXEL_LIMIT:
+            raise InvalidRequest(f"{path.name} is {image.width}x{image.height} pixels, over this server's limit "
+                                 f"of {DEFAULT_PIXEL_LIMIT} pixels", field="image")
+        return image.convert("RGB")
 
 
 def images_from_files(files) -> tuple[list[Image.Image], list[str]]:
@@ -61,8 +70,7 @@ def images_from_files(files) -> tuple[list[Image.Image], list[str]]:
     for item in files or []:
         path = Path(getattr(item, "name", item))
         try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
+            images.append(_decode_capped(path))
         except OSError:
             raise InvalidRequest(f"Not an image: {path.name}", field="image_folder") from None
         names.append(path.name)
@@ -79,8 +87,8 @@ def build_extras_tab(services) -> ExtrasTab:
         with gr.Column(scale=1):
             with gr.Tabs(elem_id="extras_sources"):
                 with gr.Tab("Single Image", elem_id="extras_single_tab") as single_tab:
-                    image = gr.Image(label="Source", elem_id="extras_image", type="pil", image_mode="RGB",
-                                     sources=["upload", "clipboard"], height=320, format="png")
+                    image = capped(gr.Image(label="Source", elem_id="extras_image", type="pil", image_mode="RGB",
+                                            sources=["upload", "clipboard"], height=320, format="png"))
                 with gr.Tab("Batch Process", elem_id="extras_batch_tab") as batch_tab:
                     files = gr.File(label="Batch Process", elem_id="extras_image_batch", file_count="multiple",
                                     file_types=["image"])
@@ -138,6 +146,9 @@ def build_extras_tab(services) -> ExtrasTab:
             if chosen == SOURCES[1]:
                 images, names = images_from_files(values.get(files))
             elif chosen == SOURCES[2]:
+                caller = common.caller(request)
+                if caller.user is not None and not caller.admin:  # the outputs folder holds every user's images
+                    raise InvalidRequest("Only an admin may process a folder of the server.", field="input_dir")
                 images, names = images_from_folder(services.settings, values.get(folder))
             else:
                 if values.get(image) is None:

@@ -4,12 +4,13 @@ import gradio as gr
 from webui.schemas import InvalidRequest
 from webui.ui import common
 from webui.ui.generation import GenerationTab, build_generation_tab
+from webui.ui.capped_images import capped
 
 
 def build_img2img_inputs(tab: str = "img2img") -> dict:
     """The init image and the img2img-only parameters, by request field name."""
-    image = gr.Image(label="Image for img2img", elem_id=f"{tab}_image", type="pil", image_mode="RGB",
-                     sources=["upload", "clipboard"], height=360, format="png")
+    image = capped(gr.Image(label="Image for img2img", elem_id=f"{tab}_image", type="pil", image_mode="RGB",
+                            sources=["upload", "clipboard"], height=360, format="png"))
     resize = gr.Radio(label="Resize mode", elem_id=f"{tab}_resize_mode", choices=common.RESIZE_MODES,
                       value=common.RESIZE_MODES[0], type="index")
     denoise = gr.Slider(label="Denoising strength", elem_id=f"{tab}_denoising_strength", minimum=0, maximum=1,

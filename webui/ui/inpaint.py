@@ -5,19 +5,20 @@ from PIL import Image, ImageChops
 from webui.schemas import InvalidRequest
 from webui.ui import common
 from webui.ui.generation import GenerationTab, build_generation_tab
+from webui.ui.capped_images import capped
 
 
 def build_inpaint_inputs(tab: str = "inpaint") -> dict:
     """The editor, the optional mask upload and A1111's inpaint options, by name."""
-    editor = gr.ImageEditor(
+    editor = capped(gr.ImageEditor(
         label="Image and mask: paint over what should change", elem_id=f"{tab}_editor", type="pil",
         sources=["upload", "clipboard"], image_mode="RGBA", height=420, transforms=(),
         brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
         layers=gr.LayerOptions(allow_additional_layers=False), format="png",
-    )
+    ))
     with gr.Accordion("Upload a mask instead (white = change)", open=False):
-        mask = gr.Image(label="Mask", elem_id=f"{tab}_mask_upload", type="pil", image_mode="L",
-                        sources=["upload", "clipboard"], height=200, format="png")
+        mask = capped(gr.Image(label="Mask", elem_id=f"{tab}_mask_upload", type="pil", image_mode="L",
+                               sources=["upload", "clipboard"], height=200, format="png"))
     with gr.Row():
         blur = gr.Slider(label="Mask blur", elem_id=f"{tab}_mask_blur", minimum=0, maximum=64, step=1, value=4)
         mode = gr.Radio(label="Mask mode", elem_id=f"{tab}_mask_mode", choices=common.MASK_MODES,

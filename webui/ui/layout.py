@@ -1,7 +1,7 @@
 """The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
 import gradio as gr
 
-from webui.ui import common, pnginfo, results
+from webui.ui import common, files, pnginfo, results
 from webui.ui.extras import build_extras_tab
 from webui.ui.img2img import build_img2img_tab
 from webui.ui.inpaint import build_inpaint_tab
@@ -57,9 +57,19 @@ def build_ui(services) -> gr.Blocks:
 
 
 def mount_ui(app, services, path: str = "/"):
-    """Build the UI and mount it on a FastAPI ``app`` at ``path`` (with the page's CSS)."""
+    """Build the UI and mount it on a FastAPI ``app`` at ``path`` (with the page's CSS).
+
+    gradio keeps uploads and the images it shows in our own folder
+    (Settings.gradio_temp_dir), accepts uploads up to UPLOAD_LIMIT, and refuses
+    any file path a request names that is not an upload (see files.py).
+    """
+    files.use_own_temp_dir(services.settings.gradio_temp_dir)
     demo = build_ui(services)
-    return gr.mount_gradio_app(app, demo, path=path, css=CSS, footer_links=[], show_error=True)
+    mounted = gr.mount_gradio_app(app, demo, path=path, css=CSS, footer_links=[], show_error=True,
+                                  max_file_size=files.upload_limit(services.settings),
+                                  allowed_paths=[], blocked_paths=files.blocked_paths(services.settings))
+    files.check_paths_like_a_launched_app(demo)
+    return mounted
 
 
 def _wire_native_size(services, checkpoint, panels) -> None:

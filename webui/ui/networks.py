@@ -60,11 +60,11 @@ def build_networks_panel(tab: str, services, prompt: gr.Textbox) -> NetworksPane
         try:
             services.catalog.refresh_loras()
         except Exception as exc:
-            note = f"LoRA scan failed: {common.readable_error(exc)}. "
+            note = f"LoRA scan failed: {common.markdown_text(common.readable_error(exc))}. "
         try:
             services.refresh_wildcards()
         except Exception as exc:
-            note += f"Wildcard scan failed: {common.readable_error(exc)}."
+            note += f"Wildcard scan failed: {common.markdown_text(common.readable_error(exc))}."
         wildcard_samples = wildcard_rows(services)
         lora_samples = lora_rows(services)
         note = note or f"{len(lora_samples)} LoRA(s), {len(wildcard_samples)} wildcard(s)."

@@ -6,6 +6,7 @@ import gradio as gr
 from PIL import Image
 
 from webui.ui import common
+from webui.ui.capped_images import capped
 
 
 @dataclass
@@ -59,8 +60,8 @@ def build_pnginfo_tab() -> PngInfoTab:
     with gr.Row(equal_height=False):
         with gr.Column():
             # filepath + no mode conversion: the handler gets the uploaded file itself, chunks intact.
-            image = gr.Image(label="Source", elem_id="pnginfo_image", type="filepath", image_mode=None,
-                             sources=["upload", "clipboard"], height=360, format="png")
+            image = capped(gr.Image(label="Source", elem_id="pnginfo_image", type="filepath", image_mode=None,
+                                    sources=["upload", "clipboard"], height=360, format="png"))
         with gr.Column():
             parameters = gr.Textbox(label="Parameters", elem_id="pnginfo_parameters", lines=6, interactive=False)
             table = gr.HTML(elem_id="pnginfo_html")
@@ -75,7 +76,7 @@ def build_pnginfo_tab() -> PngInfoTab:
             text = read_parameters(path)
         except Exception as exc:
             message = common.readable_error(exc)
-            gr.Warning(message)
+            common.warn(message)
             return "", f"<p>Could not read the image: {html.escape(message)}</p>"
         return text, parameters_html(text)
 

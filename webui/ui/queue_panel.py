@@ -1,7 +1,7 @@
-"""The queue panel: every job of the shared queue with its status and progress, refreshed by a timer.
+"""The queue panel: the user's own jobs with their status and progress, refreshed by a timer.
 
-Cancel acts only on this browser tab's own jobs (the queue checks the owner too);
-a finished job's images can be opened again in the panel's gallery.
+Jobs are private: a user sees (and cancels, and opens the results of) only their
+own jobs, and only a count of other users' waiting work; an admin sees all.
 """
 import html
 from dataclasses import dataclass
@@ -26,10 +26,12 @@ class QueuePanel:
     panel: results.ResultPanel
 
 
-def jobs_table(jobs, owner: str) -> str:
-    """An HTML table of jobs, newest last, with the user's own jobs marked."""
+def jobs_table(jobs, owner: str, others_waiting: int = 0) -> str:
+    """An HTML table of jobs, newest last, with the user's own jobs marked; other users' work as a count."""
+    others = (f"<p id='queue_others'>{others_waiting} job(s) of other users queued or running.</p>"
+              if others_waiting else "")
     if not jobs:
-        return "<p id='queue_empty'>The queue is empty.</p>"
+        return "<p id='queue_empty'>The queue is empty.</p>" + others
     rows = []
     for job in jobs:
         mine = getattr(job, "owner", None) == owner
@@ -42,7 +44,7 @@ def jobs_table(jobs, owner: str) -> str:
         )
     return (
         "<table id='queue_jobs'><thead><tr><th>Job</th><th>Kind</th><th>Status</th><th>Prompt</th><th>Mine</th>"
-        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>" + others
     )
 
 
@@ -66,12 +68,16 @@ def build_queue_panel(services) -> QueuePanel:
     panel = results.build_result_panel("queue", controls=False)
 
     def listed(request):
-        jobs = list(services.queue.list())[-SHOWN_JOBS:]
-        return jobs, common.owner_of(request)
+        """(the jobs this user may see, their owner id, how many other users' jobs wait or run)."""
+        caller = common.caller(request)
+        everyone = list(services.queue.list())
+        visible = [j for j in everyone if caller.may_see(getattr(j, "owner", None))]
+        others = sum(1 for j in everyone if not caller.may_see(getattr(j, "owner", None)) and not common.job_finished(j))
+        return visible[-SHOWN_JOBS:], caller.owner, others
 
     def refresh(own_value, finished_value, request: gr.Request):
         try:
-            jobs, owner = listed(request)
+            jobs, owner, others = listed(request)
         except Exception as exc:
             return f"<p>Could not read the queue: {html.escape(common.readable_error(exc))}</p>", gr.Dropdown(), gr.Dropdown()
         own = [(_label(j), str(j.id)) for j in jobs if getattr(j, "owner", None) == owner and not common.job_finished(j)]
@@ -79,35 +85,37 @@ def build_queue_panel(services) -> QueuePanel:
         own_ids = {v for _, v in own}
         done_ids = {v for _, v in done}
         return (
-            jobs_table(jobs, owner),
+            jobs_table(jobs, owner, others),
             gr.Dropdown(choices=own, value=own_value if own_value in own_ids else None),
             gr.Dropdown(choices=done, value=finished_value if finished_value in done_ids else None),
         )
 
-    def find(job_id):
+    def find(job_id, request):
+        """The job with this id if it is the user's own (another's is as unknown as a missing one)."""
+        caller = common.caller(request)
         for job in services.queue.list():
-            if str(job.id) == str(job_id):
+            if str(job.id) == str(job_id) and caller.may_see(getattr(job, "owner", None)):
                 return job
         return None
 
     def cancel_job(job_id, request: gr.Request):
         if not job_id:
             return "Choose one of your jobs first."
-        owner = common.owner_of(request)
+        owner = None if common.caller(request).admin else common.owner_of(request)
         try:
-            job = find(job_id)
+            job = find(job_id, request)
             if job is None:
-                return f"No job {job_id}."
+                return f"No job {common.markdown_text(job_id)}."
             if common.job_status(job) == "running":
                 services.queue.interrupt(job.id, owner=owner)
                 return f"Interrupting job {job.id}."
             services.queue.cancel(job.id, owner=owner)
             return f"Canceled job {job.id}."
         except Exception as exc:
-            return f"**Error:** {common.readable_error(exc)}"
+            return f"**Error:** {common.markdown_text(common.readable_error(exc))}"
 
-    def open_job(job_id):
-        job = find(job_id) if job_id else None
+    def open_job(job_id, request: gr.Request):
+        job = find(job_id, request) if job_id else None
         if job is None:
             return {message: "Choose a finished job first."}
         updates = results.result_updates(panel, job)

@@ -104,7 +104,7 @@ def wire_controls(panel: ResultPanel, services) -> None:
         try:
             jobs = [j for j in services.queue.list(owner=owner) if not common.job_finished(j)]
         except Exception as exc:
-            return f"**Error:** {common.readable_error(exc)}"
+            return f"**Error:** {common.markdown_text(common.readable_error(exc))}"
         running = [j for j in jobs if common.job_status(j) == "running"]
         if not running:
             return "Nothing of yours is running."
@@ -112,7 +112,7 @@ def wire_controls(panel: ResultPanel, services) -> None:
         try:
             getattr(services.queue, action)(job.id, owner=owner)
         except Exception as exc:
-            return f"**Error:** {common.readable_error(exc)}"
+            return f"**Error:** {common.markdown_text(common.readable_error(exc))}"
         return f"{'Interrupting' if action == 'interrupt' else 'Skipping the current image of'} job {short_id(job.id)}…"
 
     def interrupt(request: gr.Request):
@@ -142,13 +142,13 @@ def result_updates(panel: ResultPanel, job) -> dict:
         text = "Canceled."
     else:
         reason = getattr(job, "error", None) or "unknown error"
-        text = f"**Error:** {reason}"
-        gr.Warning(str(reason))
+        text = f"**Error:** {common.markdown_text(reason)}"
+        common.warn(reason)
     job_id = getattr(job, "id", None)
     if job_id:
         text += f" (job {short_id(job_id)})"
     if warnings:
-        text += "  \n" + "  \n".join(f"⚠️ {w}" for w in warnings)
+        text += "  \n" + "  \n".join(f"⚠️ {common.markdown_text(w)}" for w in warnings)
     return {
         panel.status: text,
         panel.preview: gr.Image(value=None, visible=False),
@@ -170,7 +170,7 @@ def follow_job(panel: ResultPanel, services, job_id):
         try:
             job = services.queue.get(job_id)
         except Exception as exc:
-            yield {panel.status: f"**Error:** {common.readable_error(exc)}"}
+            yield {panel.status: f"**Error:** {common.markdown_text(common.readable_error(exc))}"}
             return
         if job is None:
             yield {panel.status: "**Error:** the job is gone from the queue."}
@@ -193,15 +193,15 @@ def submit_and_follow(panel: ResultPanel, services, kind: str, build_request, re
         job_request = build_request()
     except Exception as exc:
         message = common.readable_error(exc)
-        gr.Warning(message)
-        yield {panel.status: f"**Error:** {message}"}
+        common.warn(message)
+        yield {panel.status: f"**Error:** {common.markdown_text(message)}"}
         return
     try:
         job = services.queue.submit(kind, job_request, owner=common.owner_of(request))
     except Exception as exc:
         message = common.readable_error(exc)
-        gr.Warning(message)
-        yield {panel.status: f"**Error:** {message}"}
+        common.warn(message)
+        yield {panel.status: f"**Error:** {common.markdown_text(message)}"}
         return
     yield {panel.status: f"Job {short_id(job.id)}: submitted", panel.gallery: [], panel.infotext: ""}
     yield from follow_job(panel, services, job.id)

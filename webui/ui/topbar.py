@@ -47,9 +47,9 @@ def build_topbar(services) -> TopBar:
         try:
             services.options.update({"sd_vae": choice or "Automatic"})
         except Exception as exc:
-            gr.Warning(common.readable_error(exc))
-            return f"**Could not set the VAE:** {common.readable_error(exc)}"
-        return f"VAE: {choice}. It applies from the next image on."
+            common.warn(common.readable_error(exc))
+            return f"**Could not set the VAE:** {common.markdown_text(common.readable_error(exc))}"
+        return f"VAE: {common.markdown_text(choice)}. It applies from the next image on."
 
     def select(title):
         if not title:
@@ -58,23 +58,23 @@ def build_topbar(services) -> TopBar:
             info = services.models.select_checkpoint(title)
         except Exception as exc:
             message_text = common.readable_error(exc)
-            gr.Warning(message_text)
-            return f"**Could not load the checkpoint:** {message_text}"
+            common.warn(message_text)
+            return f"**Could not load the checkpoint:** {common.markdown_text(message_text)}"
         loaded = getattr(info, "title", title)
         if services.options is not None:
             try:
                 services.options.update({"sd_model_checkpoint": loaded})
             except Exception:  # the option is informative; a failure here must not hide the load
                 pass
-        return f"Loaded {loaded}."
+        return f"Loaded {common.markdown_text(loaded)}."
 
     def refresh_list(current):
         try:
             services.catalog.refresh()
         except Exception as exc:
             message_text = common.readable_error(exc)
-            gr.Warning(message_text)
-            return gr.Dropdown(), gr.Dropdown(), f"**Could not rescan the models:** {message_text}"
+            common.warn(message_text)
+            return gr.Dropdown(), gr.Dropdown(), f"**Could not rescan the models:** {common.markdown_text(message_text)}"
         titles = common.checkpoint_titles(services)
         value = current if current in titles else common.current_checkpoint_title(services)
         vaes = gr.Dropdown(choices=vae_choices(services), value=current_vae(services))

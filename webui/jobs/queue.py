@@ -10,7 +10,9 @@ from __future__ import annotations
 import bisect
 import gc
 import logging
+import os
 import queue as queue_module
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from webui.jobs.control import WorkerControl
+from webui.jobs.fairness import fair_order, owner_count
 from webui.jobs.records import Job, JobEvent, NotYourJob, check_kind, result_to_data
 from webui.jobs.store import JobStore, SQLiteJobStore
 from webui.schemas import (
@@ -39,6 +42,18 @@ Runner = Callable[[str, Any, JobControl], Any]
 RESTART_REASON = "server restarted"
 STOP_REASON = "server stopped"
 DEFAULT_RETRY_AFTER_S = 5
+
+
+def worker_name() -> str:
+    """How a job record names the process that ran it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def queue_full(message: str, retry_after: int) -> QueueFull:
+    """A QueueFull error (HTTP 429) carrying its Retry-After seconds."""
+    error = QueueFull(message)
+    error.retry_after = retry_after
+    return error
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -71,12 +86,16 @@ def _image_count(request: Any) -> int:
 
 @dataclass(frozen=True)
 class RunningState:
-    """What A1111's progress endpoint reports: the running job and its pending requests."""
+    """What A1111's progress endpoint reports: the running job and its pending requests.
+
+    ``notice`` says what is wrong with the queue itself (e.g. Redis unreachable), or None.
+    """
 
     job: Job | None
     interrupted: bool
     skipped: bool
     waiting: int
+    notice: str | None = None
 
 
 class Subscription:
@@ -135,21 +154,31 @@ class Subscription:
         self.close()
 
 
+def _owner(job: Job) -> str:
+    return job.owner
+
+
 class JobQueue:
-    """Jobs in submission order, run by one worker thread; see the module docstring.
+    """Jobs run by one worker thread, owners taking turns (each owner's in submission order).
 
     ``db_path=None`` keeps the queue in memory (tests, benchmarks). ``on_out_of_memory``
     is called on the worker thread after a job failed for lack of memory, so the
     model manager can free or reload weights. ``preview_every``: steps between
-    live previews (0 = none).
+    live previews (0 = none). ``max_per_owner``: queued jobs one owner may have
+    (0 = only ``max_length``); owners take turns (``webui.jobs.fairness``).
     """
 
     def __init__(self, runner: Runner, *, db_path: Path | None = None, max_length: int = 100,
                  on_out_of_memory: Callable[[], None] | None = None, preview_every: int = 5,
-                 keep_history: int = 200, keep_results: int = 20, store: JobStore | None = None):
+                 keep_history: int = 200, keep_results: int = 20, store: JobStore | None = None,
+                 max_per_owner: int = 0):
         self._runner = runner
         self._store: JobStore = store if store is not None else SQLiteJobStore(db_path)
         self.max_length = int(max_length)
+        self.max_per_owner = int(max_per_owner)
+        self.worker = worker_name()
+        self._tickets: dict[str, int] = {}  # owner -> ticket of its last turn (round-robin)
+        self._ticket = 0
         self._on_out_of_memory = on_out_of_memory
         self.preview_every = int(preview_every)
         self._keep_history = keep_history
@@ -220,9 +249,11 @@ class JobQueue:
         check_kind(kind, request)
         with self._lock:
             if len(self._queued) + self._reserved >= self.max_length:
-                error = QueueFull(f"queue full: {self.max_length} jobs are waiting; try again later")
-                error.retry_after = self._retry_after()
-                raise error
+                raise queue_full(f"queue full: {self.max_length} jobs are waiting; try again later",
+                                 self._retry_after())
+            if self.max_per_owner > 0 and owner_count(self._queued, _owner, owner or "") >= self.max_per_owner:
+                raise queue_full(f"you already have {self.max_per_owner} jobs waiting; try again when one "
+                                 "has started", self._retry_after())
             self._reserved += 1
         job = Job(kind=kind, request=request, owner=owner or "")
         try:
@@ -272,7 +303,7 @@ class JobQueue:
     def list(self, owner: str | None = None, limit: int = 50) -> list[Job]:
         """Recent finished jobs (oldest first, at most ``limit``), then the running job, then the queue in order."""
         with self._lock:
-            active = ([self._running] if self._running is not None else []) + list(self._queued)
+            active = ([self._running] if self._running is not None else []) + self._fair_queue()
             active = [self._snapshot(j) for j in active if owner is None or j.owner == owner]
             recent = {job_id: self._snapshot(j) for job_id, j in self._recent.items()}
         seen = {j.id for j in active}
@@ -371,8 +402,11 @@ class JobQueue:
                     self._work.wait()
                 if self._stopping:
                     return
-                job = self._queued.pop(0)
+                job = self._fair_queue()[0]
+                self._queued.remove(job)
+                self._take_turn(job.owner)
                 job.status, job.started, job.position = JobStatus.RUNNING, time.time(), 0
+                job.worker = self.worker
                 job.progress = Progress(image_count=_image_count(job.request), started_at=job.started)
                 control = WorkerControl(lambda p, job=job: self._on_progress(job, p), self.preview_every)
                 self._running, self._control = job, control
@@ -442,10 +476,23 @@ class JobQueue:
         clone = job.snapshot()
         if job.status == JobStatus.QUEUED:
             try:
-                clone.position = self._queued.index(job) + 1
+                clone.position = self._fair_queue().index(job) + 1
             except ValueError:
                 clone.position = None
         return clone
+
+    def _fair_queue(self) -> list[Job]:
+        """Queued jobs in the order they will run: owners take turns, each owner's jobs in order."""
+        return fair_order(self._queued, _owner, self._tickets)
+
+    def _take_turn(self, owner: str) -> None:
+        self._ticket += 1
+        self._tickets[owner] = self._ticket
+        if len(self._tickets) > 4 * self.max_length + 100:  # forget owners long gone, not those waiting
+            waiting = {j.owner for j in self._queued}
+            for name, _ in sorted(self._tickets.items(), key=lambda kv: kv[1])[:len(self._tickets) // 2]:
+                if name not in waiting:
+                    del self._tickets[name]
 
     def _remember(self, job: Job) -> None:
         self._recent[job.id] = job

@@ -43,7 +43,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--live-preview-every", type=int, default=5,
                         help="steps between live previews of a running job (0 turns them off)")
     parser.add_argument("--no-ui", action="store_true", help="serve the API only")
-    return parser.parse_args(argv)
+    parser.add_argument("--queue-url", default=None,
+                        help="keep the job queue in Redis (redis://[:password@]host:port/db, or rediss://) so "
+                             "workers on other machines share it; default: the embedded SQLite queue")
+    parser.add_argument("--worker", action="store_true",
+                        help="run a worker of the --queue-url queue: no HTTP server, one job at a time")
+    parser.add_argument("--no-local-worker", action="store_true",
+                        help="with --queue-url: the server only queues; separate --worker processes run the jobs")
+    parser.add_argument("--max-queue-per-client", type=int, default=0,
+                        help="queued jobs one client (X-Client-Id or user) may have before 429 (0 = no limit)")
+    args = parser.parse_args(argv)
+    if (args.worker or args.no_local_worker) and not args.queue_url:
+        parser.error("--worker and --no-local-worker need --queue-url redis://host:port/db")
+    return args
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -56,6 +68,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port,
         checkpoints_limit=args.checkpoints_limit, max_queue_length=args.max_queue,
         live_preview_every=max(0, args.live_preview_every),
+        queue_url=args.queue_url, local_worker=not args.no_local_worker,
+        max_queue_per_client=max(0, args.max_queue_per_client),
     )
 
 
@@ -67,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from webui.server import build_services, create_app
 
+    if args.worker:
+        return run_worker(build_services(settings))
+
     import uvicorn
 
     services = build_services(settings)
@@ -77,6 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     finally:
         services.queue.stop()
+    return 0
+
+
+def run_worker(services) -> int:
+    """Run jobs of the Redis queue in this process until SIGTERM or Ctrl+C (the running job goes back to the queue)."""
+    import signal
+
+    worker = services.queue.local_worker
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    worker.run_forever()
     return 0
 
 

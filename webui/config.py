@@ -39,6 +39,9 @@ class Settings:
     upscaler_tile_overlap: int = 48  # real x4plus weights show seams below ~48 px of context
     max_image_pixels: int = 4096 * 4096
     save_images: bool = True
+    queue_url: str | None = None  # redis://host:port/db: the queue lives in Redis, shared by workers
+    local_worker: bool = True  # with a Redis queue: also run jobs in the server process
+    max_queue_per_client: int = 0  # queued jobs one owner may have (0 = no limit beyond max_queue_length)
     extra: dict = field(default_factory=dict)
 
     # ---- folders in A1111's names -------------------------------------------------

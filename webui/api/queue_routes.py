@@ -38,12 +38,18 @@ def _owner(client_id: str | None) -> str | None:
     return f"{API_OWNER}:{client_id}" if client_id else None
 
 
-def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, include_image: bool = True) -> dict:
-    """A1111's ``/sdapi/v1/progress`` answer for the running job (or an idle one)."""
+def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, include_image: bool = True,
+                   notice: str | None = None) -> dict:
+    """A1111's ``/sdapi/v1/progress`` answer for the running job (or an idle one).
+
+    ``notice`` (e.g. the shared queue's Redis is unreachable) goes in ``state.queue`` and ``textinfo``.
+    """
     state = {"skipped": skipped, "interrupted": interrupted, "job": "", "job_count": 0, "job_timestamp": "0",
              "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
+    if notice:
+        state["queue"] = notice
     if job is None:
-        return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": None}
+        return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": notice}
     p = job.progress
     started = job.started or job.created
     state.update(job=job.kind, job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(started)))
@@ -58,6 +64,8 @@ def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, inclu
             image = image_to_base64(p.preview)
     if waiting:
         text += f"; {waiting} job(s) waiting"
+    if notice:
+        text += f"; {notice}"
     return {"progress": round(progress, 4), "eta_relative": round(eta, 2), "state": state,
             "current_image": image, "textinfo": text}
 
@@ -76,7 +84,8 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
         """Progress of the running job in A1111's shape (zeros when idle)."""
         state = queue.running_state()
         return a1111_progress(state.job, interrupted=state.interrupted, skipped=state.skipped,
-                              waiting=state.waiting, include_image=not skip_current_image)
+                              waiting=state.waiting, include_image=not skip_current_image,
+                              notice=getattr(state, "notice", None))
 
     @router.post("/sdapi/v1/interrupt")
     def interrupt_running():

@@ -8,7 +8,6 @@ work survives a restart. The worker calls the engine through one function,
 from __future__ import annotations
 
 import bisect
-import gc
 import logging
 import os
 import queue as queue_module
@@ -22,18 +21,17 @@ from typing import Any, Callable, Iterator
 
 from webui.jobs.control import WorkerControl
 from webui.jobs.fairness import fair_order, owner_count
+from webui.jobs.outcome import describe_failure, is_out_of_memory, run_once  # noqa: F401 (re-exported)
 from webui.jobs.records import Job, JobEvent, NotYourJob, check_kind, result_to_data
 from webui.jobs.store import JobStore, SQLiteJobStore
 from webui.schemas import (
     ExtrasRequest,
     GenerationRequest,
     JobControl,
-    JobInterrupted,
     JobStatus,
     NotFound,
     Progress,
     QueueFull,
-    WebUIError,
 )
 
 log = logging.getLogger(__name__)
@@ -54,26 +52,6 @@ def queue_full(message: str, retry_after: int) -> QueueFull:
     error = QueueFull(message)
     error.retry_after = retry_after
     return error
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for torch's OutOfMemoryError, Python's MemoryError and "out of memory" RuntimeErrors."""
-    if isinstance(exc, MemoryError):
-        return True
-    if any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A one-line reason for the user: our own errors as is, others as "TypeName: message"."""
-    message = str(exc).strip()
-    if is_out_of_memory(exc):
-        first = message.splitlines()[0] if message else type(exc).__name__
-        return first if first.lower().startswith("out of memory") else f"out of memory: {first}"
-    if isinstance(exc, WebUIError):
-        return message or type(exc).__name__
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _image_count(request: Any) -> int:
@@ -419,33 +397,12 @@ class JobQueue:
             self._run(job, control)
 
     def _run(self, job: Job, control: WorkerControl) -> None:
-        result, error, out_of_memory = None, None, False
-        try:
-            result = self._runner(job.kind, job.request, control)
-            status = JobStatus.INTERRUPTED if control.interrupt_requested else JobStatus.SUCCEEDED
-        except JobInterrupted as exc:
-            status, result = JobStatus.INTERRUPTED, exc.partial
-        except Exception as exc:
-            status, out_of_memory = JobStatus.FAILED, is_out_of_memory(exc)
-            error = describe_failure(exc)
-            job.error_type = "OutOfMemoryError" if out_of_memory else type(exc).__name__
-            job.error_field = getattr(exc, "field", None)
-            job.error_status = exc.http_status if isinstance(exc, WebUIError) else 500
-            if isinstance(exc, WebUIError) and not out_of_memory:
-                log.info("job %s failed: %s", job.id, error)
-            else:
-                log.error("job %s failed: %s", job.id, error, exc_info=exc)
-            exc.__traceback__ = None  # frames may hold large tensors
-            del exc
+        outcome = run_once(job.id, lambda: self._runner(job.kind, job.request, control),
+                           lambda: control.interrupt_requested, self._on_out_of_memory)
+        status, result, error = outcome.status, outcome.result, outcome.error
+        job.error_type, job.error_field, job.error_status = outcome.error_type, outcome.error_field, outcome.error_status
         if status == JobStatus.INTERRUPTED and self._stopping:
             error = STOP_REASON
-        if out_of_memory:
-            gc.collect()
-            if self._on_out_of_memory is not None:
-                try:
-                    self._on_out_of_memory()
-                except Exception:
-                    log.exception("freeing memory after an out-of-memory error failed")
         with self._lock:  # waiters and subscribers learn the outcome first; then it is stored
             job.status, job.finished, job.error, job.position = status, time.time(), error, None
             job.result = result

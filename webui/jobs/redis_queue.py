@@ -73,7 +73,7 @@ class RedisJobQueue:
                                             on_out_of_memory=on_out_of_memory, url=url)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._version = 0  # bumped on every event, so waiters never miss one
+        self._version = 0  # bumped when a job finishes, so waiters never miss one
         self._subscribers: list[Subscription] = []
         self._saving: set[str] = set()  # jobs whose images a thread of this process is saving
         self._stop = threading.Event()
@@ -133,7 +133,11 @@ class RedisJobQueue:
         if seq == -2:
             raise queue_full(f"you already have {self.max_per_owner} jobs waiting; try again when one has started",
                              DEFAULT_RETRY_AFTER_S)
-        return self.get(job.id)
+        order = self._queue_order()
+        if job.id not in order:  # a worker took it already
+            return self.get(job.id)
+        job.seq, job.position = seq, order.index(job.id) + 1
+        return job
 
     def get(self, job_id: str) -> Job:
         """The job with this id; NotFound if it is unknown or long gone."""
@@ -176,19 +180,24 @@ class RedisJobQueue:
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job finished (and its images are saved) or ``timeout`` passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.broker.key("job", job_id)
         while True:
             with self._lock:
                 version = self._version
-            job = self.get(job_id)
-            if job.status.finished:
-                self._finalize(job_id)
+            status = self._call(self.broker.client.hget, key, "status")
+            if status is None:
+                raise NotFound(f"no job {job_id!r}")
+            if JobStatus(_text(status)).finished:
+                job = self.get(job_id)
+                changed = self._finalize(job_id)
                 with self._changed:  # another thread may be saving its images right now
                     while job_id in self._saving:
+                        changed = True
                         self._changed.wait(0.5)
-                return self.get(job_id)
+                return self.get(job_id) if changed else job
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                return job
+                return self.get(job_id)
             with self._changed:
                 if self._version == version:
                     self._changed.wait(0.5 if remaining is None else min(0.5, remaining))
@@ -348,16 +357,16 @@ class RedisJobQueue:
         self.broker.reap()
         for job_id in self.broker.unsaved_ids():
             self._finalize(job_id)
+        self.broker.prune(self._keep_history, self._keep_results)
 
     def _on_event(self, event: dict) -> None:
         kind, job_id = event.get("type"), event.get("id")
         if kind == "finished":
+            self._bump()  # waiters first: they save the job's images themselves if nobody has yet
             try:
                 self._finalize(job_id)
             except Exception:
                 log.exception("could not save the images of job %s", job_id)
-            self.broker.prune(self._keep_history, self._keep_results)
-        self._bump()
         with self._lock:
             subscribers = [s for s in self._subscribers if s.job_id in (None, job_id)]
         if not subscribers:

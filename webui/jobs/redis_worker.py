@@ -123,6 +123,8 @@ class RedisWorker:
         self._control: RedisControl | None = None
         self._job_id: str | None = None
         self._last_beat = 0.0
+        self._peers: dict[str, dict] = {}
+        self._peers_read = float("-inf")
         self.jobs_run = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -181,8 +183,11 @@ class RedisWorker:
     def _claim(self) -> Claim | None:
         mine = self._holdings()
         loaded, files = set(mine.get("loaded", ())), set(mine.get("files", ()))
+        now = time.monotonic()
+        if now - self._peers_read > min(0.5, self.heartbeat_s):  # a fresh enough view of the other workers
+            self._peers, self._peers_read = self.broker.workers(), now
         young, elsewhere = set(), set()
-        for name, info in self.broker.workers().items():
+        for name, info in self._peers.items():
             if name == self.name:
                 continue
             if not info.get("job"):

@@ -18,6 +18,7 @@ class RedisHealth:
         self._base, self._cap = base_s, cap_s
         self._delay = 0.0
         self._since: float | None = None
+        self._logged = float("-inf")
         self._lock = threading.Lock()
         self.notice: str | None = None
 
@@ -29,8 +30,11 @@ class RedisHealth:
                 self._since = time.time()
             since = time.strftime("%H:%M:%S", time.localtime(self._since))
             self.notice = f"queue unavailable: Redis at {self.url} unreachable since {since}; retrying"
-            self._log.warning("Redis at %s unreachable (%s: %s); retrying in %.1f s", self.url,
-                              type(exc).__name__, exc, self._delay)
+            now = time.monotonic()
+            if now - self._logged >= self._cap:  # the first failure, then one line per cap interval
+                self._logged = now
+                self._log.warning("Redis at %s unreachable (%s: %s); retrying in %.1f s", self.url,
+                                  type(exc).__name__, exc, self._delay)
             return self._delay
 
     @property
@@ -45,7 +49,7 @@ class RedisHealth:
         with self._lock:
             if self._since is not None:
                 self._log.info("Redis at %s reachable again after %.1f s", self.url, time.time() - self._since)
-            self._since, self._delay, self.notice = None, 0.0, None
+            self._since, self._delay, self.notice, self._logged = None, 0.0, None, float("-inf")
 
 
 class QueueUnavailable(WebUIError):

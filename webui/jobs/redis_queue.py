@@ -178,13 +178,21 @@ class RedisJobQueue:
         return list(reversed(history)) + active if limit > 0 else active
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Block until the job finished (and its images are saved) or ``timeout`` passed."""
+        """Block until the job finished (and its images are saved) or ``timeout`` passed.
+
+        While Redis is away it keeps trying until ``timeout`` (then QueueUnavailable)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         key = self.broker.key("job", job_id)
         while True:
             with self._lock:
                 version = self._version
-            status = self._call(self.broker.client.hget, key, "status")
+            try:
+                status = self._call(self.broker.client.hget, key, "status")
+            except QueueUnavailable:  # the job may well finish meanwhile: keep waiting while time is left
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
+                continue
             if status is None:
                 raise NotFound(f"no job {job_id!r}")
             if JobStatus(_text(status)).finished:

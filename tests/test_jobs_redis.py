@@ -5,6 +5,7 @@ and report a lost Redis. The fake engine sits behind the workers (an edge), neve
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import pytest
@@ -247,3 +248,38 @@ def test_a_lost_redis_is_reported_and_what_it_acknowledged_survives(tmp_path, wo
     finally:
         queue.close()
         server.stop()
+
+
+def test_progress_and_previews_stream_from_a_remote_worker(redis_url, workers, queues):
+    queue = queues(redis_url)
+    app = FastAPI()
+    app.include_router(queue_router(queue, build_request=lambda kind, payload: req(**payload)))
+    client = TestClient(app)
+    workers("remote", step_seconds=0.05)
+    job_id = client.post("/api/v1/jobs", json={"kind": "txt2img", "request": {"prompt": "watch", "steps": 10}}).json()["id"]
+    events, previews = [], 0
+    with client.stream("GET", f"/api/v1/jobs/{job_id}/events") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                events.append(line[len("event: "):])
+            elif line.startswith("data: ") and events[-1] == "progress":
+                previews += json.loads(line[len("data: "):])["progress"]["preview"] is not None
+            if events and events[-1] == "finished":
+                break
+    assert "progress" in events and events[-1] == "finished"
+    assert previews >= 1, "the worker's previews (every 5 steps) should reach the stream"
+    job = client.get(f"/api/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["worker"] == "remote" and job["progress"]["step"] == 10
+
+
+def test_worker_flags_need_a_queue_url():
+    import app
+
+    with pytest.raises(SystemExit):
+        app.parse_args(["--worker"])
+    with pytest.raises(SystemExit):
+        app.parse_args(["--no-local-worker"])
+    settings = app.settings_from_args(app.parse_args(["--queue-url", "redis://:pw@host:6379/2", "--no-local-worker",
+                                                      "--max-queue-per-client", "4"]))
+    assert settings.queue_url == "redis://:pw@host:6379/2" and not settings.local_worker
+    assert settings.max_queue_per_client == 4

@@ -283,3 +283,19 @@ def test_worker_flags_need_a_queue_url():
                                                       "--max-queue-per-client", "4"]))
     assert settings.queue_url == "redis://:pw@host:6379/2" and not settings.local_worker
     assert settings.max_queue_per_client == 4
+
+
+def test_jobs_name_checkpoints_by_hash_and_workers_advertise_their_files(settings):
+    from webui.catalog import Catalog
+    from webui.jobs.holdings import checkpoint_needed, worker_holdings
+    from webui.models.manager import ModelManager
+
+    catalog = Catalog(settings)
+    catalog.refresh()
+    [info] = catalog.checkpoints()
+    needed = checkpoint_needed(catalog)
+    assert needed("txt2img", req("x", checkpoint=info.name)) == info.short_hash
+    assert needed("txt2img", req("x", checkpoint="elsewhere.safetensors [0123ABCDEF]")) == "0123abcdef"
+    assert needed("txt2img", req("x")) == ""
+    holdings = worker_holdings("cpu", catalog, ModelManager(settings, catalog))()
+    assert holdings == {"device": "cpu", "loaded": [], "files": [info.short_hash]}

@@ -5,9 +5,12 @@ on every machine whatever its path there.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from webui.schemas import NotFound
+
+TITLE_HASH = re.compile(r"\[([0-9a-fA-F]{10})\]\s*$")
 
 
 def worker_holdings(device: str, catalog, models) -> Callable[[], dict]:
@@ -30,7 +33,8 @@ def checkpoint_needed(catalog) -> Callable[[str, Any], str]:
             return ""
         try:
             return catalog.find_checkpoint(name).short_hash
-        except NotFound:
-            return ""  # unknown here; a worker that has it resolves the name itself
+        except NotFound:  # not on this machine: an A1111 title "name [hash]" still names it
+            found = TITLE_HASH.search(name)
+            return found.group(1).lower() if found else ""
 
     return checkpoint_of

@@ -111,6 +111,16 @@ end
 return false
 """
 
+# The queue as the claim script sees it: owners' last-turn tickets, then each owner and its queued ids.
+_ORDER = """
+local p = ARGV[1]
+local out = {redis.call('HGETALL', p .. ':served')}
+for _, owner in ipairs(redis.call('ZRANGE', p .. ':owners', 0, -1)) do
+  table.insert(out, {owner, redis.call('LRANGE', p .. ':q:' .. owner, 0, -1)})
+end
+return out
+"""
+
 _HOLDS = """
 local function holds(key, worker)
   local v = redis.call('HMGET', key, 'worker', 'status')
@@ -236,7 +246,8 @@ class RedisBroker:
         self.prefix = prefix
         self._scripts = {name: client.register_script(body) for name, body in (
             ("submit", _SUBMIT), ("claim", _CLAIM), ("renew", _RENEW), ("finish", _FINISH),
-            ("release", _RELEASE), ("reap", _REAP), ("cancel", _CANCEL), ("skip", _SKIP))}
+            ("release", _RELEASE), ("reap", _REAP), ("cancel", _CANCEL), ("skip", _SKIP),
+            ("order", _ORDER))}
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> "RedisBroker":
@@ -325,14 +336,9 @@ class RedisBroker:
 
     def queued_by_owner(self) -> tuple[list[tuple[str, str]], dict[str, int]]:
         """Every queued (owner, job id), each owner's oldest first, and the owners' last-turn tickets."""
-        owners = [_text(o) for o in self.client.zrange(self.key("owners"), 0, -1)]
-        pipe = self.client.pipeline(transaction=False)
-        for owner in owners:
-            pipe.lrange(self.key("q", owner), 0, -1)
-        pipe.hgetall(self.key("served"))
-        *lists, served = pipe.execute()
-        items = [(owner, _text(job_id)) for owner, ids in zip(owners, lists) for job_id in ids]
-        return items, {_text(k): int(v) for k, v in served.items()}
+        served, *queues = self._run("order")
+        items = [(_text(owner), _text(job_id)) for owner, ids in queues for job_id in ids]
+        return items, {_text(k): int(v) for k, v in zip(served[::2], served[1::2])}
 
     def running_ids(self) -> list[str]:
         return [_text(i) for i in self.client.zrange(self.key("leases"), 0, -1)]

@@ -299,3 +299,29 @@ def test_jobs_name_checkpoints_by_hash_and_workers_advertise_their_files(setting
     assert needed("txt2img", req("x")) == ""
     holdings = worker_holdings("cpu", catalog, ModelManager(settings, catalog))()
     assert holdings == {"device": "cpu", "loaded": [], "files": [info.short_hash]}
+
+
+def test_a_worker_stopped_with_sigterm_gives_its_job_back_at_once(redis_url, workers, queues):
+    queue = queues(redis_url)
+    leaving = workers("leaving", step_seconds=0.1, lease_s=30.0)  # a lease far longer than the test
+    job = queue.submit("txt2img", req("handed over", steps=30), owner="x")
+    wait_until(lambda: queue.get(job.id).status == JobStatus.RUNNING)
+    log = leaving.stop()
+    assert "given back to the queue" in log
+    assert queue.get(job.id).status == JobStatus.QUEUED
+    workers("staying", step_seconds=0.001)
+    done = queue.wait(job.id, 20)
+    assert done.status == JobStatus.SUCCEEDED and done.worker == "staying"
+    assert queue.broker.client.hget(queue.broker.key("job", job.id), "deliveries") == b"1"
+
+
+def test_history_is_pruned_to_its_limits(redis_url, queues):
+    engine = FakeEngine(step_seconds=0)
+    queue = queues(redis_url, engine.run, keep_history=3, keep_results=1)
+    ids = [queue.submit("txt2img", req(f"job {i}", steps=1), owner="x").id for i in range(5)]
+    for job_id in ids:
+        assert queue.wait(job_id, 20).status == JobStatus.SUCCEEDED
+    wait_until(lambda: len(queue.broker.history_ids(10)) == 3, timeout=5)
+    assert [j.id for j in queue.list()] == ids[2:]
+    assert len(queue.get(ids[4]).result.images) == 1
+    assert queue.get(ids[3]).result is None, "only the newest result keeps its images"

@@ -281,8 +281,9 @@ class JobQueue:
     def list(self, owner: str | None = None, limit: int = 50) -> list[Job]:
         """Recent finished jobs (oldest first, at most ``limit``), then the running job, then the queue in order."""
         with self._lock:
-            active = ([self._running] if self._running is not None else []) + self._fair_queue()
-            active = [self._snapshot(j) for j in active if owner is None or j.owner == owner]
+            order = self._fair_queue()
+            active = ([self._running] if self._running is not None else []) + order
+            active = [self._snapshot(j, order) for j in active if owner is None or j.owner == owner]
             recent = {job_id: self._snapshot(j) for job_id, j in self._recent.items()}
         seen = {j.id for j in active}
         history = {job.id: recent.get(job.id, job) for job in self._store.history(limit, owner)
@@ -429,11 +430,11 @@ class JobQueue:
                 return job
         return self._recent.get(job_id)
 
-    def _snapshot(self, job: Job) -> Job:
+    def _snapshot(self, job: Job, order: list[Job] | None = None) -> Job:
         clone = job.snapshot()
         if job.status == JobStatus.QUEUED:
             try:
-                clone.position = self._fair_queue().index(job) + 1
+                clone.position = (order if order is not None else self._fair_queue()).index(job) + 1
             except ValueError:
                 clone.position = None
         return clone

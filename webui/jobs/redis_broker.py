@@ -366,16 +366,18 @@ class RedisBroker:
 
     def prune(self, keep_history: int, keep_results: int) -> None:
         """Forget all but the newest finished jobs, and the images of all but the newest few."""
-        old = self.client.zrevrange(self.key("history"), keep_history, -1)
+        history = self.key("history")
+        old = [_text(i) for i in self.client.zrevrange(history, keep_history, -1)]
+        kept = [_text(i) for i in self.client.zrevrange(history, keep_results, keep_history - 1)]
+        counts = self.job_fields(kept, ("images",)) if kept else []
         pipe = self.client.pipeline(transaction=False)
         for job_id in old:
-            pipe.delete(self.key("job", _text(job_id)))
-            pipe.zrem(self.key("history"), job_id)
-        for job_id in self.client.zrevrange(self.key("history"), keep_results, keep_history - 1):
-            key = self.key("job", _text(job_id))
-            count = int(self.client.hget(key, "images") or 0)
+            pipe.delete(self.key("job", job_id))
+            pipe.zrem(history, job_id)
+        for job_id, row in zip(kept, counts):
+            count = int(row["images"]) if row is not None and row["images"] is not None else 0
             if count:
-                pipe.hdel(key, "result", "images", *[f"image:{i}" for i in range(count)])
+                pipe.hdel(self.key("job", job_id), "result", "images", *[f"image:{i}" for i in range(count)])
         pipe.execute()
 
     # ------------------------------------------------------------ workers

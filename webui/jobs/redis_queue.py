@@ -75,6 +75,7 @@ class RedisJobQueue:
         self._changed = threading.Condition(self._lock)
         self._version = 0  # bumped when a job finishes, so waiters never miss one
         self._subscribers: list[Subscription] = []
+        self._finished_since_prune = 1  # prune once at start, then after jobs finished
         self._saving: set[str] = set()  # jobs whose images a thread of this process is saving
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
@@ -365,12 +366,15 @@ class RedisJobQueue:
         self.broker.reap()
         for job_id in self.broker.unsaved_ids():
             self._finalize(job_id)
-        self.broker.prune(self._keep_history, self._keep_results)
+        if self._finished_since_prune:
+            self._finished_since_prune = 0
+            self.broker.prune(self._keep_history, self._keep_results)
 
     def _on_event(self, event: dict) -> None:
         kind, job_id = event.get("type"), event.get("id")
         if kind == "finished":
             self._bump()  # waiters first: they save the job's images themselves if nobody has yet
+            self._finished_since_prune += 1
             try:
                 self._finalize(job_id)
             except Exception:

@@ -29,7 +29,7 @@ def main() -> None:
     holdings = {"device": "fake", "loaded": [h for h in loaded.split(",") if h],
                 "files": [h for h in files.split(",") if h]}
     worker = RedisWorker(RedisBroker.from_url(url, prefix), runner, name=name, holdings=lambda: holdings,
-                         lease_s=float(lease_s), heartbeat_s=0.2, idle_wait_s=0.2, url=url)
+                         lease_s=float(lease_s), heartbeat_s=0.2, idle_wait_s=0.2, url=url, retry_cap_s=1.0)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     print("ready", flush=True)
     worker.run_forever()

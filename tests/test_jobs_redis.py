@@ -201,14 +201,15 @@ def test_jobs_go_to_the_worker_that_has_their_checkpoint(redis_url, queues):
     holdings = {"has-a": {"loaded": ["aaa"], "files": ["aaa", "bbb"]},
                 "has-b": {"loaded": ["bbb"], "files": ["aaa", "bbb", "ccc"]}}
     started = [RedisWorker(queue.broker, engines[name].run, name=name, holdings=lambda n=name: holdings[n],
-                           grace_s=0.5, heartbeat_s=0.1, idle_wait_s=0.05).start() for name in engines]
+                           grace_s=2.0, heartbeat_s=0.1, idle_wait_s=0.05).start() for name in engines]
     try:
         wait_until(lambda: len(queue.broker.workers()) == 2)
+        time.sleep(0.3)  # each worker re-reads its peers' heartbeats at most every 0.1 s here
         for checkpoint, expected in [("bbb", "has-b"), ("aaa", "has-a"), ("ccc", "has-b")] * 2:
             job = queue.submit("txt2img", req(checkpoint, checkpoint=checkpoint), owner="x")
             assert queue.wait(job.id, 20).worker == expected, checkpoint
         # When the worker that has it loaded is busy, the other one takes the job after the grace period.
-        busy = queue.submit("txt2img", req("busy", checkpoint="bbb", steps=200), owner="x")
+        busy = queue.submit("txt2img", req("busy", checkpoint="bbb", steps=1000), owner="x")
         wait_until(lambda: queue.get(busy.id).status == JobStatus.RUNNING)
         waiting = queue.submit("txt2img", req("bbb meanwhile", checkpoint="bbb"), owner="y")
         assert queue.wait(waiting.id, 20).worker == "has-a"
@@ -220,7 +221,7 @@ def test_jobs_go_to_the_worker_that_has_their_checkpoint(redis_url, queues):
 
 def test_a_lost_redis_is_reported_and_what_it_acknowledged_survives(tmp_path, workers):
     server = RedisServer(tmp_path / "redis", persistent=True).start()
-    queue = RedisJobQueue(server.url).start()
+    queue = RedisJobQueue(server.url, retry_cap_s=1.0).start()
     try:
         app = FastAPI()
         app.include_router(queue_router(queue, build_request=lambda kind, payload: req(**payload)))
@@ -228,8 +229,8 @@ def test_a_lost_redis_is_reported_and_what_it_acknowledged_survives(tmp_path, wo
         kept = queue.submit("txt2img", req("acknowledged"), owner="x")
         worker = workers("w", url=server.url)
         wait_until(lambda: queue.get(kept.id).status.finished)
-        waiting = queue.submit("txt2img", req("queued before the crash", steps=1), owner="x")
         worker.stop()
+        waiting = queue.submit("txt2img", req("queued before the crash", steps=1), owner="x")
         server.kill()  # SIGKILL: only what reached the append-only file survives
         worker = workers("w2", url=server.url)  # starts while Redis is away: it waits and retries
 

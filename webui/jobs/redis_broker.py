@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 DEFAULT_PREFIX = "webui"
 MAX_DELIVERIES = 2  # a job whose worker died this many times fails instead of killing more
@@ -219,9 +221,13 @@ class Claim:
 
 
 def connect(url: str, *, timeout_s: float = 5.0) -> redis.Redis:
-    """A client for ``redis://``/``rediss://`` URLs (password and db in the URL), binary-safe."""
+    """A client for ``redis://``/``rediss://`` URLs (password and db in the URL), binary-safe.
+
+    One immediate retry (a pooled connection may predate a Redis restart), no more:
+    the queue's own loops back off and report an outage, so a request fails fast.
+    """
     return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                health_check_interval=30)
+                                health_check_interval=30, retry=Retry(NoBackoff(), 1))
 
 
 def redacted(url: str) -> str:

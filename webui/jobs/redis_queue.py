@@ -56,10 +56,10 @@ class RedisJobQueue:
                  keep_history: int = 200, keep_results: int = 20, on_out_of_memory: Callable[[], None] | None = None,
                  outdir: Path | None = None, checkpoint_of: CheckpointOf | None = None,
                  holdings: Holdings | None = None, lease_s: float = 15.0, grace_s: float = 2.0,
-                 worker_name: str | None = None):
+                 worker_name: str | None = None, retry_cap_s: float = 10.0):
         self.url = url
         self.broker = RedisBroker.from_url(url, prefix)
-        self.health = RedisHealth(url, log)
+        self.health = RedisHealth(url, log, cap_s=retry_cap_s)
         self.max_length = int(max_length)
         self.max_per_owner = int(max_per_owner)
         self.preview_every = int(preview_every)
@@ -70,7 +70,7 @@ class RedisJobQueue:
         if runner is not None:
             self.local_worker = RedisWorker(self.broker, runner, name=worker_name, holdings=holdings,
                                             preview_every=preview_every, lease_s=lease_s, grace_s=grace_s,
-                                            on_out_of_memory=on_out_of_memory, url=url)
+                                            on_out_of_memory=on_out_of_memory, url=url, retry_cap_s=retry_cap_s)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._version = 0  # bumped when a job finishes, so waiters never miss one

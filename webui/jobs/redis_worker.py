@@ -28,6 +28,7 @@ from webui.schemas import JobStatus, Progress
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_TTL_MIN_S = 5.0
 Holdings = Callable[[], dict]  # -> {"device": str, "loaded": [hash...], "files": [hash...]}
 
 
@@ -39,7 +40,7 @@ class RedisControl:
         self._job_id = job_id
         self._preview_every = max(0, int(preview_every))
         self._poll_s = poll_s
-        self._last_poll = 0.0
+        self._last_poll = time.monotonic()  # the claim cleared the job's signals: nothing to read yet
         self._skips_seen = 0
         self._skips_pending = 0
         self._lock = threading.Lock()
@@ -99,14 +100,14 @@ class RedisWorker:
 
     ``holdings()`` says what this worker has (device, loaded checkpoint hashes,
     checkpoint file hashes) for its heartbeat and for affinity: a job whose
-    checkpoint another idle worker has loaded is left to it for ``grace_s``; a
+    checkpoint another live worker has loaded is left to it for ``grace_s``; a
     job whose checkpoint file only other workers have is left to them.
     """
 
     def __init__(self, broker: RedisBroker, runner: Runner, *, name: str | None = None,
                  holdings: Holdings | None = None, preview_every: int = 5, lease_s: float = 15.0,
                  grace_s: float = 2.0, heartbeat_s: float = 2.0, idle_wait_s: float = 0.5,
-                 on_out_of_memory: Callable[[], None] | None = None, url: str = ""):
+                 on_out_of_memory: Callable[[], None] | None = None, url: str = "", retry_cap_s: float = 10.0):
         self.broker = broker
         self.runner = runner
         self.name = name or worker_name()
@@ -117,7 +118,7 @@ class RedisWorker:
         self.heartbeat_s = heartbeat_s
         self.idle_wait_s = idle_wait_s
         self._on_out_of_memory = on_out_of_memory
-        self.health = RedisHealth(url or "redis", log)
+        self.health = RedisHealth(url or "redis", log, cap_s=retry_cap_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._control: RedisControl | None = None
@@ -177,7 +178,8 @@ class RedisWorker:
         self._last_beat = now
         info = {"device": "", "loaded": [], "files": [], **self._holdings(), "job": self._job_id,
                 "jobs_run": self.jobs_run}
-        self.broker.heartbeat(self.name, info, ttl_s=3 * self.heartbeat_s)
+        # Liveness proper is the lease; the heartbeat only steers jobs, so it may outlive a few missed beats.
+        self.broker.heartbeat(self.name, info, ttl_s=max(3 * self.heartbeat_s, HEARTBEAT_TTL_MIN_S))
         self.broker.reap()
 
     def _claim(self) -> Claim | None:
@@ -190,8 +192,7 @@ class RedisWorker:
         for name, info in self._peers.items():
             if name == self.name:
                 continue
-            if not info.get("job"):
-                young.update(info.get("loaded", ()))
+            young.update(info.get("loaded", ()))  # busy or not: it may be free before the grace period ends
             elsewhere.update(info.get("files", ()))
         return self.broker.claim(self.name, lease_ms=self.lease_ms, grace_ms=self.grace_ms,
                                  avoid=sorted(elsewhere - files - loaded), young=sorted(young - loaded))
@@ -200,6 +201,7 @@ class RedisWorker:
     def _run(self, claim: Claim) -> None:
         control = RedisControl(self.broker, claim.job_id, self.preview_every)
         self._control, self._job_id = control, claim.job_id
+        control.stopping = self._stop.is_set()  # stop() came between the claim and now
         renewing = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(claim.job_id, control, renewing),
                                    name=f"webui-lease-{claim.job_id[:8]}", daemon=True)
@@ -222,6 +224,7 @@ class RedisWorker:
             renewing.set()
             renewer.join()
             self._control, self._job_id = None, None
+            self._last_beat = float("-inf")  # say at once that this worker is free again
         self.jobs_run += 1
         if control.lease_lost:
             log.warning("job %s: lease lost (Redis gave the job to another worker); its result is dropped",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import time
 
 import pytest
@@ -326,3 +327,18 @@ def test_history_is_pruned_to_its_limits(redis_url, queues):
     assert [j.id for j in queue.list()] == ids[2:]
     assert len(queue.get(ids[4]).result.images) == 1
     assert queue.get(ids[3]).result is None, "only the newest result keeps its images"
+
+
+def test_a_job_interrupted_while_its_worker_died_is_not_run_again(redis_url, workers, queues):
+    queue = queues(redis_url)
+    frozen = workers("frozen", step_seconds=0.1, lease_s=2.0)
+    job = queue.submit("txt2img", req("stop and die", steps=100), owner="x")
+    wait_until(lambda: queue.get(job.id).status == JobStatus.RUNNING)
+    frozen.process.send_signal(signal.SIGSTOP)  # it can neither renew its lease nor see the interrupt
+    queue.interrupt(job.id)
+    workers("other", step_seconds=0.001)
+    done = queue.wait(job.id, 20)
+    frozen.sigkill()
+    assert done.status == JobStatus.INTERRUPTED, done.error
+    assert "stopped answering" in done.error and done.worker == "frozen"
+    assert queue.broker.client.hget(queue.broker.key("job", job.id), "deliveries") == b"1", "it ran again"

@@ -172,7 +172,12 @@ for _, id in ipairs(expired) do
     if lost == '' then lost = worker else lost = lost .. ', ' .. worker end
     redis.call('HSET', key, 'lost', lost)
     local deliveries = tonumber(redis.call('HGET', key, 'deliveries') or '0')
-    if deliveries >= max then
+    if redis.call('HGET', key, 'interrupt') then  -- the user had asked it to stop: do not run it again
+      redis.call('HSET', key, 'status', 'interrupted', 'finished', string.format('%.3f', now / 1000),
+                 'error', 'interrupted; its worker (' .. worker .. ') stopped answering before it ended')
+      redis.call('ZADD', p .. ':history', now, id)
+      redis.call('PUBLISH', p .. ':events', cjson.encode({type = 'finished', id = id}))
+    elseif deliveries >= max then
       redis.call('HSET', key, 'status', 'failed', 'finished', string.format('%.3f', now / 1000),
                  'error', 'the job was tried ' .. deliveries .. ' times and each worker running it stopped answering ('
                    .. lost .. '); the job itself may be what stops them',

@@ -51,6 +51,7 @@ def test_30_jobs_from_3_clients_run_round_robin_on_sqlite(tmp_path):
         queue.close()
     assert_round_robin(engine.calls, ["alice", "bob", "carol"])
     assert finished[0].worker == f"{socket.gethostname()}:{os.getpid()}"
+    assert queue.workers() == {}, "a closed queue has no worker"
 
 
 def test_per_client_limit_answers_429_to_that_client_only():

@@ -272,6 +272,8 @@ def test_progress_and_previews_stream_from_a_remote_worker(redis_url, workers, q
     assert previews >= 1, "the worker's previews (every 5 steps) should reach the stream"
     job = client.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["worker"] == "remote" and job["progress"]["step"] == 10
+    listed = client.get("/api/v1/workers").json()["workers"]
+    assert listed["remote"]["device"] == "fake" and "files" in listed["remote"]
 
 
 def test_worker_flags_need_a_queue_url():

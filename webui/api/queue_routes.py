@@ -127,6 +127,14 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
         """Recent finished jobs, the running job and the queue (no images)."""
         return {"jobs": [job.to_dict() for job in queue.list(owner=owner, limit=limit)]}
 
+    @router.get("/api/v1/workers")
+    def list_workers():
+        """Live workers ("host:pid") and what they hold: device, loaded checkpoints and files by hash, job."""
+        try:
+            return {"workers": queue.workers()}
+        except WebUIError as exc:
+            return _error(exc)
+
     @router.get("/api/v1/jobs/{job_id}")
     def get_job(job_id: str, images: bool = True):
         """Status, progress, error, and result images (base64 PNG) once finished."""

@@ -278,6 +278,13 @@ class JobQueue:
                 waiting=len(self._queued),
             )
 
+    def workers(self) -> dict[str, dict]:
+        """The one worker thread of this queue, as the Redis queue lists its workers."""
+        with self._lock:
+            job = self._running.id if self._running is not None else None
+            alive = self._thread is not None and self._thread.is_alive()
+        return {self.worker: {"job": job}} if alive else {}
+
     def list(self, owner: str | None = None, limit: int = 50) -> list[Job]:
         """Recent finished jobs (oldest first, at most ``limit``), then the running job, then the queue in order."""
         with self._lock:

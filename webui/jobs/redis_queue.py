@@ -168,6 +168,10 @@ class RedisJobQueue:
         return RunningState(job, bool(fields.get("interrupt")), int(fields.get("skip") or 0) > 0, waiting,
                             self.health.notice)
 
+    def workers(self) -> dict[str, dict]:
+        """Live workers and what they hold: device, loaded checkpoint hashes, checkpoint files, current job."""
+        return self._call(self.broker.workers)
+
     def list(self, owner: str | None = None, limit: int = 50) -> list[Job]:
         """Recent finished jobs (oldest first, at most ``limit``), then the running jobs, then the queue in turn order."""
         history_ids = self._call(self.broker.history_ids, self._keep_history if owner is not None else limit)

@@ -188,7 +188,7 @@ def test_interrupt_and_skip_reach_a_remote_worker_within_a_step(redis_url, worke
     assert done.progress.step <= step_then + 1, "the worker ran on for more than a step"
     assert done.finished - asked < step + 0.5
 
-    batch = queue.submit("txt2img", req("skip one", steps=6, n_iter=2), owner="x")
+    batch = queue.submit("txt2img", req("skip one", steps=4, n_iter=2), owner="x")
     wait_until(lambda: (j := queue.get(batch.id)).progress is not None and j.progress.step >= 1)
     assert queue.skip(batch.id).status == JobStatus.RUNNING
     done = queue.wait(batch.id, 20)

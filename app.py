@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.worker or args.no_local_worker) and not args.queue_url:
         parser.error("--worker and --no-local-worker need --queue-url redis://host:port/db")
+    if args.worker and args.no_local_worker:
+        parser.error("--worker runs jobs; --no-local-worker is for the server")
     return args
 
 

@@ -283,6 +283,8 @@ def test_worker_flags_need_a_queue_url():
         app.parse_args(["--worker"])
     with pytest.raises(SystemExit):
         app.parse_args(["--no-local-worker"])
+    with pytest.raises(SystemExit):
+        app.parse_args(["--worker", "--no-local-worker", "--queue-url", "redis://localhost:6379/0"])
     settings = app.settings_from_args(app.parse_args(["--queue-url", "redis://:pw@host:6379/2", "--no-local-worker",
                                                       "--max-queue-per-client", "4"]))
     assert settings.queue_url == "redis://:pw@host:6379/2" and not settings.local_worker

@@ -69,3 +69,17 @@ def test_per_client_limit_answers_429_to_that_client_only():
         assert client.post("/api/v1/jobs", json=body, headers={"X-Client-Id": "person"}).status_code == 202
     finally:
         queue.close()
+
+
+def test_both_queues_provide_the_queue_interface(tmp_path):
+    from webui.jobs.interface import QueueBackend
+    from webui.jobs.redis_queue import RedisJobQueue
+
+    embedded = JobQueue(FakeEngine().run, db_path=None)
+    try:
+        assert isinstance(embedded, QueueBackend)
+    finally:
+        embedded.close()
+    shared = RedisJobQueue("redis://127.0.0.1:1/0")  # never started: no connection is made
+    assert isinstance(shared, QueueBackend)
+    shared.broker.client.close()

@@ -70,7 +70,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           help="regular expression of origins whose pages may call the server")
     security.add_argument("--tls-keyfile", type=Path, default=None, help="TLS private key: serve https")
     security.add_argument("--tls-certfile", type=Path, default=None, help="TLS certificate: serve https")
-    return parser.parse_args(argv)
+    parser.add_argument("--queue-url", default=None,
+                        help="keep the job queue in Redis (redis://[:password@]host:port/db, or rediss://) so "
+                             "workers on other machines share it; default: the embedded SQLite queue")
+    parser.add_argument("--worker", action="store_true",
+                        help="run a worker of the --queue-url queue: no HTTP server, one job at a time")
+    parser.add_argument("--no-local-worker", action="store_true",
+                        help="with --queue-url: the server only queues; separate --worker processes run the jobs")
+    parser.add_argument("--max-queue-per-client", type=int, default=0,
+                        help="queued jobs one client (X-Client-Id or user) may have before 429 (0 = no limit)")
+    args = parser.parse_args(argv)
+    if (args.worker or args.no_local_worker) and not args.queue_url:
+        parser.error("--worker and --no-local-worker need --queue-url redis://host:port/db")
+    if args.worker and args.no_local_worker:
+        parser.error("--worker runs jobs; --no-local-worker is for the server")
+    return args
 
 
 def _split(text: str | None) -> list[str]:
@@ -118,6 +132,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         checkpoints_limit=args.checkpoints_limit, max_queue_length=args.max_queue,
         live_preview_every=max(0, args.live_preview_every),
         allow_api_outdir=args.allow_api_outdir,
+        queue_url=args.queue_url, local_worker=not args.no_local_worker,
+        max_queue_per_client=max(0, args.max_queue_per_client),
     )
 
 
@@ -141,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from webui.api import max_body_bytes
     from webui.server import build_services, create_app
+
+    if args.worker:
+        return run_worker(build_services(settings))
 
     import uvicorn
 
@@ -168,6 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         services.queue.stop()
         release_queue_db(settings.queue_db_path)
+    return 0
+
+
+def run_worker(services) -> int:
+    """Run jobs of the Redis queue in this process until SIGTERM or Ctrl+C (the running job goes back to the queue)."""
+    import signal
+
+    worker = services.queue.local_worker
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    worker.run_forever()
     return 0
 
 

@@ -41,6 +41,9 @@ class Settings:
     max_image_pixels: int = 4096 * 4096
     save_images: bool = True
     allow_api_outdir: bool = False  # let the API change the outdir_* options (always under outdir)
+    queue_url: str | None = None  # redis://host:port/db: the queue lives in Redis, shared by workers
+    local_worker: bool = True  # with a Redis queue: also run jobs in the server process
+    max_queue_per_client: int = 0  # queued jobs one owner may have (0 = no limit beyond max_queue_length)
     extra: dict = field(default_factory=dict)
 
     # ---- folders in A1111's names -------------------------------------------------

@@ -39,10 +39,13 @@ def build_services(settings: Settings, *, engine=None, start_model: bool = False
     if engine is None:
         engine = Engine(settings, catalog, models, upscalers=upscalers, faces=faces, wildcards=wildcards,
                         styles=styles, options=options)
-    claim_queue_db(settings.queue_db_path)
-    queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
-                     on_out_of_memory=models.free_after_out_of_memory,
-                     preview_every=settings.live_preview_every)
+    if settings.queue_url:
+        queue = build_redis_queue(settings, engine, catalog, models)
+    else:
+        claim_queue_db(settings.queue_db_path)
+        queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
+                         on_out_of_memory=models.free_after_out_of_memory,
+                         preview_every=settings.live_preview_every, max_per_owner=settings.max_queue_per_client)
     services = Services(settings=settings, catalog=catalog, models=models, engine=engine, queue=queue,
                         options=options, upscalers=upscalers, faces=faces, wildcards=wildcards, styles=styles)
     default = catalog.default_checkpoint()
@@ -61,6 +64,21 @@ def default_security(services: Services):
     settings = services.settings
     return SecurityPolicy.create(secret_key_path=settings.secret_key_path, listen_host=settings.host,
                                  max_body_bytes=max_body_bytes(services))
+
+
+def build_redis_queue(settings: Settings, engine, catalog, models, *, local_worker: bool | None = None):
+    """The Redis queue of ``settings.queue_url``, with a local worker unless ``settings.local_worker`` is off."""
+    from webui.jobs.holdings import checkpoint_needed, worker_holdings
+    from webui.jobs.redis_queue import RedisJobQueue
+
+    with_worker = settings.local_worker if local_worker is None else local_worker
+    return RedisJobQueue(settings.queue_url, engine.run if with_worker else None,
+                         max_length=settings.max_queue_length, max_per_owner=settings.max_queue_per_client,
+                         preview_every=settings.live_preview_every,
+                         on_out_of_memory=getattr(models, "free_after_out_of_memory", None),
+                         outdir=settings.outdir if settings.save_images else None,
+                         checkpoint_of=checkpoint_needed(catalog),
+                         holdings=worker_holdings(str(getattr(models, "device", settings.device)), catalog, models))
 
 
 def create_app(services: Services, *, with_ui: bool = True, security=None):

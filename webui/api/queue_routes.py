@@ -50,12 +50,18 @@ def _listable(job) -> dict | None:
         return None
 
 
-def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, include_image: bool = True) -> dict:
-    """A1111's ``/sdapi/v1/progress`` answer for the running job (or an idle one)."""
+def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, include_image: bool = True,
+                   notice: str | None = None) -> dict:
+    """A1111's ``/sdapi/v1/progress`` answer for the running job (or an idle one).
+
+    ``notice`` (e.g. the shared queue's Redis is unreachable) goes in ``state.queue`` and ``textinfo``.
+    """
     state = {"skipped": skipped, "interrupted": interrupted, "job": "", "job_count": 0, "job_timestamp": "0",
              "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
+    if notice:
+        state["queue"] = notice
     if job is None:
-        return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": None}
+        return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": notice}
     p = job.progress
     started = job.started or job.created
     state.update(job=job.kind, job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(started)))
@@ -70,6 +76,8 @@ def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, inclu
             image = image_to_base64(p.preview)
     if waiting:
         text += f"; {waiting} job(s) waiting"
+    if notice:
+        text += f"; {notice}"
     return {"progress": round(progress, 4), "eta_relative": round(eta, 2), "state": state,
             "current_image": image, "textinfo": text}
 
@@ -91,7 +99,7 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
         job = state.job if state.job is not None and caller_of(request, x_client_id).may_see(state.job.owner) else None
         return a1111_progress(job, interrupted=state.interrupted and job is not None,
                               skipped=state.skipped and job is not None, waiting=state.waiting,
-                              include_image=not skip_current_image)
+                              include_image=not skip_current_image, notice=getattr(state, "notice", None))
 
     def act_on_running(request: Request, client_id: str | None, action: str) -> dict:
         job = queue.running_state().job
@@ -146,6 +154,14 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
         if not caller_of(request, client_id).may_see(job.owner):
             raise NotFound(f"no job {job_id!r}")
         return job
+
+    @router.get("/api/v1/workers")
+    def list_workers():
+        """Live workers ("host:pid") and what they hold: device, loaded checkpoints and files by hash, job."""
+        try:
+            return {"workers": queue.workers()}
+        except WebUIError as exc:
+            return _error(exc)
 
     @router.get("/api/v1/jobs/{job_id}")
     def get_job(request: Request, job_id: str, images: bool = True, x_client_id: str | None = Header(default=None)):

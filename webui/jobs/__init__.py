@@ -1,8 +1,12 @@
-"""The job queue: one worker thread runs generation and extras jobs in order, kept in SQLite.
+"""The job queue: generation and extras jobs run by one worker thread (SQLite) or by workers sharing Redis.
 
 ``JobQueue`` is the public object (``webui.jobs.queue``); ``Job`` and ``JobEvent``
 the records it hands out (``webui.jobs.records``); ``SQLiteJobStore`` the storage
 behind it (``webui.jobs.store``); ``WorkerControl`` the engine's view of a job.
+``RedisJobQueue`` (``webui.jobs.redis_queue``) has the same surface over Redis,
+with ``RedisWorker`` (``webui.jobs.redis_worker``) running jobs anywhere; owners
+take turns on both (``webui.jobs.fairness``); ``QueueBackend`` (``webui.jobs.interface``)
+is what the UI and API may call on either.
 """
 from webui.jobs.control import WorkerControl
 from webui.jobs.queue import JobQueue, RunningState, Subscription, describe_failure, is_out_of_memory

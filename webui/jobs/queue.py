@@ -8,9 +8,10 @@ work survives a restart. The worker calls the engine through one function,
 from __future__ import annotations
 
 import bisect
-import gc
 import logging
+import os
 import queue as queue_module
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -19,18 +20,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from webui.jobs.control import WorkerControl
+from webui.jobs.fairness import fair_order, owner_count
+from webui.jobs.outcome import describe_failure, is_out_of_memory, run_once  # noqa: F401 (re-exported)
 from webui.jobs.records import Job, JobEvent, NotYourJob, check_kind, result_to_data
 from webui.jobs.store import JobStore, SQLiteJobStore
 from webui.schemas import (
     ExtrasRequest,
     GenerationRequest,
     JobControl,
-    JobInterrupted,
     JobStatus,
     NotFound,
     Progress,
     QueueFull,
-    WebUIError,
 )
 
 log = logging.getLogger(__name__)
@@ -41,26 +42,16 @@ STOP_REASON = "server stopped"
 DEFAULT_RETRY_AFTER_S = 5
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for torch's OutOfMemoryError, Python's MemoryError and "out of memory" RuntimeErrors."""
-    if isinstance(exc, MemoryError):
-        return True
-    if any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
-        return True
-    text = str(exc).lower()
-    # torch on the CPU: "DefaultCPUAllocator: can't allocate memory: you tried to allocate ..."
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+def worker_name() -> str:
+    """How a job record names the process that ran it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def describe_failure(exc: BaseException) -> str:
-    """A one-line reason for the user: our own errors as is, others as "TypeName: message"."""
-    message = str(exc).strip()
-    if is_out_of_memory(exc):
-        first = message.splitlines()[0] if message else type(exc).__name__
-        return first if first.lower().startswith("out of memory") else f"out of memory: {first}"
-    if isinstance(exc, WebUIError):
-        return message or type(exc).__name__
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+def queue_full(message: str, retry_after: int) -> QueueFull:
+    """A QueueFull error (HTTP 429) carrying its Retry-After seconds."""
+    error = QueueFull(message)
+    error.retry_after = retry_after
+    return error
 
 
 def _image_count(request: Any) -> int:
@@ -73,12 +64,16 @@ def _image_count(request: Any) -> int:
 
 @dataclass(frozen=True)
 class RunningState:
-    """What A1111's progress endpoint reports: the running job and its pending requests."""
+    """What A1111's progress endpoint reports: the running job and its pending requests.
+
+    ``notice`` says what is wrong with the queue itself (e.g. Redis unreachable), or None.
+    """
 
     job: Job | None
     interrupted: bool
     skipped: bool
     waiting: int
+    notice: str | None = None
 
 
 class Subscription:
@@ -137,21 +132,31 @@ class Subscription:
         self.close()
 
 
+def _owner(job: Job) -> str:
+    return job.owner
+
+
 class JobQueue:
-    """Jobs in submission order, run by one worker thread; see the module docstring.
+    """Jobs run by one worker thread, owners taking turns (each owner's in submission order).
 
     ``db_path=None`` keeps the queue in memory (tests, benchmarks). ``on_out_of_memory``
     is called on the worker thread after a job failed for lack of memory, so the
     model manager can free or reload weights. ``preview_every``: steps between
-    live previews (0 = none).
+    live previews (0 = none). ``max_per_owner``: queued jobs one owner may have
+    (0 = only ``max_length``); owners take turns (``webui.jobs.fairness``).
     """
 
     def __init__(self, runner: Runner, *, db_path: Path | None = None, max_length: int = 100,
                  on_out_of_memory: Callable[[], None] | None = None, preview_every: int = 5,
-                 keep_history: int = 200, keep_results: int = 20, store: JobStore | None = None):
+                 keep_history: int = 200, keep_results: int = 20, store: JobStore | None = None,
+                 max_per_owner: int = 0):
         self._runner = runner
         self._store: JobStore = store if store is not None else SQLiteJobStore(db_path)
         self.max_length = int(max_length)
+        self.max_per_owner = int(max_per_owner)
+        self.worker = worker_name()
+        self._tickets: dict[str, int] = {}  # owner -> ticket of its last turn (round-robin)
+        self._ticket = 0
         self._on_out_of_memory = on_out_of_memory
         self.preview_every = int(preview_every)
         self._keep_history = keep_history
@@ -222,9 +227,11 @@ class JobQueue:
         check_kind(kind, request)
         with self._lock:
             if len(self._queued) + self._reserved >= self.max_length:
-                error = QueueFull(f"queue full: {self.max_length} jobs are waiting; try again later")
-                error.retry_after = self._retry_after()
-                raise error
+                raise queue_full(f"queue full: {self.max_length} jobs are waiting; try again later",
+                                 self._retry_after())
+            if self.max_per_owner > 0 and owner_count(self._queued, _owner, owner or "") >= self.max_per_owner:
+                raise queue_full(f"you already have {self.max_per_owner} jobs waiting; try again when one "
+                                 "has started", self._retry_after())
             self._reserved += 1
         job = Job(kind=kind, request=request, owner=owner or "")
         try:
@@ -271,11 +278,19 @@ class JobQueue:
                 waiting=len(self._queued),
             )
 
+    def workers(self) -> dict[str, dict]:
+        """The one worker thread of this queue, as the Redis queue lists its workers."""
+        with self._lock:
+            job = self._running.id if self._running is not None else None
+            alive = self._thread is not None and self._thread.is_alive()
+        return {self.worker: {"job": job}} if alive else {}
+
     def list(self, owner: str | None = None, limit: int = 50) -> list[Job]:
         """Recent finished jobs (oldest first, at most ``limit``), then the running job, then the queue in order."""
         with self._lock:
-            active = ([self._running] if self._running is not None else []) + list(self._queued)
-            active = [self._snapshot(j) for j in active if owner is None or j.owner == owner]
+            order = self._fair_queue()
+            active = ([self._running] if self._running is not None else []) + order
+            active = [self._snapshot(j, order) for j in active if owner is None or j.owner == owner]
             recent = {job_id: self._snapshot(j) for job_id, j in self._recent.items()}
         seen = {j.id for j in active}
         history = {job.id: recent.get(job.id, job) for job in self._store.history(limit, owner)
@@ -373,8 +388,11 @@ class JobQueue:
                     self._work.wait()
                 if self._stopping:
                     return
-                job = self._queued.pop(0)
+                job = self._fair_queue()[0]
+                self._queued.remove(job)
+                self._take_turn(job.owner)
                 job.status, job.started, job.position = JobStatus.RUNNING, time.time(), 0
+                job.worker = self.worker
                 job.progress = Progress(image_count=_image_count(job.request), started_at=job.started)
                 control = WorkerControl(lambda p, job=job: self._on_progress(job, p), self.preview_every)
                 self._running, self._control = job, control
@@ -387,33 +405,12 @@ class JobQueue:
             self._run(job, control)
 
     def _run(self, job: Job, control: WorkerControl) -> None:
-        result, error, out_of_memory = None, None, False
-        try:
-            result = self._runner(job.kind, job.request, control)
-            status = JobStatus.INTERRUPTED if control.interrupt_requested else JobStatus.SUCCEEDED
-        except JobInterrupted as exc:
-            status, result = JobStatus.INTERRUPTED, exc.partial
-        except Exception as exc:
-            status, out_of_memory = JobStatus.FAILED, is_out_of_memory(exc)
-            error = describe_failure(exc)
-            job.error_type = "OutOfMemoryError" if out_of_memory else type(exc).__name__
-            job.error_field = getattr(exc, "field", None)
-            job.error_status = exc.http_status if isinstance(exc, WebUIError) else 500
-            if isinstance(exc, WebUIError) and not out_of_memory:
-                log.info("job %s failed: %s", job.id, error)
-            else:
-                log.error("job %s failed: %s", job.id, error, exc_info=exc)
-            exc.__traceback__ = None  # frames may hold large tensors
-            del exc
+        outcome = run_once(job.id, lambda: self._runner(job.kind, job.request, control),
+                           lambda: control.interrupt_requested, self._on_out_of_memory)
+        status, result, error = outcome.status, outcome.result, outcome.error
+        job.error_type, job.error_field, job.error_status = outcome.error_type, outcome.error_field, outcome.error_status
         if status == JobStatus.INTERRUPTED and self._stopping:
             error = STOP_REASON
-        if out_of_memory:
-            gc.collect()
-            if self._on_out_of_memory is not None:
-                try:
-                    self._on_out_of_memory()
-                except Exception:
-                    log.exception("freeing memory after an out-of-memory error failed")
         with self._lock:  # waiters and subscribers learn the outcome first; then it is stored
             job.status, job.finished, job.error, job.position = status, time.time(), error, None
             job.result = result
@@ -440,14 +437,27 @@ class JobQueue:
                 return job
         return self._recent.get(job_id)
 
-    def _snapshot(self, job: Job) -> Job:
+    def _snapshot(self, job: Job, order: list[Job] | None = None) -> Job:
         clone = job.snapshot()
         if job.status == JobStatus.QUEUED:
             try:
-                clone.position = self._queued.index(job) + 1
+                clone.position = (order if order is not None else self._fair_queue()).index(job) + 1
             except ValueError:
                 clone.position = None
         return clone
+
+    def _fair_queue(self) -> list[Job]:
+        """Queued jobs in the order they will run: owners take turns, each owner's jobs in order."""
+        return fair_order(self._queued, _owner, self._tickets)
+
+    def _take_turn(self, owner: str) -> None:
+        self._ticket += 1
+        self._tickets[owner] = self._ticket
+        if len(self._tickets) > 4 * self.max_length + 100:  # forget owners long gone, not those waiting
+            waiting = {j.owner for j in self._queued}
+            for name, _ in sorted(self._tickets.items(), key=lambda kv: kv[1])[:len(self._tickets) // 2]:
+                if name not in waiting:
+                    del self._tickets[name]
 
     def _remember(self, job: Job) -> None:
         self._recent[job.id] = job

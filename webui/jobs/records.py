@@ -140,6 +140,7 @@ class Job:
     error_status: int | None = None  # HTTP status the failure deserves (WebUIError.http_status)
     position: int | None = None  # 1 = runs next; None unless queued
     seq: int = 0  # submission order (assigned by the store)
+    worker: str | None = None  # "host:pid" of the worker that ran (or runs) it
     _result: Any = field(default=None, repr=False)
     _result_loader: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
@@ -183,7 +184,7 @@ class Job:
             "id": self.id, "kind": self.kind, "owner": self.owner, "status": self.status.value,
             "position": self.position, "created": self.created, "started": self.started,
             "finished": self.finished, "progress": progress, "error": self.error, "error_type": self.error_type,
-            "error_field": self.error_field,
+            "error_field": self.error_field, "worker": self.worker,
             "result": None if result is None else _plain(result, images),
         }
         if result is not None and hasattr(result, "images"):
@@ -200,7 +201,7 @@ class Job:
             "id": self.id, "seq": self.seq, "kind": self.kind, "owner": self.owner, "status": self.status.value,
             "created": self.created, "started": self.started, "finished": self.finished, "error": self.error,
             "error_type": self.error_type, "error_field": self.error_field, "error_status": self.error_status,
-            "request": req.to_dict() if hasattr(req, "to_dict") else req,
+            "worker": self.worker, "request": req.to_dict() if hasattr(req, "to_dict") else req,
         }
 
     @classmethod
@@ -214,7 +215,7 @@ class Job:
                   status=record["status"], created=record["created"], started=record.get("started"),
                   finished=record.get("finished"), error=record.get("error"), error_type=record.get("error_type"),
                   error_field=record.get("error_field"), error_status=record.get("error_status"),
-                  seq=record.get("seq") or 0)
+                  seq=record.get("seq") or 0, worker=record.get("worker"))
         job._result_loader = result_loader
         return job
 

@@ -48,7 +48,7 @@ class JobStore(Protocol):
 
 
 _COLUMNS = ("id", "kind", "owner", "status", "created", "started", "finished", "error", "error_type",
-            "error_field", "error_status")
+            "error_field", "error_status", "worker")
 
 
 class SQLiteJobStore:
@@ -80,6 +80,7 @@ class SQLiteJobStore:
                     error_type TEXT,
                     error_field TEXT,
                     error_status INTEGER,
+                    worker TEXT,
                     request TEXT,
                     result TEXT
                 );
@@ -87,6 +88,9 @@ class SQLiteJobStore:
                 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
                 """
             )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "worker" not in columns:  # a queue database from before jobs named their worker
+                self._db.execute("ALTER TABLE jobs ADD COLUMN worker TEXT")
 
     # ------------------------------------------------------------ writes
     def add(self, job: Job) -> int:

@@ -84,7 +84,7 @@ def test_server_without_local_worker_and_two_worker_processes_share_jobs(setting
     workers("w-b", step_seconds=0.03)
     services.queue.start()
     try:
-        client = TestClient(create_app(services, with_ui=False))
+        client = TestClient(create_app(services, with_ui=False), base_url="http://127.0.0.1")
         ids = []
         for i in range(8):
             answer = client.post("/api/v1/jobs", headers={"X-Client-Id": f"c{i % 2}"}, json={
@@ -210,7 +210,7 @@ def test_jobs_go_to_the_worker_that_has_their_checkpoint(redis_url, queues):
             job = queue.submit("txt2img", req(checkpoint, checkpoint=checkpoint), owner="x")
             assert queue.wait(job.id, 20).worker == expected, checkpoint
         # When the worker that has it loaded is busy, the other one takes the job after the grace period.
-        busy = queue.submit("txt2img", req("busy", checkpoint="bbb", steps=1000), owner="x")
+        busy = queue.submit("txt2img", req("busy", checkpoint="bbb", steps=150, n_iter=10), owner="x")
         wait_until(lambda: queue.get(busy.id).status == JobStatus.RUNNING)
         waiting = queue.submit("txt2img", req("bbb meanwhile", checkpoint="bbb"), owner="y")
         assert queue.wait(waiting.id, 20).worker == "has-a"

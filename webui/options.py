@@ -27,6 +27,7 @@ DEFAULT_OPTIONS: dict = {
     "ESRGAN_tile": 192,
     "ESRGAN_tile_overlap": 16,
     "eta_noise_seed_delta": 0,
+    "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",
 }
 

@@ -216,6 +216,11 @@ _REQUEST_FIELDS: dict[str, tuple[str, object]] = {
 }
 
 
+def request_field_keys() -> set[str]:
+    """The parsed-infotext keys that ``infotext_to_request_fields`` turns into request fields."""
+    return set(_REQUEST_FIELDS)
+
+
 def infotext_to_request_fields(parsed: dict) -> dict:
     """Map parsed infotext (``parse_infotext``'s output) to ``GenerationRequest`` field names.
 

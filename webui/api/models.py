@@ -137,3 +137,10 @@ class ExtrasBatchBody(ExtrasBody):
 
 class PngInfoBody(ApiModel):
     image: str
+
+
+class ReproduceBody(ApiModel):
+    """``POST /api/v1/reproduce``: a PNG (base64, as A1111's image fields) whose infotext is run again."""
+
+    image: str
+    include_difference_image: bool = True

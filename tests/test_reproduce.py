@@ -100,3 +100,18 @@ def test_pixel_difference_counts_levels():
     difference, picture = pixel_difference(a, b)
     assert difference.max == 4 and difference.mean_abs == pytest.approx(4 / 48) and difference.same_size
     assert picture.getpixel((0, 0)) == (16, 0, 0)
+
+
+def test_png_info_reproduce_button_shows_the_new_image_and_the_verdict(world, settings, tmp_path):
+    from webui.ui.reproduce import reproduce
+
+    client, services = world
+    body = {"prompt": "a blue square", "seed": 77, "steps": 2, "width": 64, "height": 64, "sampler_name": "Euler"}
+    made = client.post("/sdapi/v1/txt2img", json=body).json()["images"][0]
+    path = tmp_path / "made.png"
+    path.write_bytes(base64.b64decode(made))
+    steps = list(reproduce(services, str(path), "ui:test"))
+    verdict, new, difference = steps[-1]
+    assert "max 0 levels" in verdict and "identical" in verdict and "Every recorded field was honoured" in verdict
+    assert new.size == (64, 64) and difference.getbbox() is None
+    assert "Error" in next(reproduce(services, None, "ui:test"))[0]

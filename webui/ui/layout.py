@@ -37,7 +37,7 @@ def build_ui(services) -> gr.Blocks:
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = build_extras_tab(services)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                png = build_pnginfo_tab()
+                png = build_pnginfo_tab(services)
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = build_queue_panel(services)
         _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue)

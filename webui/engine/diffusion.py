@@ -146,7 +146,8 @@ def _step(scheduler, guided, t, latents, rng: ImageRNG):
     diffusers' stochastic schedulers draw through their module's ``randn_tensor``;
     for the step it is pointed at the batch's streams (as A1111 points
     k-diffusion's ``torch.randn_like`` at its ImageRNG), any other shape falls
-    back to diffusers' own draw.
+    back to diffusers' own draw. The swap is safe because one worker thread
+    runs the engine.
     """
     module = sys.modules.get(type(scheduler).__module__)
     original = getattr(module, "randn_tensor", None)

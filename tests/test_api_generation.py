@@ -243,3 +243,24 @@ def test_infotext_field_fills_what_the_client_did_not_send(world):
     assert (request.width, request.height, request.clip_skip) == (24, 16, 2)
     bad = world.client.post("/sdapi/v1/txt2img", json={"infotext": "x\nSteps: 0, Seed: 1, Size: 8x8"})
     assert bad.status_code == 422 and bad.json()["field"] == "infotext"
+
+
+def test_variation_seed_and_noise_options_reach_the_request(world):
+    body = {"prompt": "x", "width": 16, "height": 16, "seed": 5, "subseed": 9, "subseed_strength": 0.25,
+            "seed_resize_from_w": 64, "seed_resize_from_h": 48,
+            "override_settings": {"randn_source": "CPU", "eta_noise_seed_delta": 31337}}
+    assert world.client.post("/sdapi/v1/txt2img", json=body).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert (request.subseed, request.subseed_strength) == (9, 0.25)
+    assert (request.seed_resize_from_w, request.seed_resize_from_h) == (64, 48)
+    assert (request.randn_source, request.eta_noise_seed_delta) == ("CPU", 31337)
+    world.client.post("/sdapi/v1/txt2img", json={"prompt": "x", "width": 16, "height": 16})
+    request = world.engine.requests[-1][1]
+    assert (request.seed_resize_from_w, request.randn_source, request.eta_noise_seed_delta) == (0, None, None)
+    bad = world.client.post("/sdapi/v1/txt2img", json={"subseed_strength": 3})
+    assert bad.status_code == 422 and "subseed_strength" in bad.text
+    text = "a cat\nSteps: 3, Seed: 5, Variation seed: 11, Variation seed strength: 0.5, RNG: NV, ENSD: 7, Size: 16x16"
+    assert world.client.post("/sdapi/v1/txt2img", json={"infotext": text}).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert (request.subseed, request.subseed_strength, request.randn_source, request.eta_noise_seed_delta) == \
+        (11, 0.5, "NV", 7)

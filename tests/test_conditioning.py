@@ -1,18 +1,16 @@
 """A1111-style conditioning on tiny random CLIP text encoders with the real tokenizer."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from webui.engine.conditioning import (
-    PromptEncoder,
-    apply_emphasis,
-    batch_at_step,
-    build_chunks,
-    encode_schedules,
-)
+from webui.engine.conditioning import PromptEncoder, apply_emphasis, build_chunks
+from webui.engine.prompting import encode_prompts
 from webui.models.tokenizers import load_clip_tokenizer
+from webui.prompts import prepare_prompt
 from webui.schemas import InvalidRequest
 
 BOS, EOS, COMMA = 49406, 49407, 267
@@ -169,9 +167,10 @@ def test_sdxl_empty_negative_is_zero(sdxl):
     assert negative.embeds.abs().sum() == 0 and negative.pooled.abs().sum() == 0
     assert sdxl.encode([""]).embeds.abs().sum() > 0
     assert sdxl.encode(["blurry"], negative=True).embeds.abs().sum() > 0
-    scheduled = encode_schedules(sdxl, [[(4, "")], [(4, "blurry")]], min_chunks=2, negative=True)
-    assert scheduled[0].at_step(0).embeds.abs().sum() == 0
-    assert scheduled[1].at_step(0).embeds.shape == (1, 154, 80)
+    prompts = [prepare_prompt(", ".join(["a red circle"] * 30), negative, seed=0, steps=4) for negative in ("", "blurry")]
+    _, negative_at = encode_prompts(_model_of(sdxl), None, prompts, clip_skip=1)
+    assert negative_at(0).embeds.shape == (2, 154, 80)
+    assert negative_at(0).embeds[0].abs().sum() == 0 and negative_at(0).embeds[1].abs().sum() > 0
 
 
 def test_refiner_uses_only_the_big_encoder(models):
@@ -186,13 +185,16 @@ def test_batching_does_not_change_a_prompt(sd1):
     torch.testing.assert_close(batched[:1], alone)
 
 
-def test_pad_to_same_length_matches_min_chunks(sd1):
-    short = sd1.encode(["a red circle"])
-    long = sd1.encode([", ".join(["a blue square"] * 30)])
-    padded_short, same_long = sd1.pad_to_same_length(short, long)
-    assert padded_short.embeds.shape == same_long.embeds.shape == (1, 154, 32)
-    assert same_long is long
-    torch.testing.assert_close(padded_short.embeds, sd1.encode(["a red circle"], min_chunks=2).embeds)
+def _model_of(encoder: PromptEncoder) -> SimpleNamespace:
+    """The parts of a loaded model that prompt encoding reads."""
+    return SimpleNamespace(tokenizers=encoder.tokenizers, text_encoders=encoder.text_encoders, family=encoder.family)
+
+
+def test_prompt_and_negative_get_the_same_chunk_count(sd1):
+    long = ", ".join(["a blue square"] * 30)
+    positive_at, negative_at = encode_prompts(_model_of(sd1), None, [prepare_prompt(long, "a red circle", 0, 4)], 1)
+    assert positive_at(0).embeds.shape == negative_at(0).embeds.shape == (1, 154, 32)
+    torch.testing.assert_close(negative_at(0).embeds, sd1.encode(["a red circle"], min_chunks=2).embeds)
 
 
 def test_textual_inversion_tokens_are_ordinary_tokens(models):
@@ -217,12 +219,12 @@ def test_textual_inversion_tokens_are_ordinary_tokens(models):
 
 
 def test_schedules_switch_conditioning_by_step(sd1):
-    schedules = [[(2, "a red circle"), (4, "a blue circle")], [(4, ", ".join(["a square"] * 40))]]
-    encoded = encode_schedules(sd1, schedules, min_chunks=1)
-    assert encoded[0].at_step(0).chunks == encoded[1].at_step(0).chunks == 2
-    torch.testing.assert_close(encoded[0].at_step(2).embeds[:, :77], sd1.encode(["a red circle"]).embeds)
-    torch.testing.assert_close(encoded[0].at_step(3).embeds[:, :77], sd1.encode(["a blue circle"]).embeds)
-    assert batch_at_step(encoded, 3).embeds.shape == (2, 154, 32)
+    prompts = [prepare_prompt("a [red:blue:2] circle", "", 0, 4), prepare_prompt(", ".join(["a square"] * 40), "", 1, 4)]
+    positive_at, _ = encode_prompts(_model_of(sd1), None, prompts, clip_skip=1)
+    assert positive_at(0).embeds.shape == (2, 154, 32)
+    torch.testing.assert_close(positive_at(2).embeds[:1, :77], sd1.encode(["a red circle"]).embeds)
+    torch.testing.assert_close(positive_at(3).embeds[:1, :77], sd1.encode(["a blue circle"]).embeds)
+    assert positive_at(3).part_index.tolist() == [0, 1]
 
 
 def test_bad_construction_is_rejected(models):

@@ -213,11 +213,11 @@ def test_sdxl_inpainting_checkpoint_keeps_unmasked_pixels(settings):
 
 
 def test_composable_and_prompt_guides_by_each_part(engine):
-    from webui.engine.prompting import plan_prompts
+    from webui.engine.prompting import prepare_prompts
 
-    plan = plan_prompts(txt(prompt="a red circle AND a blue square :0.5"), [1])[0]
-    assert [weight for _, weight in plan.parts] == [1.0, 0.5]
-    assert [schedule[0][1].strip() for schedule, _ in plan.parts] == ["a red circle", "a blue square"]
+    plan = prepare_prompts(txt(prompt="a red circle AND a blue square :0.5"), [1])[0]
+    assert [part.weight for part in plan.parts] == [1.0, 0.5]
+    assert [part.schedule[0][1].strip() for part in plan.parts] == ["a red circle", "a blue square"]
     single = pixels(engine.generate(txt(prompt="a red circle", save_images=False)).images[0])
     halves = pixels(engine.generate(txt(prompt="a red circle :0.5 AND a red circle :0.5",
                                         save_images=False)).images[0])

@@ -110,3 +110,10 @@ def test_importing_webui_ui_does_not_import_gradio():
 
     code = "import sys, webui.ui; assert 'gradio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_seed_extras_are_off_unless_the_extra_box_is_ticked():
+    named = {"seed": 5, "subseed": 9, "subseed_strength": 0.4, "seed_resize_from_w": 256, "seed_resize_from_h": 128}
+    off = params.without_seed_extras(named)
+    assert (off["subseed_strength"], off["seed_resize_from_w"], off["seed_resize_from_h"]) == (0.0, 0, 0)
+    assert off["seed"] == 5 and off["subseed"] == 9 and named["subseed_strength"] == 0.4

@@ -205,9 +205,20 @@ _REQUEST_FIELDS: dict[str, tuple[str, object]] = {
     "Hires resize-1": ("hr_resize_x", _to_int),
     "Hires resize-2": ("hr_resize_y", _to_int),
     "Mask blur": ("mask_blur", _to_int),
+    "Variation seed": ("subseed", _to_int),
+    "Variation seed strength": ("subseed_strength", float),
+    "Seed resize from-1": ("seed_resize_from_w", _to_int),
+    "Seed resize from-2": ("seed_resize_from_h", _to_int),
+    "RNG": ("randn_source", str),
+    "ENSD": ("eta_noise_seed_delta", _to_int),
     "VAE": ("vae", str),
     "Face restoration": ("face_restorer", str),
 }
+
+
+def request_field_keys() -> set[str]:
+    """The parsed-infotext keys that ``infotext_to_request_fields`` turns into request fields."""
+    return set(_REQUEST_FIELDS)
 
 
 def infotext_to_request_fields(parsed: dict) -> dict:

@@ -29,6 +29,7 @@ DEFAULT_OPTIONS: dict = {
     "ESRGAN_tile": 192,
     "ESRGAN_tile_overlap": 16,
     "eta_noise_seed_delta": 0,
+    "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",
     **SAVING_OPTIONS,  # file names, formats, grids, output folders (webui/saving.py)
 }

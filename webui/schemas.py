@@ -95,6 +95,14 @@ class GenerationRequest(Serialisable):
     negative_prompt: str = ""
     styles: list[str] = field(default_factory=list)
     seed: int = -1
+    # Variation seed and seed resize (A1111's names; 0 = off), and this job's noise options
+    # (None = the option's value: randn_source "GPU"|"CPU"|"NV", eta_noise_seed_delta).
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
+    randn_source: str | None = None
+    eta_noise_seed_delta: int | None = None
     sampler_name: str = "Euler a"
     scheduler: str = "Automatic"
     batch_size: int = 1
@@ -166,6 +174,7 @@ class GenerationResult(Serialisable):
     images: list[Image.Image] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    subseeds: list[int] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
     negative_prompts: list[str] = field(default_factory=list)
     saved_paths: list[str] = field(default_factory=list)

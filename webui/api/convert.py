@@ -121,7 +121,10 @@ def resolve_checkpoint(catalog, name: str) -> str:
 _INFOTEXT_BODY_FIELDS = ("prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed",
                          "width", "height", "batch_size", "denoising_strength", "restore_faces", "enable_hr",
                          "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
-                         "mask_blur")
+                         "mask_blur", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h")
+# Request fields the infotext fills that A1111 keeps as options (request field -> option key).
+_INFOTEXT_OPTIONS = {"clip_skip": "CLIP_stop_at_last_layers", "randn_source": "randn_source",
+                     "eta_noise_seed_delta": "eta_noise_seed_delta"}
 
 
 def apply_infotext(body: GenerationBody) -> GenerationBody:
@@ -135,8 +138,10 @@ def apply_infotext(body: GenerationBody) -> GenerationBody:
     sent = body.model_fields_set
     update = {name: fields[name] for name in _INFOTEXT_BODY_FIELDS
               if name in fields and name not in sent and name in type(body).model_fields}
-    if "clip_skip" in fields and "CLIP_stop_at_last_layers" not in body.override_settings:
-        update["override_settings"] = {**body.override_settings, "CLIP_stop_at_last_layers": fields["clip_skip"]}
+    options = {key: fields[name] for name, key in _INFOTEXT_OPTIONS.items()
+               if name in fields and key not in body.override_settings}
+    if options:
+        update["override_settings"] = {**body.override_settings, **options}
     try:
         return type(body).model_validate({**body.model_dump(exclude_unset=True), **update})
     except ValidationError as exc:
@@ -157,6 +162,13 @@ def _common_fields(body: GenerationBody, services) -> dict:
     vae = body.override_settings.get("sd_vae")
     if vae is not None and not isinstance(vae, str):
         raise InvalidRequest("sd_vae must be a string", field="override_settings.sd_vae")
+    randn_source = body.override_settings.get("randn_source")
+    if randn_source is not None and not isinstance(randn_source, str):
+        raise InvalidRequest("randn_source must be GPU, CPU or NV", field="override_settings.randn_source")
+    ensd = body.override_settings.get("eta_noise_seed_delta")
+    if ensd is not None and (isinstance(ensd, bool) or not isinstance(ensd, (int, float))):
+        raise InvalidRequest("eta_noise_seed_delta must be a whole number",
+                             field="override_settings.eta_noise_seed_delta")
     max_pixels = services.settings.max_image_pixels
     check_output_size(body.width, body.height, max_pixels)
     return dict(
@@ -164,6 +176,12 @@ def _common_fields(body: GenerationBody, services) -> dict:
         negative_prompt=body.negative_prompt,
         styles=list(body.styles),
         seed=body.seed,
+        subseed=body.subseed,
+        subseed_strength=float(body.subseed_strength),
+        seed_resize_from_w=max(body.seed_resize_from_w, 0),
+        seed_resize_from_h=max(body.seed_resize_from_h, 0),
+        randn_source=randn_source,  # None: the server's option
+        eta_noise_seed_delta=None if ensd is None else int(ensd),
         sampler_name=body.sampler_name or body.sampler_index or "Euler",
         scheduler=body.scheduler or "Automatic",
         batch_size=body.batch_size,
@@ -300,9 +318,9 @@ def generation_info(body: GenerationBody, request: GenerationRequest, result: Ge
         "all_negative_prompts": negatives,
         "seed": seeds[0] if seeds else request.seed,
         "all_seeds": seeds,
-        "subseed": body.subseed,
-        "all_subseeds": [body.subseed] * len(seeds),
-        "subseed_strength": body.subseed_strength,
+        "subseed": result.subseeds[0] if result.subseeds else body.subseed,
+        "all_subseeds": list(result.subseeds),
+        "subseed_strength": request.subseed_strength,
         "width": _int_or(parsed.get("Size-1"), request.width),
         "height": _int_or(parsed.get("Size-2"), request.height),
         "sampler_name": parsed.get("Sampler", request.sampler_name),
@@ -315,8 +333,8 @@ def generation_info(body: GenerationBody, request: GenerationRequest, result: Ge
         "sd_model_hash": parsed.get("Model hash") or (current.short_hash if current is not None else None),
         "sd_vae_name": parsed.get("VAE"),
         "sd_vae_hash": parsed.get("VAE hash"),
-        "seed_resize_from_w": body.seed_resize_from_w,
-        "seed_resize_from_h": body.seed_resize_from_h,
+        "seed_resize_from_w": request.seed_resize_from_w if request.seed_resize_from_w > 0 else -1,
+        "seed_resize_from_h": request.seed_resize_from_h if request.seed_resize_from_h > 0 else -1,
         "denoising_strength": request.denoising_strength if (request.init_image is not None or request.enable_hr)
         else None,
         "extra_generation_params": extra,

@@ -33,7 +33,7 @@ class GenerationBody(ApiModel):
     styles: list[str] = Field(default_factory=list)
     seed: int = -1
     subseed: int = -1
-    subseed_strength: float = 0.0
+    subseed_strength: float = Field(0.0, ge=0, le=1)
     seed_resize_from_h: int = -1
     seed_resize_from_w: int = -1
     sampler_name: str | None = None
@@ -140,3 +140,10 @@ class ExtrasBatchBody(ExtrasBody):
 
 class PngInfoBody(ApiModel):
     image: str
+
+
+class ReproduceBody(ApiModel):
+    """``POST /api/v1/reproduce``: a PNG (base64, as A1111's image fields) whose infotext is run again."""
+
+    image: str
+    include_difference_image: bool = True

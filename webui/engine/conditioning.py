@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from webui.engine.diffusion import Conditioning  # the one conditioning type of the engine
 from webui.prompts import parse_prompt_attention
-from webui.prompts.schedule import text_at_step
 from webui.schemas import InvalidRequest
 
 CHUNK_LENGTH = 75
@@ -43,35 +43,6 @@ FAMILY_ENCODERS = {
     "sdxl": ("clip_l", "open_clip"),
     "sdxl_refiner": ("open_clip",),
 }
-
-
-@dataclass
-class Conditioning:
-    """Encoded prompts: ``embeds`` ``[B, 77*k, D]``; ``pooled`` ``[B, P]`` for SDXL, else None."""
-
-    embeds: torch.Tensor
-    pooled: torch.Tensor | None = None
-
-    @property
-    def chunks(self) -> int:
-        return self.embeds.shape[1] // (CHUNK_LENGTH + 2)
-
-    def __len__(self) -> int:
-        return self.embeds.shape[0]
-
-    def select(self, index: int) -> "Conditioning":
-        """The conditioning of one prompt of the batch, keeping the batch dimension."""
-        pooled = None if self.pooled is None else self.pooled[index : index + 1]
-        return Conditioning(self.embeds[index : index + 1], pooled)
-
-    @staticmethod
-    def cat(items: list["Conditioning"]) -> "Conditioning":
-        """Stack conditionings along the batch (they must have the same chunk count)."""
-        chunks = {item.chunks for item in items}
-        if len(chunks) != 1:
-            raise ValueError(f"cannot batch conditionings of different chunk counts {sorted(chunks)}")
-        pooled = None if items[0].pooled is None else torch.cat([item.pooled for item in items])
-        return Conditioning(torch.cat([item.embeds for item in items]), pooled)
 
 
 @dataclass
@@ -333,65 +304,6 @@ class PromptEncoder:
             pooled = None if pooled is None else torch.zeros_like(pooled)
         return Conditioning(embeds, pooled)
 
-    def pad_to_same_length(self, a: Conditioning, b: Conditioning, clip_skip: int = 1) -> tuple[Conditioning, Conditioning]:
-        """Extend the shorter conditioning with encoded empty chunks, as A1111 pads a batch."""
-        if a.chunks == b.chunks:
-            return a, b
-        filler = self.encode([""], clip_skip).embeds
-
-        def extend(item: Conditioning, count: int) -> Conditioning:
-            extra = filler.to(item.embeds.dtype).expand(len(item), -1, -1).repeat(1, count, 1)
-            return Conditioning(torch.cat([item.embeds, extra], dim=1), item.pooled)
-
-        if a.chunks < b.chunks:
-            return extend(a, b.chunks - a.chunks), b
-        return a, extend(b, a.chunks - b.chunks)
-
-
-# ---------------------------------------------------------------- prompt editing
-@dataclass
-class ScheduledConditioning:
-    """One prompt's conditioning over the sampling steps: ``(end_at_step, conditioning)`` pairs."""
-
-    entries: list[tuple[int, Conditioning]]
-
-    def at_step(self, step: int) -> Conditioning:
-        """The conditioning for a sampler step counted from 0 (A1111: first entry with step <= end)."""
-        for end_at_step, cond in self.entries:
-            if step <= end_at_step:
-                return cond
-        return self.entries[-1][1]
-
-
-def encode_schedules(
-    encoder: PromptEncoder,
-    schedules: list[list[tuple[int, str]]],
-    clip_skip: int = 1,
-    min_chunks: int = 1,
-    *,
-    negative: bool = False,
-) -> list[ScheduledConditioning]:
-    """Encode prompt-editing schedules (from ``webui.prompts``), each distinct text once.
-
-    All results share one chunk count (``min_chunks`` or the longest text), so
-    passing the same ``min_chunks`` for prompts and negative prompts lines them up;
-    get it from ``encoder.chunk_count(all_texts)``.
-    """
-    texts = list(dict.fromkeys(text for schedule in schedules for _, text in schedule))
-    total = max(min_chunks, encoder.chunk_count(texts))
-    if negative and encoder.family in ("sdxl", "sdxl_refiner"):
-        # Zeroing applies per text here: an empty negative prompt is zeros, as A1111 does for an all-empty batch.
-        encoded = {text: encoder.encode([text], clip_skip, total, negative=True) for text in texts}
-    else:
-        batch = encoder.encode(texts, clip_skip, total)
-        encoded = {text: batch.select(i) for i, text in enumerate(texts)}
-    return [ScheduledConditioning([(int(end), encoded[text]) for end, text in schedule]) for schedule in schedules]
-
-
-def batch_at_step(items: list[ScheduledConditioning], step: int) -> Conditioning:
-    """The batch conditioning for one sampler step (step counted from 0)."""
-    return Conditioning.cat([item.at_step(step) for item in items])
-
 
 __all__ = [
     "CHUNK_LENGTH",
@@ -399,11 +311,7 @@ __all__ = [
     "FAMILY_ENCODERS",
     "PromptChunk",
     "PromptEncoder",
-    "ScheduledConditioning",
     "apply_emphasis",
-    "batch_at_step",
     "build_chunks",
     "empty_chunk",
-    "encode_schedules",
-    "text_at_step",
 ]

@@ -5,11 +5,13 @@ the loop reports progress after each step and stops when asked to.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
+from webui.engine.noise import ImageRNG
 from webui.schemas import JobControl, JobInterrupted, Progress
 
 
@@ -45,18 +47,7 @@ class SamplingJob:
     masked_image_latents: torch.Tensor | None = None  # for 9-channel inpainting UNets
     noise_fill: str = "original"  # original | latent noise | latent nothing (what the masked latents start as)
     progress: Progress = field(default_factory=Progress)
-
-
-def seeded_noise(seeds: list[int], shape: tuple[int, ...], device, dtype) -> torch.Tensor:
-    """Noise for a batch where image i's noise comes from seeds[i] alone (CPU generator: same on every device)."""
-    parts = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s) & 0xFFFFFFFFFFFFFFFF),
-                         dtype=torch.float32) for s in seeds]
-    return torch.stack(parts).to(device=device, dtype=dtype)
-
-
-def step_generators(seeds: list[int]) -> list[torch.Generator]:
-    """Per-image generators for ancestral/SDE steps, offset so they differ from the initial noise."""
-    return [torch.Generator("cpu").manual_seed((int(s) + 0x5EED) & 0xFFFFFFFFFFFFFFFF) for s in seeds]
+    rng: ImageRNG | None = None  # the batch's noise (noise.make_image_rng); None: plain CPU noise of the seeds
 
 
 def _timesteps(scheduler, steps: int, strength: float, device):
@@ -80,9 +71,11 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
     device, dtype = param.device, param.dtype
     batch = len(job.seeds)
     shape = (4, *job.latent_size)
-    noise = seeded_noise(job.seeds, shape, device, torch.float32)
+    rng = job.rng if job.rng is not None else ImageRNG(shape, job.seeds, device)
+    noise = rng.first().to(device=device, dtype=torch.float32)
+    if hasattr(scheduler, "noise_sampler_seed"):  # Brownian-tree SDE noise: seeded by the images' seeds, as A1111
+        scheduler.noise_sampler_seed = list(job.seeds)
     timesteps = _timesteps(scheduler, job.steps, job.strength if job.init_latents is not None else 1.0, device)
-    generators = step_generators(job.seeds)
 
     if job.init_latents is None:
         latents = noise * scheduler.init_noise_sigma
@@ -119,8 +112,7 @@ def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Cal
         # Composable diffusion: each part pulls its image away from the negative by its weight.
         pulls = (out_pos - out_neg[rows]) * weights.view(-1, 1, 1, 1)
         guided = out_neg + job.cfg_scale * torch.zeros_like(out_neg).index_add_(0, rows, pulls)
-        latents = scheduler.step(guided, t, latents, generator=generators, return_dict=False)[0] \
-            if _accepts_generator(scheduler) else scheduler.step(guided, t, latents, return_dict=False)[0]
+        latents = _step(scheduler, guided, t, latents, rng)
         if job.mask is not None and job.masked_image_latents is None and job.init_latents is not None:
             # Ordinary checkpoints inpaint by keeping the unmasked area on the original's noise path.
             keep = job.init_latents.to(torch.float32)
@@ -148,11 +140,27 @@ def _unet_context(positive: Conditioning, negative: Conditioning, job: SamplingJ
     return context, added, rows, weights
 
 
-def _accepts_generator(scheduler) -> bool:
-    import inspect
+def _step(scheduler, guided, t, latents, rng: ImageRNG):
+    """One scheduler step whose random draws continue the images' own streams (``rng.next()``).
 
-    cache = getattr(scheduler, "_webui_accepts_generator", None)
-    if cache is None:
-        cache = "generator" in inspect.signature(scheduler.step).parameters
-        scheduler._webui_accepts_generator = cache
-    return cache
+    diffusers' stochastic schedulers draw through their module's ``randn_tensor``;
+    for the step it is pointed at the batch's streams (as A1111 points
+    k-diffusion's ``torch.randn_like`` at its ImageRNG), any other shape falls
+    back to diffusers' own draw. The swap is safe because one worker thread
+    runs the engine.
+    """
+    module = sys.modules.get(type(scheduler).__module__)
+    original = getattr(module, "randn_tensor", None)
+    if original is None:
+        return scheduler.step(guided, t, latents, return_dict=False)[0]
+
+    def draw(shape, *args, **kwargs):
+        if tuple(shape) != tuple(latents.shape):
+            return original(shape, *args, **kwargs)
+        return rng.next().to(device=kwargs.get("device") or latents.device, dtype=kwargs.get("dtype") or latents.dtype)
+
+    module.randn_tensor = draw
+    try:
+        return scheduler.step(guided, t, latents, return_dict=False)[0]
+    finally:
+        module.randn_tensor = original

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +18,8 @@ from webui.catalog import Catalog
 from webui.config import Settings
 from webui.engine import imageprep, vae_ops
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
-from webui.engine.prompting import PromptPlan, encode_plans, plan_prompts
+from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
+from webui.engine.prompting import encode_prompts, prepare_prompts
 from webui.engine.samplers import make_scheduler, resolve_sampler, sampler_names, schedule_names
 from webui.models.manager import ModelManager
 from webui.schemas import (
@@ -35,15 +35,6 @@ LATENT_UPSCALE_MODES = {
     "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False),
 }
 VERSION = "webui-0.1"
-
-
-@dataclass
-class _Batch:
-    """One batch of images in flight."""
-
-    seeds: list[int]
-    plans: list[PromptPlan]
-    init_images: list[Image.Image] = field(default_factory=list)
 
 
 class Engine:
@@ -87,8 +78,10 @@ class Engine:
         spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
         request.sampler_name, request.scheduler = spec.name, schedule
         seed = request.seed if request.seed is not None and request.seed >= 0 else random.randrange(2**32)
+        subseed = request.subseed if request.subseed is not None and request.subseed >= 0 \
+            else random.randrange(2**32)
         count = request.batch_size * request.n_iter
-        all_seeds = [seed + i for i in range(count)]
+        all_seeds, all_subseeds = variation_seeds(seed, subseed, request.subseed_strength, count)
         result = GenerationResult(warnings=warnings)
         progress = Progress(image_count=count, started_at=time.time())
         saver = self._saver(request, "img2img" if request.init_image is not None else "txt2img")
@@ -100,10 +93,11 @@ class Engine:
             addons = self.models.addons()
             try:
                 for batch_index in range(request.n_iter):
-                    seeds = all_seeds[batch_index * request.batch_size:(batch_index + 1) * request.batch_size]
+                    batch = slice(batch_index * request.batch_size, (batch_index + 1) * request.batch_size)
                     progress.image_index = batch_index * request.batch_size
-                    self._generate_batch(request, seeds, model, checkpoint, addons, spec, schedule,
-                                         control, progress, result, saving=(saver, all_seeds, batch_index))
+                    self._generate_batch(request, all_seeds[batch], all_subseeds[batch], model, checkpoint,
+                                         addons, spec, schedule, control, progress, result,
+                                         saving=(saver, all_seeds, batch_index))
             except JobInterrupted as stop:
                 stop.partial = result
                 raise
@@ -141,13 +135,32 @@ class Engine:
             raise InvalidRequest("resize_mode must be 0, 1, 2 or 3", field="resize_mode")
         if r.inpainting_fill not in range(4):
             raise InvalidRequest("inpainting_fill must be 0, 1, 2 or 3", field="inpainting_fill")
+        self._resolve_noise_settings(r)
         return warnings
 
-    def _generate_batch(self, request, seeds, model, checkpoint, addons, spec, schedule, control, progress,
+    def _resolve_noise_settings(self, r: GenerationRequest) -> None:
+        """Fill the request's noise options from the settings (A1111's option keys) and check them."""
+        option = (lambda key, default: self.options.get(key, default)) if self.options is not None \
+            else (lambda key, default: default)
+        if r.randn_source is None:
+            r.randn_source = str(option("randn_source", "GPU"))
+        if r.randn_source not in RANDN_SOURCES:
+            raise InvalidRequest(f"randn_source must be one of {', '.join(RANDN_SOURCES)}", field="randn_source")
+        if r.eta_noise_seed_delta is None:
+            r.eta_noise_seed_delta = option("eta_noise_seed_delta", 0)
+        for name in ("eta_noise_seed_delta", "subseed", "seed_resize_from_w", "seed_resize_from_h"):
+            value = getattr(r, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidRequest(f"{name} must be a whole number", field=name)
+        strength = r.subseed_strength
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise InvalidRequest("subseed_strength must be a number from 0 to 1", field="subseed_strength")
+
+    def _generate_batch(self, request, seeds, subseeds, model, checkpoint, addons, spec, schedule, control, progress,
                         result: GenerationResult, saving=None) -> None:
         device = next(model.unet.parameters()).device
         # 3. Prompts: styles, wildcards (per seed), LoRA tags, schedules
-        plans = plan_prompts(request, seeds, self.wildcards, self.styles)
+        plans = prepare_prompts(request, seeds, self.wildcards, self.styles)
         vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
         report = addons.prepare(plans[0].loras, vae_choice)
         result.warnings.extend(report.warnings)
@@ -160,13 +173,13 @@ class Engine:
         if request.init_image is not None:
             init_images, inpaint = self._prepare_init(request, width, height)
             if inpaint is not None and inpaint.get("empty"):
-                self._finish_unchanged(request, seeds, plans, result, checkpoint)
+                self._finish_unchanged(request, seeds, subseeds, plans, result, checkpoint)
                 return
             if inpaint is not None:
                 width, height = inpaint["work_size"]
         # 5. Encode prompts
         steps = request.steps
-        positive_at, negative_at = encode_plans(model, addons, plans, steps, request.clip_skip)
+        positive_at, negative_at = encode_prompts(model, addons, plans, request.clip_skip)
         scheduler, sched_warnings = make_scheduler(spec, schedule, model.scheduler_config)
         result.warnings.extend(sched_warnings)
         # 6. Latents in
@@ -174,6 +187,7 @@ class Engine:
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
                           cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
                           progress=progress)
+        job.rng = make_image_rng(request, (4, *job.latent_size), seeds, subseeds, device)
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
             job.init_latents = vae_ops.encode(model.vae, init_images)
@@ -193,7 +207,8 @@ class Engine:
         # 8. Hires fix (txt2img second pass)
         hires_fields = {}
         if request.enable_hr and request.init_image is None:
-            latents, hires_fields = self._hires_pass(request, model, spec, schedule, latents, job, control, progress)
+            latents, hires_fields = self._hires_pass(request, model, addons, plans, spec, schedule, latents, job,
+                                                     control, progress)
             if latents is None:
                 return
         # 9. Decode, restore faces, paste back, save
@@ -204,9 +219,10 @@ class Engine:
             image = self._postprocess_image(request, image, inpaint, i)
             plan = plans[i]
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, hires_fields,
-                                           inpaint is not None or request.init_image is not None)
+                                           inpaint is not None or request.init_image is not None, subseeds[i])
             context = self._name_context(request, seeds[i], plan, checkpoint, report, saving, i)
-            self._emit(request, image, plan, seeds[i], fields, result, saving[0] if saving else None, context)
+            self._emit(request, image, plan, seeds[i], subseeds[i], fields, result, saving[0] if saving else None,
+                       context)
         progress.image_index += len(seeds)
 
     # ------------------------------------------------------------ img2img / inpaint helpers
@@ -245,14 +261,15 @@ class Engine:
             job.masked_image_latents = job.init_latents * (1 - hard)
             job.mask = hard
 
-    def _finish_unchanged(self, request, seeds, plans, result, checkpoint) -> None:
+    def _finish_unchanged(self, request, seeds, subseeds, plans, result, checkpoint) -> None:
         result.warnings.append("the mask is empty: nothing to inpaint, the image is returned unchanged")
         image = imageprep.resize_image(request.init_image, 0, request.width, request.height)
-        for seed, plan in zip(seeds, plans):
+        for seed, subseed, plan in zip(seeds, subseeds, plans):
             result.images.append(image.copy())
             result.seeds.append(seed)
+            result.subseeds.append(subseed)
             result.prompts.append(plan.prompt)
-            result.negative_prompts.append(plan.negative)
+            result.negative_prompts.append(plan.negative_prompt)
             result.infotexts.append("")
 
     def _postprocess_image(self, request, image, inpaint, index):
@@ -280,7 +297,8 @@ class Engine:
             ids, neg = [height, width, 0, 0, 6.0], [height, width, 0, 0, 2.5]
         return torch.tensor([neg] * batch + [ids] * batch, dtype=torch.float32)
 
-    def _hires_pass(self, request, model, spec, schedule, latents, first: SamplingJob, control, progress):
+    def _hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob, control,
+                    progress):
         if request.hr_resize_x or request.hr_resize_y:
             target_w = request.hr_resize_x or round(request.width * request.hr_resize_y / request.height)
             target_h = request.hr_resize_y or round(request.height * request.hr_resize_x / request.width)
@@ -300,10 +318,17 @@ class Engine:
             init_latents = vae_ops.encode(model.vae, images)
         steps = request.hr_second_pass_steps or request.steps
         scheduler, _ = make_scheduler(spec, schedule, model.scheduler_config)
+        # A1111 reschedules prompt editing for the second pass: "[a:b:0.5]" is b throughout it,
+        # whole numbers count on from the first pass's steps, fractions above 1 address the second pass.
+        hires_plans = [plan.rescheduled(request.steps, steps) for plan in plans]
+        positive_at, negative_at = encode_prompts(model, addons, hires_plans, request.clip_skip)
         job = SamplingJob(seeds=first.seeds, latent_size=(target_h // factor, target_w // factor), steps=steps,
-                          cfg_scale=first.cfg_scale, positive_at=first.positive_at, negative_at=first.negative_at,
+                          cfg_scale=first.cfg_scale, positive_at=positive_at, negative_at=negative_at,
                           time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
                           init_latents=init_latents, strength=float(request.denoising_strength), progress=progress)
+        # A1111 draws the second pass's noise afresh from the same seeds and variation seeds.
+        job.rng = make_image_rng(request, (4, *job.latent_size), first.seeds, first.rng.subseeds,
+                                 init_latents.device)
         out = denoise(model.unet, scheduler, job, control, None)
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
                   if not (request.hr_resize_x or request.hr_resize_y) else None,
@@ -323,14 +348,22 @@ class Engine:
         return scaled.resize((width, height), Image.LANCZOS) if scaled.size != (width, height) else scaled
 
     # ------------------------------------------------------------ infotext and saving
-    def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img) -> dict:
+    def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,
+                         subseed) -> dict:
         fields = {
             "Steps": request.steps, "Sampler": request.sampler_name, "Schedule type": request.scheduler,
             "CFG scale": request.cfg_scale, "Seed": seed, "Size": f"{request.width}x{request.height}",  # first pass, as A1111
             "Model hash": checkpoint.short_hash, "Model": checkpoint.model_name,
             "VAE hash": report.vae_hash, "VAE": report.vae_name,
+            "Variation seed": subseed if request.subseed_strength else None,
+            "Variation seed strength": request.subseed_strength or None,
+            "Seed resize from": f"{request.seed_resize_from_w}x{request.seed_resize_from_h}"
+            if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0 else None,
             "Denoising strength": request.denoising_strength if img2img else None,
             "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+            "ENSD": request.eta_noise_seed_delta
+            if request.eta_noise_seed_delta and sampler_uses_ensd(request.sampler_name) else None,
+            "RNG": request.randn_source if request.randn_source != "GPU" else None,
             "Face restoration": request.face_restorer if request.restore_faces else None,
         }
         if request.mask is not None:
@@ -366,8 +399,8 @@ class Engine:
         styles = [self.styles.get(name) for name in request.styles] if self.styles is not None else []
         img2img = request.init_image is not None
         return NameContext(
-            seed=seed, all_seeds=list(all_seeds), prompt=plan.prompt_for_infotext,
-            negative_prompt=plan.negative_for_infotext, styles=list(request.styles),
+            seed=seed, all_seeds=list(all_seeds), prompt=plan.prompt,
+            negative_prompt=plan.negative_prompt, styles=list(request.styles),
             style_prompts=[style.prompt for style in styles if style is not None], steps=request.steps,
             cfg_scale=request.cfg_scale, sampler_name=request.sampler_name, scheduler=request.scheduler,
             model_hash=checkpoint.short_hash, model_name=checkpoint.model_name, vae_filename=report.vae_name,
@@ -375,21 +408,23 @@ class Engine:
             clip_skip=request.clip_skip, batch_size=request.batch_size, n_iter=request.n_iter, batch_index=index,
             iteration=iteration)
 
-    def _emit(self, request, image, plan, seed, fields, result: GenerationResult, saver=None, context=None) -> None:
+    def _emit(self, request, image, plan, seed, subseed, fields, result: GenerationResult, saver=None,
+              context=None) -> None:
         from webui.filename_patterns import NameContext
         from webui.infotext import format_infotext
 
-        text = format_infotext(plan.prompt_for_infotext, plan.negative_for_infotext, fields)
+        text = format_infotext(plan.prompt, plan.negative_prompt, fields)
         result.images.append(image)
         result.infotexts.append(text)
         result.seeds.append(seed)
-        result.prompts.append(plan.prompt_for_infotext)
-        result.negative_prompts.append(plan.negative_for_infotext)
+        result.subseeds.append(subseed)
+        result.prompts.append(plan.prompt)
+        result.negative_prompts.append(plan.negative_prompt)
         if not result.parameters:
             result.parameters = {k: v for k, v in fields.items() if v is not None}
         if saver is None:
             saver = self._saver(request, "img2img" if request.init_image is not None else "txt2img")
-        path = saver.save(image, text, context or NameContext(seed=seed, prompt=plan.prompt_for_infotext))
+        path = saver.save(image, text, context or NameContext(seed=seed, prompt=plan.prompt))
         if path is not None:
             result.saved_paths.append(str(path))
 

@@ -61,10 +61,13 @@ def build_generation_tab(
     }
     tab = GenerationTab(name, prompt, fields, panel, inputs)
     own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES}
+    extra = sampling["_extra"]
 
     def generate(values: dict, request: gr.Request):
         def build():
             named = params.request_fields(fields, values)
+            if not values.get(extra):
+                named = params.without_seed_extras(named)
             named["styles"] = list(named.get("styles") or [])
             if not named.get("checkpoint"):
                 named.pop("checkpoint", None)
@@ -74,7 +77,7 @@ def build_generation_tab(
 
         yield from results.submit_and_follow(panel, services, "txt2img" if name == "txt2img" else "img2img", build, request)
 
-    all_inputs = set(fields.values()) | set(own.values())
+    all_inputs = set(fields.values()) | set(own.values()) | {extra}
     # Handlers only poll the queue, so they may run side by side (the queue serialises the work).
     prompt.generate.click(generate, inputs=all_inputs, outputs=panel.outputs, concurrency_limit=None,
                           show_progress="minimal")

@@ -38,7 +38,7 @@ def build_ui(services) -> gr.Blocks:
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = build_extras_tab(services)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                png = build_pnginfo_tab()
+                png = build_pnginfo_tab(services)
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = build_queue_panel(services)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):

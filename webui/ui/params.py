@@ -64,6 +64,8 @@ def build_sampling(tab: str, services) -> dict:
         random_seed = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=40)
         reuse_seed = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
         fields["clip_skip"] = gr.Slider(label="Clip skip", elem_id=f"{tab}_clip_skip", minimum=1, maximum=12, step=1, value=1, scale=2)
+        extra = gr.Checkbox(label="Extra", elem_id=f"{tab}_subseed_show", value=False, scale=0, min_width=80)
+    fields.update(build_variation_seed(tab, extra))
     with gr.Row():
         fields["restore_faces"] = gr.Checkbox(label="Restore faces", elem_id=f"{tab}_restore_faces", value=False)
         faces = common.face_restorer_names(services)
@@ -71,8 +73,39 @@ def build_sampling(tab: str, services) -> dict:
                                               value="CodeFormer" if "CodeFormer" in faces else faces[0])
     random_seed.click(lambda: -1, outputs=[fields["seed"]], queue=False, show_progress="hidden")
     fields["_random_seed"] = random_seed
+    fields["_extra"] = extra
     fields["_reuse_seed"] = reuse_seed
     return fields
+
+
+def build_variation_seed(tab: str, extra: gr.Checkbox) -> dict:
+    """A1111's "Extra" seed options, shown while the checkbox is ticked: variation seed and seed resize."""
+    fields: dict = {}
+    with gr.Group(visible=False, elem_id=f"{tab}_seed_extras") as group:
+        with gr.Row():
+            fields["subseed"] = gr.Number(label="Variation seed", elem_id=f"{tab}_subseed", value=-1, precision=0,
+                                          scale=4)
+            random_subseed = gr.Button("🎲", elem_id=f"{tab}_random_subseed", scale=0, min_width=40)
+            fields["subseed_strength"] = gr.Slider(label="Variation strength", elem_id=f"{tab}_subseed_strength",
+                                                   minimum=0, maximum=1, step=0.01, value=0, scale=4)
+        with gr.Row():
+            fields["seed_resize_from_w"] = gr.Slider(label="Resize seed from width", minimum=0, maximum=2048,
+                                                     step=8, value=0, elem_id=f"{tab}_seed_resize_from_w")
+            fields["seed_resize_from_h"] = gr.Slider(label="Resize seed from height", minimum=0, maximum=2048,
+                                                     step=8, value=0, elem_id=f"{tab}_seed_resize_from_h")
+    extra.change(lambda show: gr.Group(visible=bool(show)), inputs=[extra], outputs=[group], queue=False,
+                 show_progress="hidden")
+    random_subseed.click(lambda: -1, outputs=[fields["subseed"]], queue=False, show_progress="hidden")
+    # Values pasted from an image's parameters (Send to txt2img) tick the box, so they are used and seen.
+    for name in ("subseed_strength", "seed_resize_from_w", "seed_resize_from_h"):
+        fields[name].change(lambda value, shown: gr.Checkbox(value=bool(shown) or bool(value)),
+                            inputs=[fields[name], extra], outputs=[extra], queue=False, show_progress="hidden")
+    return fields
+
+
+def without_seed_extras(named: dict) -> dict:
+    """The request fields with the variation seed and seed resize off (the "Extra" box is not ticked)."""
+    return {**named, "subseed_strength": 0.0, "seed_resize_from_w": 0, "seed_resize_from_h": 0}
 
 
 def build_hires(tab: str, services) -> dict:

@@ -16,6 +16,7 @@ class PngInfoTab:
     table: gr.HTML
     send_txt2img: gr.Button
     send_img2img: gr.Button
+    reproduce: gr.Button | None = None
 
 
 def read_parameters(path) -> str:
@@ -55,8 +56,8 @@ def parameters_html(text: str) -> str:
     return f"<table id='pnginfo_table'>{rows}</table>"
 
 
-def build_pnginfo_tab() -> PngInfoTab:
-    """Build the tab (inside a gr.Tab); the send buttons are wired by the layout."""
+def build_pnginfo_tab(services=None) -> PngInfoTab:
+    """Build the tab (inside a gr.Tab); the send buttons are wired by the layout, Reproduce here."""
     with gr.Row(equal_height=False):
         with gr.Column():
             # filepath + no mode conversion: the handler gets the uploaded file itself, chunks intact.
@@ -68,6 +69,22 @@ def build_pnginfo_tab() -> PngInfoTab:
             with gr.Row():
                 send_txt2img = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
                 send_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_to_img2img")
+                reproduce = gr.Button("Reproduce", elem_id="pnginfo_reproduce", variant="primary") \
+                    if services is not None else None
+    if reproduce is not None:
+        with gr.Row(equal_height=False, elem_id="pnginfo_reproduction"):
+            reproduced = gr.Image(label="Reproduced", elem_id="pnginfo_reproduced", interactive=False, height=360)
+            difference = gr.Image(label="Difference (x4)", elem_id="pnginfo_difference", interactive=False,
+                                  height=360)
+            verdict = gr.Markdown(elem_id="pnginfo_reproduce_result")
+
+        def run_reproduction(path, request: gr.Request):
+            from webui.ui.reproduce import reproduce as follow
+
+            yield from follow(services, path, common.owner_of(request))
+
+        reproduce.click(run_reproduction, inputs=[image], outputs=[verdict, reproduced, difference],
+                        concurrency_limit=None, show_progress="minimal")
 
     def show(path):
         if not path:
@@ -81,4 +98,4 @@ def build_pnginfo_tab() -> PngInfoTab:
         return text, parameters_html(text)
 
     image.change(show, inputs=[image], outputs=[parameters, table], show_progress="hidden")
-    return PngInfoTab(image, parameters, table, send_txt2img, send_img2img)
+    return PngInfoTab(image, parameters, table, send_txt2img, send_img2img, reproduce)

@@ -20,7 +20,8 @@ def world(settings):
     services = build_services(settings)
     services.queue.start()
     try:
-        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False), services
+        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False,
+                         base_url="http://127.0.0.1"), services
     finally:
         services.queue.close()
 

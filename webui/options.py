@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from webui.engine.sampling.table import OPTION_DEFAULTS as SAMPLER_OPTION_DEFAULTS
 from webui.schemas import InvalidRequest
 
 DEFAULT_OPTIONS: dict = {
@@ -28,6 +29,7 @@ DEFAULT_OPTIONS: dict = {
     "ESRGAN_tile_overlap": 16,
     "eta_noise_seed_delta": 0,
     "sd_lora": "None",
+    **SAMPLER_OPTION_DEFAULTS,  # eta_ancestral, eta_ddim, s_churn, sigma_min, rho, ... (A1111's keys)
 }
 
 

@@ -127,6 +127,15 @@ class GenerationRequest(Serialisable):
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: int = 0  # 0 inpaint masked, 1 inpaint not masked
     save_images: bool = True
+    # Sampler settings, A1111's request fields (None: the option's value) and option overrides for this job
+    # (A1111 option keys such as eta_ancestral, sigma_min, always_discard_next_to_last_sigma, cfg_rescale_phi).
+    eta: float | None = None
+    s_churn: float | None = None
+    s_tmin: float | None = None
+    s_tmax: float | None = None
+    s_noise: float | None = None
+    s_min_uncond: float | None = None
+    sampler_overrides: dict = field(default_factory=dict)
 
     @property
     def mode(self) -> str:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from webui.api.errors import PayloadTooLarge
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
+from webui.engine.sampling import table as sampling_table
 from webui.images import encode_png_base64, read_infotext
 from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.schemas import ExtrasRequest, GenerationRequest, GenerationResult, InvalidRequest, NotFound
@@ -150,6 +151,9 @@ def _common_fields(body: GenerationBody, services) -> dict:
         checkpoint=resolve_checkpoint(services.catalog, checkpoint) if checkpoint else None,
         vae=vae or None,
         save_images=bool(body.save_images),
+        eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
+        s_min_uncond=body.s_min_uncond,
+        sampler_overrides={k: v for k, v in body.override_settings.items() if k in sampling_table.OPTION_KEYS},
     )
 
 

@@ -1,0 +1,164 @@
+"""k-diffusion 0.1.1 with A1111 1.10's wrapping: the reference our sampler module must reproduce.
+
+k-diffusion is installed for tests only (scripts/ensure_env.sh). Its package
+``__init__`` imports training code, so ``sampling``, ``external`` and ``utils``
+are loaded under a bare stand-in package. The wrapping follows A1111: the
+CompVis(V)Denoiser over the model's alphas_cumprod, CFG rows [cond; uncond],
+initial noise from a CPU generator seeded with the image's seed times
+sigmas[0], ancestral noise from the same generator (A1111's randn_like
+hijack), Brownian-tree noise seeded with the image's seed.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import math
+import sys
+import types
+
+import numpy as np
+import torch
+
+
+def load_kdiffusion():
+    """(sampling, external) modules of the installed k-diffusion, without running its ``__init__``."""
+    if "k_diffusion.sampling" not in sys.modules:
+        found = importlib.util.find_spec("k_diffusion")
+        if found is None:
+            raise RuntimeError("k-diffusion is not installed: run scripts/ensure_env.sh (test-only dependency)")
+        package = types.ModuleType("k_diffusion")
+        package.__path__ = list(found.submodule_search_locations)
+        sys.modules["k_diffusion"] = package
+        for name in ("utils", "sampling", "external"):
+            setattr(package, name, importlib.import_module(f"k_diffusion.{name}"))
+    return sys.modules["k_diffusion.sampling"], sys.modules["k_diffusion.external"]
+
+
+class CompVisUNet(torch.nn.Module):
+    """What k-diffusion's CompVis denoisers wrap: ``apply_model(x, t, cond)`` and ``alphas_cumprod``."""
+
+    def __init__(self, unet, alphas_cumprod):
+        super().__init__()
+        self.unet = unet
+        self.register_buffer("alphas_cumprod", alphas_cumprod)
+
+    def apply_model(self, x, t, cond):
+        return self.unet(x, t, encoder_hidden_states=cond).sample.float()
+
+
+class _RandnFromGenerator:
+    """A1111's TorchHijack: k-diffusion's ``torch.randn_like`` continues the image's generator."""
+
+    def __init__(self, generator):
+        self.generator = generator
+
+    def randn_like(self, x):
+        return torch.randn(x.shape, generator=self.generator, dtype=torch.float32)
+
+    def __getattr__(self, item):
+        return getattr(torch, item)
+
+
+# ------------------------------------------------------------ A1111 1.10's schedule functions, restated
+def a1111_sigmas(kind: str, n: int, denoiser, sampling, is_sdxl=False) -> torch.Tensor:
+    """The sigmas A1111's sd_schedulers gives for a schedule type, from its published formulas."""
+    smin, smax = denoiser.sigmas[0].item(), denoiser.sigmas[-1].item()
+    if kind in ("automatic", "uniform"):
+        return denoiser.get_sigmas(n)
+    if kind == "karras":
+        return sampling.get_sigmas_karras(n, smin, smax)
+    if kind == "exponential":
+        return sampling.get_sigmas_exponential(n, smin, smax)
+    if kind == "polyexponential":
+        return sampling.get_sigmas_polyexponential(n, smin, smax)
+    if kind in ("sgm_uniform", "normal"):
+        start, end = denoiser.sigma_to_t(torch.tensor(smax)), denoiser.sigma_to_t(torch.tensor(smin))
+        ts = torch.linspace(start, end, n + 1)[:-1] if kind == "sgm_uniform" else torch.linspace(start, end, n)
+        return torch.FloatTensor([denoiser.t_to_sigma(t).item() for t in ts] + [0.0])
+    if kind == "kl_optimal":
+        lo, hi = math.atan(smin), math.atan(smax)
+        return torch.FloatTensor([math.tan(i / n * lo + (1 - i / n) * hi) for i in range(n + 1)])
+    if kind == "simple":
+        values = denoiser.sigmas
+        return torch.FloatTensor([values[-(1 + int(i * len(values) / n))].item() for i in range(n)] + [0.0])
+    if kind == "ddim":
+        values = denoiser.sigmas
+        picked = [values[i].item() for i in range(1, len(values), max(len(values) // n, 1))]
+        return torch.FloatTensor(list(reversed(picked)) + [0.0])
+    if kind == "align_your_steps":
+        table = [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029] if is_sdxl else \
+            [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029]
+        logs = np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(table)), np.log(table[::-1]))
+        return torch.FloatTensor(list(np.exp(logs)[::-1]) + [0.0])
+    if kind == "beta":
+        from scipy.stats import beta
+
+        return torch.FloatTensor([smin + beta.ppf(1 - q, 0.6, 0.6) * (smax - smin) for q in np.linspace(0, 1, n)]
+                                 + [0.0])
+    raise ValueError(kind)
+
+
+# A1111 1.10: sampler -> (k-diffusion function, default schedule, discard penultimate sigma, extra kwargs)
+A1111_KDIFFUSION = {
+    "Euler a": ("sample_euler_ancestral", None, False, {}),
+    "Euler": ("sample_euler", None, False, {}),
+    "LMS": ("sample_lms", None, False, {}),
+    "Heun": ("sample_heun", None, False, {}),
+    "DPM2": ("sample_dpm_2", "karras", True, {}),
+    "DPM2 a": ("sample_dpm_2_ancestral", "karras", True, {}),
+    "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", "karras", False, {}),
+    "DPM++ 2M": ("sample_dpmpp_2m", "karras", False, {}),
+    "DPM++ SDE": ("sample_dpmpp_sde", "karras", False, {"brownian": True}),
+    "DPM++ 2M SDE": ("sample_dpmpp_2m_sde", "exponential", False, {"brownian": True}),
+    "DPM++ 2M SDE Heun": ("sample_dpmpp_2m_sde", "exponential", False, {"brownian": True, "solver_type": "heun"}),
+    "DPM++ 3M SDE": ("sample_dpmpp_3m_sde", "exponential", True, {"brownian": True}),
+    "DPM fast": ("sample_dpm_fast", None, False, {}),
+    "DPM adaptive": ("sample_dpm_adaptive", None, False, {}),
+    # A1111's Restart below 20 steps has no restart segments: Heun over Karras sigmas.
+    "Restart": ("sample_heun", "karras", False, {}),
+}
+
+
+@torch.no_grad()
+def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale, seed, shape, sampler, steps,
+                       schedule="automatic", is_sdxl=False) -> torch.Tensor:
+    """Final latents [1,C,h,w] of one txt2img image as A1111 1.10 samples it with k-diffusion."""
+    sampling, external = load_kdiffusion()
+    inner = CompVisUNet(unet, alphas_cumprod)
+    wrapper = external.CompVisVDenoiser if prediction == "v_prediction" else external.CompVisDenoiser
+    denoiser = wrapper(inner, quantize=False)
+    function, default_schedule, discard, extra = A1111_KDIFFUSION[sampler]
+    kind = default_schedule if schedule == "automatic" and default_schedule else schedule
+    n = steps + 1 if discard else steps
+    sigmas = a1111_sigmas(kind, n, denoiser, sampling, is_sdxl)
+    if discard:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    context = torch.cat([cond, uncond])
+
+    def cfg(x, sigma):
+        out = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=context)
+        positive, negative = out.chunk(2)
+        return negative + (positive - negative) * cfg_scale
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    x = torch.randn(shape, generator=generator, dtype=torch.float32)[None] * sigmas[0]
+    kwargs = {}
+    if function in ("sample_dpm_fast", "sample_dpm_adaptive"):
+        kwargs.update(sigma_min=denoiser.sigmas[0].item(), sigma_max=denoiser.sigmas[-1].item())
+        if function == "sample_dpm_fast":
+            kwargs["n"] = steps
+    else:
+        kwargs["sigmas"] = sigmas
+    if extra.get("brownian"):
+        kwargs["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
+                                                                    seed=[seed])
+    if "eta" in inspect.signature(getattr(sampling, function)).parameters:
+        kwargs["eta"] = 1.0  # A1111 passes eta_ancestral (1.0) to every sampler that takes eta
+    if "solver_type" in extra:
+        kwargs["solver_type"] = extra["solver_type"]
+    sampling.torch = _RandnFromGenerator(generator)
+    try:
+        return getattr(sampling, function)(cfg, x, disable=True, **kwargs)
+    finally:
+        sampling.torch = torch

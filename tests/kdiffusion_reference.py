@@ -17,8 +17,16 @@ import math
 import sys
 import types
 
+import shutil
+
 import numpy as np
+import pytest
 import torch
+
+from webui.catalog import Catalog
+from webui.config import PROJECT_ROOT, Settings
+from webui.engine.engine import Engine
+from webui.models.manager import ModelManager
 
 
 def load_kdiffusion():
@@ -162,3 +170,49 @@ def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale
         return getattr(sampling, function)(cfg, x, disable=True, **kwargs)
     finally:
         sampling.torch = torch
+
+
+# ------------------------------------------------------------ shared by the sampling tests
+DEMO = PROJECT_ROOT / "models" / "Stable-diffusion" / "demo-shapes.safetensors"
+# The issue asks for under 1 level of 255; exact arithmetic gives about 0.0001, and a sampler that is only
+# slightly off (another UniPC variant, a 1% error in one term) lands between 0.1 and 1, so hold it tighter.
+TOLERANCE = 0.1
+
+
+def ldm_alphas_cumprod() -> torch.Tensor:
+    """alphas_cumprod as the LDM code registers it: betas linear in sqrt, float64 cumprod, stored as float32."""
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+    return torch.tensor(np.cumprod(1.0 - betas, axis=0), dtype=torch.float32)
+
+
+def make_engine(root, checkpoint) -> Engine:
+    (root / "models" / "Stable-diffusion").mkdir(parents=True)
+    shutil.copy(checkpoint, root / "models" / "Stable-diffusion")
+    settings = Settings(models_dir=root / "models", outdir=root / "outputs", device="cpu", precision="fp32",
+                        save_images=False)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    return Engine(settings, catalog, ModelManager(settings, catalog))
+
+
+@pytest.fixture(scope="module", params=["tiny-sd1", "demo"])
+def engine(request, tmp_path_factory, tiny_checkpoint_dir):
+    """The real engine on a tiny random SD1 checkpoint and on the shipped demo model."""
+    checkpoint = DEMO if request.param == "demo" else tiny_checkpoint_dir / "tiny-sd1.safetensors"
+    engine = make_engine(tmp_path_factory.mktemp(request.param), checkpoint)
+    engine.test_size = 64 if request.param == "demo" else 32  # the demo model draws at 64x64 only
+    return engine
+
+
+def request_for(engine, sampler: str, schedule: str = "Automatic", steps: int = 8, seed: int = 1234):
+    """A small txt2img request of the size the engine's model draws at."""
+    from webui.schemas import GenerationRequest
+
+    size = getattr(engine, "test_size", 32)
+    return GenerationRequest(prompt="a red circle on a blue background", negative_prompt="green", seed=seed,
+                             steps=steps, cfg_scale=5.0, width=size, height=size, sampler_name=sampler,
+                             scheduler=schedule, save_images=False)
+
+
+def mean_difference(a, b) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean())

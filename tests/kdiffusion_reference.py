@@ -130,7 +130,7 @@ A1111_KDIFFUSION = {
 
 @torch.no_grad()
 def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale, seed, shape, sampler, steps,
-                       schedule="automatic", is_sdxl=False) -> torch.Tensor:
+                       schedule="automatic", is_sdxl=False, rescale_phi=0.0) -> torch.Tensor:
     """Final latents [1,C,h,w] of one txt2img image as A1111 1.10 samples it with k-diffusion."""
     sampling, external = load_kdiffusion()
     inner = CompVisUNet(unet, alphas_cumprod)
@@ -147,7 +147,12 @@ def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale
     def cfg(x, sigma):
         out = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), cond=context)
         positive, negative = out.chunk(2)
-        return negative + (positive - negative) * cfg_scale
+        guided = negative + (positive - negative) * cfg_scale
+        if rescale_phi:  # CFG rescale (Lin et al. 2023) on the denoised prediction
+            dims = list(range(1, guided.ndim))
+            rescaled = guided * positive.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)
+            guided = rescale_phi * rescaled + (1 - rescale_phi) * guided
+        return guided
 
     generator = torch.Generator("cpu").manual_seed(seed)
     x = torch.randn(shape, generator=generator, dtype=torch.float32)[None] * sigmas[0]
@@ -216,3 +221,21 @@ def request_for(engine, sampler: str, schedule: str = "Automatic", steps: int = 
 
 def mean_difference(a, b) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean())
+
+
+def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", rescale_phi=0.0):
+    """The image A1111 1.10 would make for a txt2img request with k-diffusion (same text encoder and VAE)."""
+    from webui.engine import vae_ops
+    from webui.engine.prompting import encode_plans, plan_prompts
+
+    model = engine.models.ensure(None)
+    plans = plan_prompts(request, [request.seed])
+    positive_at, negative_at = encode_plans(model, None, plans, request.steps, 1)
+    factor = vae_ops.scale_factor(model.vae)
+    shape = (4, request.height // factor, request.width // factor)
+    latents = kdiffusion_latents(model.unet, ldm_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod,
+                                 prediction, positive_at(0).embeds, negative_at(0).embeds, request.cfg_scale,
+                                 request.seed, shape, request.sampler_name, request.steps,
+                                 schedule=request.scheduler.lower().replace(" ", "_"), rescale_phi=rescale_phi)
+    images, _ = vae_ops.decode(model.vae, latents)
+    return images[0]

@@ -10,26 +10,9 @@ from __future__ import annotations
 import pytest
 
 from kdiffusion_reference import (  # noqa: F401  (engine is a fixture)
-    A1111_KDIFFUSION, TOLERANCE, engine, kdiffusion_latents, ldm_alphas_cumprod, mean_difference, request_for,
+    A1111_KDIFFUSION, TOLERANCE, engine, mean_difference, reference_image, request_for,
 )
-from webui.engine import vae_ops
-from webui.engine.prompting import encode_plans, plan_prompts
 from webui.engine.sampling.table import SCHEDULES
-from webui.schemas import GenerationRequest
-
-
-def reference_image(engine, request: GenerationRequest, alphas_cumprod=None, prediction="epsilon"):
-    model = engine.models.ensure(None)
-    plans = plan_prompts(request, [request.seed])
-    positive_at, negative_at = encode_plans(model, None, plans, request.steps, 1)
-    factor = vae_ops.scale_factor(model.vae)
-    shape = (4, request.height // factor, request.width // factor)
-    latents = kdiffusion_latents(model.unet, ldm_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod,
-                                 prediction, positive_at(0).embeds, negative_at(0).embeds, request.cfg_scale,
-                                 request.seed, shape, request.sampler_name, request.steps,
-                                 schedule=request.scheduler.lower().replace(" ", "_"))
-    images, _ = vae_ops.decode(model.vae, latents)
-    return images[0]
 
 
 @pytest.mark.parametrize("sampler", list(A1111_KDIFFUSION))

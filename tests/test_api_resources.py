@@ -153,3 +153,15 @@ def test_small_endpoints_answer_json(world):
     assert world.client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
     missing = world.client.get("/sdapi/v1/no-such-endpoint")
     assert missing.status_code == 404 and missing.json()["error"] == "HTTPException"
+
+
+def test_sampler_settings_travel_from_the_request_and_bad_ones_are_422(world):
+    body = {"width": 16, "height": 16, "eta": 0.3, "s_churn": 0.5,
+            "override_settings": {"sigma_max": 10.0, "always_discard_next_to_last_sigma": True, "sd_vae": "None"}}
+    assert world.client.post("/sdapi/v1/txt2img", json=body).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert (request.eta, request.s_churn) == (0.3, 0.5)
+    assert request.sampler_overrides == {"sigma_max": 10.0, "always_discard_next_to_last_sigma": True}
+    bad = world.client.post("/sdapi/v1/txt2img", json={"width": 16, "height": 16,
+                                                       "override_settings": {"s_churn": "lots"}})
+    assert bad.status_code == 422 and bad.json()["field"] == "override_settings.s_churn"

@@ -130,8 +130,8 @@ A1111_KDIFFUSION = {
 
 @torch.no_grad()
 def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale, seed, shape, sampler, steps,
-                       schedule="automatic", is_sdxl=False, rescale_phi=0.0) -> torch.Tensor:
-    """Final latents [1,C,h,w] of one txt2img image as A1111 1.10 samples it with k-diffusion."""
+                       schedule="automatic", is_sdxl=False, rescale_phi=0.0, init=None, strength=0.75) -> torch.Tensor:
+    """Final latents [1,C,h,w] of one image as A1111 1.10 samples it with k-diffusion (img2img with ``init``)."""
     sampling, external = load_kdiffusion()
     inner = CompVisUNet(unet, alphas_cumprod)
     wrapper = external.CompVisVDenoiser if prediction == "v_prediction" else external.CompVisDenoiser
@@ -155,17 +155,29 @@ def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale
         return guided
 
     generator = torch.Generator("cpu").manual_seed(seed)
-    x = torch.randn(shape, generator=generator, dtype=torch.float32)[None] * sigmas[0]
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)[None]
     kwargs = {}
-    if function in ("sample_dpm_fast", "sample_dpm_adaptive"):
+    if init is not None:  # A1111's sample_img2img: the last t_enc + 1 sigmas, noise added at the first of them
+        t_enc = int(min(strength, 0.999) * steps)
+        schedule = sigmas
+        sigmas = sigmas[steps - t_enc - 1:]
+        x = init + noise * sigmas[0]
+    else:
+        schedule = sigmas
+        x = noise * sigmas[0]
+    if function in ("sample_dpm_fast", "sample_dpm_adaptive") and init is not None:
+        kwargs.update(sigma_min=sigmas[-2].item(), sigma_max=sigmas[0].item())
+        if function == "sample_dpm_fast":
+            kwargs["n"] = len(sigmas) - 1
+    elif function in ("sample_dpm_fast", "sample_dpm_adaptive"):
         kwargs.update(sigma_min=denoiser.sigmas[0].item(), sigma_max=denoiser.sigmas[-1].item())
         if function == "sample_dpm_fast":
             kwargs["n"] = steps
     else:
         kwargs["sigmas"] = sigmas
     if extra.get("brownian"):
-        kwargs["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
-                                                                    seed=[seed])
+        kwargs["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, schedule[schedule > 0].min(),
+                                                                    schedule.max(), seed=[seed])
     if "eta" in inspect.signature(getattr(sampling, function)).parameters:
         kwargs["eta"] = 1.0  # A1111 passes eta_ancestral (1.0) to every sampler that takes eta
     if "solver_type" in extra:
@@ -223,7 +235,7 @@ def mean_difference(a, b) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean())
 
 
-def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", rescale_phi=0.0):
+def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", rescale_phi=0.0, init=None):
     """The image A1111 1.10 would make for a txt2img request with k-diffusion (same text encoder and VAE)."""
     from webui.engine import vae_ops
     from webui.engine.prompting import encode_plans, plan_prompts
@@ -236,6 +248,7 @@ def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", 
     latents = kdiffusion_latents(model.unet, ldm_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod,
                                  prediction, positive_at(0).embeds, negative_at(0).embeds, request.cfg_scale,
                                  request.seed, shape, request.sampler_name, request.steps,
-                                 schedule=request.scheduler.lower().replace(" ", "_"), rescale_phi=rescale_phi)
+                                 schedule=request.scheduler.lower().replace(" ", "_"), rescale_phi=rescale_phi,
+                                 init=init, strength=request.denoising_strength)
     images, _ = vae_ops.decode(model.vae, latents)
     return images[0]

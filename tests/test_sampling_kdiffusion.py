@@ -37,3 +37,31 @@ def test_another_seed_gives_another_image(engine):
     other = request_for(engine, "Euler a")
     other.seed = 99
     assert mean_difference(ours, reference_image(engine, other)) > 1.0  # far beyond TOLERANCE
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DPM++ SDE", "DPM fast"])
+def test_img2img_matches_a1111(engine, sampler):
+    """img2img: A1111 runs the last strength x steps sigmas, after adding noise at the first of them."""
+    from PIL import Image
+
+    from webui.engine import vae_ops
+
+    size = engine.test_size
+    picture = Image.new("RGB", (size, size), (200, 40, 40))
+    picture.paste((30, 60, 220), (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    request = request_for(engine, sampler)
+    request.init_image, request.denoising_strength = picture, 0.6
+    ours = engine.generate(request).images[0]
+    init = vae_ops.encode(engine.models.ensure(None).vae, [picture])
+    assert mean_difference(ours, reference_image(engine, request, init=init)) < TOLERANCE
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ SDE", "DPM++ 2M SDE", "DPM2 a"])
+def test_batch_images_equal_single_runs(engine, sampler):
+    """Each image has its own noise stream and Brownian tree: a batch repeats the single-image runs."""
+    request = request_for(engine, sampler)
+    request.batch_size = 2
+    batch = engine.generate(request).images
+    for index, image in enumerate(batch):
+        single = request_for(engine, sampler, seed=1234 + index)
+        assert mean_difference(image, engine.generate(single).images[0]) < TOLERANCE

@@ -222,7 +222,7 @@ def _run_sigmas(plan, guide, start: Latents, steps, next_noise, seeds, callback,
 def _lcm_scaled(schedule: LCMSchedule, sigma, output, x):
     """A1111's LCM output scaling: consistency-model c_skip/c_out on the quantised timestep (sigma_data 0.5)."""
     sigma_data = 0.5
-    scaled_t = schedule.sigma_to_t(sigma.reshape(1)).float() * 10.0
+    scaled_t = float(schedule.sigma_to_t(sigma.reshape(1))) * 10.0
     c_skip = sigma_data ** 2 / (scaled_t ** 2 + sigma_data ** 2)
     c_out = scaled_t / (scaled_t ** 2 + sigma_data ** 2) ** 0.5
     return c_out * output + c_skip * x

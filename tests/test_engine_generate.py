@@ -9,7 +9,7 @@ from PIL import Image
 
 from webui.catalog import Catalog
 from webui.engine.engine import Engine
-from webui.engine.samplers import sampler_names
+from webui.engine.sampling.table import sampler_names
 from webui.images import read_infotext
 from webui.infotext import parse_infotext
 from webui.models.manager import ModelManager
@@ -79,10 +79,17 @@ def test_legacy_sampler_name_sets_schedule(engine):
     assert fields["Sampler"] == "DPM++ 2M" and fields["Schedule type"] == "Karras"
 
 
+def test_unknown_sampler_and_schedule_fall_back_with_warnings(engine):
+    result = engine.generate(txt(sampler_name="No such sampler", scheduler="nonsense", save_images=False))
+    assert any("No such sampler" in w and "DPM++ 2M" in w for w in result.warnings)
+    assert any("nonsense" in w and "Automatic" in w for w in result.warnings)
+    fields = parse_infotext(result.infotexts[0])
+    assert fields["Sampler"] == "DPM++ 2M" and fields["Schedule type"] == "Karras"  # DPM++ 2M's automatic schedule
+    same = engine.generate(txt(sampler_name="DPM++ 2M", save_images=False))
+    assert np.array_equal(pixels(result.images[0]), pixels(same.images[0]))
+
+
 def test_bad_fields_raise_invalid_request_naming_the_field(engine):
-    with pytest.raises(InvalidRequest) as err:
-        engine.generate(txt(sampler_name="No such sampler"))
-    assert err.value.field == "sampler_name"
     with pytest.raises(InvalidRequest) as err:
         engine.generate(txt(steps=0))
     assert err.value.field == "steps"

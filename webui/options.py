@@ -12,6 +12,7 @@ from pathlib import Path
 
 from webui.fileio import atomic_write_text
 from webui.saving import SAVING_OPTIONS, check_saving_option
+from webui.engine.sampling.table import OPTION_DEFAULTS as SAMPLER_OPTION_DEFAULTS
 from webui.schemas import InvalidRequest
 
 DEFAULT_OPTIONS: dict = {
@@ -32,6 +33,7 @@ DEFAULT_OPTIONS: dict = {
     "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",
     **SAVING_OPTIONS,  # file names, formats, grids, output folders (webui/saving.py)
+    **SAMPLER_OPTION_DEFAULTS,  # eta_ancestral, eta_ddim, s_churn, sigma_min, rho, ... (A1111's keys)
 }
 
 

@@ -122,16 +122,11 @@ def _embeddings(catalog, parsed: dict, unmet: list[str]) -> None:
 
 
 def _sampler(fields: dict, unmet: list[str]) -> None:
-    from webui.engine.samplers import resolve_sampler
+    from webui.engine.sampling.table import resolve
 
-    try:
-        spec, schedule = resolve_sampler(fields.get("sampler_name", "Euler a"), fields.get("scheduler", "Automatic"))
-    except InvalidRequest as exc:
-        unmet.append(f"{exc}; the default sampler was used")
-        fields.pop("sampler_name", None)
-        fields.pop("scheduler", None)
-        return
-    fields["sampler_name"], fields["scheduler"] = spec.name, schedule
+    spec, schedule, warnings = resolve(fields.get("sampler_name", "Euler a"), fields.get("scheduler", "Automatic"))
+    unmet.extend(warnings)  # an unknown sampler or schedule type: the fallback was used
+    fields["sampler_name"], fields["scheduler"] = spec.name, schedule.label
 
 
 def plan_reproduction(infotext: str, catalog, *, version: str | None = None) -> ReproducePlan:

@@ -138,6 +138,15 @@ class GenerationRequest(Serialisable):
     save_images: bool = True
     # A1111 options for this job only (saving options such as samples_format; see webui/saving.py).
     override_settings: dict = field(default_factory=dict)
+    # Sampler settings, A1111's request fields (None: the option's value) and option overrides for this job
+    # (A1111 option keys such as eta_ancestral, sigma_min, always_discard_next_to_last_sigma, cfg_rescale_phi).
+    eta: float | None = None
+    s_churn: float | None = None
+    s_tmin: float | None = None
+    s_tmax: float | None = None
+    s_noise: float | None = None
+    s_min_uncond: float | None = None
+    sampler_overrides: dict = field(default_factory=dict)
 
     @property
     def mode(self) -> str:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from webui.api.errors import OptionForbidden, PayloadTooLarge
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
+from webui.engine.sampling import table as sampling_table
 from webui.images import encode_image_base64, read_infotext
 from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.saving import OUTDIR_OPTIONS, SAVING_OPTIONS, effective_options
@@ -169,6 +170,11 @@ def _common_fields(body: GenerationBody, services) -> dict:
     if ensd is not None and (isinstance(ensd, bool) or not isinstance(ensd, (int, float))):
         raise InvalidRequest("eta_noise_seed_delta must be a whole number",
                              field="override_settings.eta_noise_seed_delta")
+    sampler_overrides = {k: v for k, v in body.override_settings.items() if k in sampling_table.OPTION_KEYS}
+    try:
+        sampling_table.SamplerSettings.from_mapping(sampler_overrides)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field=f"override_settings.{str(exc).split()[0]}") from None
     max_pixels = services.settings.max_image_pixels
     check_output_size(body.width, body.height, max_pixels)
     return dict(
@@ -198,6 +204,9 @@ def _common_fields(body: GenerationBody, services) -> dict:
         vae=vae or None,
         save_images=bool(body.save_images),
         override_settings=saving_overrides(body, services),
+        eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
+        s_min_uncond=body.s_min_uncond,
+        sampler_overrides=sampler_overrides,
     )
 
 

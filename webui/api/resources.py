@@ -8,18 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from webui.api.convert import check_api_option_changes, resolve_checkpoint
+from webui.engine.sampling import table as sampling_table
 from webui.schemas import InvalidRequest
 
-# A1111's short sampler aliases (what old scripts send as sampler_index).
-SAMPLER_ALIASES = {
-    "Euler a": ["k_euler_a", "k_euler_ancestral"], "Euler": ["k_euler"], "LMS": ["k_lms"],
-    "Heun": ["k_heun"], "DPM2": ["k_dpm_2"], "DPM2 a": ["k_dpm_2_a"], "DPM++ 2M": ["k_dpmpp_2m"],
-    "DPM++ SDE": ["k_dpmpp_sde"], "DPM++ 2M SDE": ["k_dpmpp_2m_sde"], "DDIM": ["ddim"], "PLMS": ["plms"],
-    "UniPC": ["unipc"], "LCM": ["k_lcm"], "DDPM": ["ddpm"],
-}
 LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
                         "Latent (nearest)", "Latent (nearest-exact)")
 BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
+# The sampler options A1111's /samplers shows (ours carry a few private ones too).
+A1111_SAMPLER_OPTIONS = ("scheduler", "second_order", "brownian_noise", "solver_type", "discard_next_to_last_sigma",
+                         "uses_ensd")
 
 
 def _sd_model_item(info) -> dict:
@@ -193,15 +190,24 @@ def create_resources_router(services) -> APIRouter:
     @router.get("/samplers")
     def samplers():
         """Sampler names the engine accepts (A1111's SamplerItem list)."""
-        return [{"name": n, "aliases": SAMPLER_ALIASES.get(n, []), "options": {}}
-                for n in services.engine.sampler_names()]
+        items = []
+        for name in services.engine.sampler_names():
+            spec = sampling_table.find_sampler(name)
+            options = {k: str(v) for k, v in (spec.options if spec else {}).items() if k in A1111_SAMPLER_OPTIONS}
+            items.append({"name": name, "aliases": list(spec.aliases) if spec else [], "options": options})
+        return items
 
     @router.get("/schedulers")
     def schedulers():
         """Schedule types (A1111's SchedulerItem list)."""
-        return [{"name": label.lower().replace(" ", "_"), "label": label, "aliases": None,
-                 "default_rho": 7.0 if label == "Karras" else -1.0, "need_inner_model": label == "Uniform"}
-                for label in services.engine.scheduler_names()]
+        items = []
+        for label in services.engine.scheduler_names():
+            spec = sampling_table.find_schedule(label)
+            if spec is None:
+                continue
+            items.append({"name": spec.name, "label": spec.label, "aliases": list(spec.aliases) or None,
+                          "default_rho": spec.default_rho, "need_inner_model": spec.need_inner_model})
+        return items
 
     @router.get("/upscalers")
     def upscalers():

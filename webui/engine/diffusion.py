@@ -1,17 +1,20 @@
 """The denoising loop shared by txt2img, img2img, inpaint and the hires-fix second pass.
 
-No threads, no UI: the caller passes conditioning, noise seeds and a JobControl;
-the loop reports progress after each step and stops when asked to.
+No threads, no UI: the caller passes conditioning, noise seeds, a sampling plan
+(``webui.engine.sampling``) and a JobControl. This module is the model side of
+A1111's CFGDenoiser: it runs the UNet on [negatives; positive parts], applies
+classifier-free guidance with composable (AND) weights, inpainting masks,
+prompt editing per model call, and reports progress and previews.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from webui.engine.noise import ImageRNG
+from webui.engine.sampling.runner import CFGPP_SCALE, Guided, Latents, Plan, run
 from webui.schemas import JobControl, JobInterrupted, Progress
 
 
@@ -32,97 +35,118 @@ class Conditioning:
 
 @dataclass
 class SamplingJob:
-    """Everything one denoising run needs besides the model and scheduler."""
+    """Everything one denoising run needs besides the model."""
 
     seeds: list[int]
     latent_size: tuple[int, int]  # (h, w) in latent pixels
     steps: int
     cfg_scale: float
-    positive_at: Callable[[int], Conditioning]  # step -> conditioning of the batch (prompt editing)
+    positive_at: Callable[[int], Conditioning]  # model call -> conditioning of the batch (prompt editing)
     negative_at: Callable[[int], Conditioning]
+    plan: Plan | None = None  # sampler, schedule type, settings and the model's noise schedule
     time_ids: torch.Tensor | None = None  # SDXL size/crop ids for [negative; positive]
     init_latents: torch.Tensor | None = None  # img2img / inpaint start (already scaled)
     strength: float = 1.0
+    fixed_steps: bool = False  # hires second pass: exactly ``steps`` steps on a longer schedule (A1111)
     mask: torch.Tensor | None = None  # [B,1,h,w] 1 = repaint (inpaint), latent resolution
     masked_image_latents: torch.Tensor | None = None  # for 9-channel inpainting UNets
     noise_fill: str = "original"  # original | latent noise | latent nothing (what the masked latents start as)
+    make_rng: Callable[[tuple[int, ...], list[int], torch.device], ImageRNG] | None = None
     progress: Progress = field(default_factory=Progress)
-    rng: ImageRNG | None = None  # the batch's noise (noise.make_image_rng); None: plain CPU noise of the seeds
 
 
-def _timesteps(scheduler, steps: int, strength: float, device):
-    scheduler.set_timesteps(steps, device=device)
-    timesteps = scheduler.timesteps
-    if strength >= 1.0:
-        return timesteps
-    order = getattr(scheduler, "order", 1)
-    init = min(int(steps * strength), steps)
-    start = max(steps - init, 0)
-    timesteps = timesteps[start * order:]
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(start * order)
-    return timesteps
+class _Skipped(Exception):
+    """The user pressed Skip: drop this batch."""
 
 
 @torch.no_grad()
-def denoise(unet, scheduler, job: SamplingJob, control: JobControl, preview: Callable | None = None) -> torch.Tensor:
-    """Run the sampler; returns the final latents [B,4,h,w] (unscaled by the VAE factor)."""
+def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | None = None) -> torch.Tensor | None:
+    """Run the sampler; returns the final latents [B,4,h,w] (unscaled by the VAE factor), None when skipped."""
     param = next(unet.parameters())
     device, dtype = param.device, param.dtype
     batch = len(job.seeds)
     shape = (4, *job.latent_size)
-    rng = job.rng if job.rng is not None else ImageRNG(shape, job.seeds, device)
+    make_rng = job.make_rng or (lambda shape, seeds, device: ImageRNG(shape, seeds, device))
+    rng = make_rng(shape, job.seeds, device)
     noise = rng.first().to(device=device, dtype=torch.float32)
-    if hasattr(scheduler, "noise_sampler_seed"):  # Brownian-tree SDE noise: seeded by the images' seeds, as A1111
-        scheduler.noise_sampler_seed = list(job.seeds)
-    timesteps = _timesteps(scheduler, job.steps, job.strength if job.init_latents is not None else 1.0, device)
+    plan = job.plan
 
-    if job.init_latents is None:
-        latents = noise * scheduler.init_noise_sigma
-    else:
+    init = None
+    if job.init_latents is not None:
         init = job.init_latents.to(device=device, dtype=torch.float32)
         if job.mask is not None and job.noise_fill != "original":
             fill = noise if job.noise_fill == "latent noise" else torch.zeros_like(init)
             init = init * (1 - job.mask) + fill * job.mask
-        latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(batch)) if len(timesteps) else init
+    blend = None
+    if job.mask is not None and job.masked_image_latents is None and init is not None:
+        mask = job.mask.to(device=device, dtype=torch.float32)
 
-    total = len(timesteps)
-    job.progress.steps = total
-    contexts: dict[int, tuple] = {}
+        def blend(latents, alpha_bar=None):
+            # Ordinary checkpoints inpaint by keeping the unmasked area on the original (A1111's CFGDenoiser mask):
+            # the k-diffusion samplers blend the prediction, the timesteps samplers their noisy latents.
+            keep = init if alpha_bar is None else init * alpha_bar.sqrt() + noise * (1 - alpha_bar).sqrt()
+            return keep * (1 - mask) + latents * mask
+
     mask_extra = None
     if job.masked_image_latents is not None:
-        mask_extra = torch.cat([job.mask, job.masked_image_latents], dim=1).to(torch.float32)
-    for index, t in enumerate(timesteps):
+        mask_extra = torch.cat([job.mask, job.masked_image_latents], dim=1).to(device=device, dtype=torch.float32)
+
+    contexts: dict[tuple, tuple] = {}
+    calls = [0]
+    scale = job.cfg_scale * (CFGPP_SCALE if plan.sampler.options.get("cfgpp") else 1.0)
+    s_min_uncond = plan.settings.s_min_uncond
+    multiplier = plan.call_multiplier()
+
+    def guide(x_in: torch.Tensor, t: torch.Tensor, sigma: torch.Tensor | None = None) -> Guided:
         if control.interrupted():
             raise JobInterrupted()
         if control.take_skip():
-            return None  # caller drops this image batch
-        step = index * job.steps // total  # prompt editing counts sampler steps
+            raise _Skipped()
+        step = calls[0] // multiplier  # prompt editing counts model calls, as A1111's CFGDenoiser
+        calls[0] += 1
         positive, negative = job.positive_at(step), job.negative_at(step)
         key = (id(positive), id(negative))
-        if key not in contexts:  # built once per distinct conditioning, not per step
+        if key not in contexts:  # built once per distinct conditioning, not per call
             contexts[key] = _unet_context(positive, negative, job, batch, device, dtype)
         context, added, rows, weights = contexts[key]
-        model_in = torch.cat([latents, latents[rows]])
-        model_in = scheduler.scale_model_input(model_in, t)
+        level = sigma if sigma is not None else t
+        skip_uncond = bool(calls[0] % 2 == 0 and s_min_uncond > 0 and float(level.reshape(-1)[0]) < s_min_uncond)
+        model_in = torch.cat([x_in, x_in[rows]])
         if mask_extra is not None:
             model_in = torch.cat([model_in, torch.cat([mask_extra, mask_extra[rows]])], dim=1)
-        out = unet(model_in.to(dtype), t, encoder_hidden_states=context, added_cond_kwargs=added).sample.float()
-        out_neg, out_pos = out[:batch], out[batch:]
+        if skip_uncond:  # A1111's NGMS: every other call late in sampling runs the positive rows only
+            model_in, context = model_in[batch:], context[batch:]
+            added = {k: v[batch:] for k, v in added.items()} if added else None
+        timestep = t.to(device=device, dtype=torch.float32).reshape(-1)[:1].expand(model_in.shape[0])
+        out = unet(model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added).sample.float()
+        out_pos = out[-len(rows):]
+        if skip_uncond:
+            first_part = [int((rows == i).nonzero()[0]) for i in range(batch)]
+            out_neg = out_pos[first_part]
+        else:
+            out_neg = out[:batch]
         # Composable diffusion: each part pulls its image away from the negative by its weight.
-        pulls = (out_pos - out_neg[rows]) * weights.view(-1, 1, 1, 1)
-        guided = out_neg + job.cfg_scale * torch.zeros_like(out_neg).index_add_(0, rows, pulls)
-        latents = _step(scheduler, guided, t, latents, rng)
-        if job.mask is not None and job.masked_image_latents is None and job.init_latents is not None:
-            # Ordinary checkpoints inpaint by keeping the unmasked area on the original's noise path.
-            keep = job.init_latents.to(torch.float32)
-            if index + 1 < total:
-                keep = scheduler.add_noise(keep, noise, timesteps[index + 1: index + 2].repeat(batch))
-            latents = keep * (1 - job.mask) + latents * job.mask
+        pulls = torch.zeros_like(out_neg).index_add_(0, rows, (out_pos - out_neg[rows]) * weights.view(-1, 1, 1, 1))
+        used_scale = 1.0 if skip_uncond else scale
+        return Guided(out_neg + used_scale * pulls, out_neg, out_neg + pulls)
+
+    def on_step(index: int, denoised: torch.Tensor) -> None:
         job.progress.step = index + 1
         if preview is not None and control.wants_preview(index + 1):
-            job.progress.preview = preview(latents)
+            job.progress.preview = preview(denoised)
         control.report(job.progress)
+
+    def on_total(total: int) -> None:
+        job.progress.steps = total
+
+    start = Latents(noise=noise, init=init, strength=job.strength if init is not None else 1.0,
+                    fixed_steps=job.fixed_steps, blend=blend)
+    try:
+        latents = run(plan, guide, start, job.steps, rng.next, job.seeds, on_step, on_total)
+    except _Skipped:
+        return None
+    if blend is not None:
+        latents = init * (1 - mask) + latents * mask
     return latents
 
 
@@ -138,29 +162,3 @@ def _unet_context(positive: Conditioning, negative: Conditioning, job: SamplingJ
                  "time_ids": torch.cat([time_ids[:batch], time_ids[batch:][rows]])}
     context = torch.cat([negative.embeds, positive.embeds]).to(device, dtype)
     return context, added, rows, weights
-
-
-def _step(scheduler, guided, t, latents, rng: ImageRNG):
-    """One scheduler step whose random draws continue the images' own streams (``rng.next()``).
-
-    diffusers' stochastic schedulers draw through their module's ``randn_tensor``;
-    for the step it is pointed at the batch's streams (as A1111 points
-    k-diffusion's ``torch.randn_like`` at its ImageRNG), any other shape falls
-    back to diffusers' own draw. The swap is safe because one worker thread
-    runs the engine.
-    """
-    module = sys.modules.get(type(scheduler).__module__)
-    original = getattr(module, "randn_tensor", None)
-    if original is None:
-        return scheduler.step(guided, t, latents, return_dict=False)[0]
-
-    def draw(shape, *args, **kwargs):
-        if tuple(shape) != tuple(latents.shape):
-            return original(shape, *args, **kwargs)
-        return rng.next().to(device=kwargs.get("device") or latents.device, dtype=kwargs.get("dtype") or latents.dtype)
-
-    module.randn_tensor = draw
-    try:
-        return scheduler.step(guided, t, latents, return_dict=False)[0]
-    finally:
-        module.randn_tensor = original

@@ -20,7 +20,10 @@ from webui.engine import imageprep, vae_ops
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
 from webui.engine.prompting import encode_prompts, prepare_prompts
-from webui.engine.samplers import make_scheduler, resolve_sampler, sampler_names, schedule_names
+from webui.engine.sampling import table
+from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_zero_terminal_snr
+from webui.engine.sampling.runner import Plan
+from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
 from webui.models.manager import ModelManager
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
@@ -61,10 +64,10 @@ class Engine:
         raise InvalidRequest(f"unknown job kind {kind!r}", field="kind")
 
     def sampler_names(self) -> list[str]:
-        return sampler_names()
+        return table.sampler_names()
 
     def scheduler_names(self) -> list[str]:
-        return schedule_names()
+        return table.schedule_labels()
 
     def latent_upscale_modes(self) -> list[str]:
         return list(LATENT_UPSCALE_MODES)
@@ -75,8 +78,9 @@ class Engine:
         control = control or NullControl()
         # 1. Check inputs
         warnings = self._check_inputs(request)
-        spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
-        request.sampler_name, request.scheduler = spec.name, schedule
+        spec, schedule, sampler_warnings = table.resolve(request.sampler_name, request.scheduler)
+        warnings.extend(sampler_warnings)
+        request.sampler_name, request.scheduler = spec.name, schedule.label
         seed = request.seed if request.seed is not None and request.seed >= 0 else random.randrange(2**32)
         subseed = request.subseed if request.subseed is not None and request.subseed >= 0 \
             else random.randrange(2**32)
@@ -180,14 +184,15 @@ class Engine:
         # 5. Encode prompts
         steps = request.steps
         positive_at, negative_at = encode_prompts(model, addons, plans, request.clip_skip)
-        scheduler, sched_warnings = make_scheduler(spec, schedule, model.scheduler_config)
-        result.warnings.extend(sched_warnings)
         # 6. Latents in
         factor = vae_ops.scale_factor(model.vae)
+        plan = self._sampling_plan(request, model, spec, schedule)
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
                           cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
-                          progress=progress)
-        job.rng = make_image_rng(request, (4, *job.latent_size), seeds, subseeds, device)
+                          plan=plan, progress=progress)
+        # Each image's noise streams: its seed, variation seed, RNG source and ENSD (A1111's ImageRNG).
+        job.make_rng = lambda shape, rng_seeds, rng_device: make_image_rng(request, shape, rng_seeds, subseeds,
+                                                                           rng_device)
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
             job.init_latents = vae_ops.encode(model.vae, init_images)
@@ -200,7 +205,7 @@ class Engine:
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
         preview = (lambda lat: vae_ops.cheap_preview(lat, model.family)) if previews_on else None
         # 7. Denoising loop
-        latents = denoise(model.unet, scheduler, job, control, preview)
+        latents = denoise(model.unet, job, control, preview)
         if latents is None:  # skipped
             progress.image_index += len(seeds)
             return
@@ -220,6 +225,7 @@ class Engine:
             plan = plans[i]
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, hires_fields,
                                            inpaint is not None or request.init_image is not None, subseeds[i])
+            fields = self._with_sampling_fields(fields, job.plan)
             context = self._name_context(request, seeds[i], plan, checkpoint, report, saving, i)
             self._emit(request, image, plan, seeds[i], subseeds[i], fields, result, saving[0] if saving else None,
                        context)
@@ -317,19 +323,18 @@ class Engine:
             images = [self._upscale(img, upscaler, target_w, target_h, control.interrupted) for img in images]
             init_latents = vae_ops.encode(model.vae, images)
         steps = request.hr_second_pass_steps or request.steps
-        scheduler, _ = make_scheduler(spec, schedule, model.scheduler_config)
+        plan = self._sampling_plan(request, model, spec, schedule)
         # A1111 reschedules prompt editing for the second pass: "[a:b:0.5]" is b throughout it,
         # whole numbers count on from the first pass's steps, fractions above 1 address the second pass.
-        hires_plans = [plan.rescheduled(request.steps, steps) for plan in plans]
+        hires_plans = [prompt.rescheduled(request.steps, steps) for prompt in plans]
         positive_at, negative_at = encode_prompts(model, addons, hires_plans, request.clip_skip)
         job = SamplingJob(seeds=first.seeds, latent_size=(target_h // factor, target_w // factor), steps=steps,
                           cfg_scale=first.cfg_scale, positive_at=positive_at, negative_at=negative_at,
-                          time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
-                          init_latents=init_latents, strength=float(request.denoising_strength), progress=progress)
-        # A1111 draws the second pass's noise afresh from the same seeds and variation seeds.
-        job.rng = make_image_rng(request, (4, *job.latent_size), first.seeds, first.rng.subseeds,
-                                 init_latents.device)
-        out = denoise(model.unet, scheduler, job, control, None)
+                          plan=plan, time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
+                          init_latents=init_latents, strength=float(request.denoising_strength), fixed_steps=True,
+                          make_rng=first.make_rng, progress=progress)
+        # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
+        out = denoise(model.unet, job, control, None)
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
                   if not (request.hr_resize_x or request.hr_resize_y) else None,
                   "Hires resize": f"{target_w}x{target_h}" if (request.hr_resize_x or request.hr_resize_y) else None,
@@ -346,6 +351,42 @@ class Engine:
         except InterruptedError:  # stopped between two tiles
             raise JobInterrupted() from None
         return scaled.resize((width, height), Image.LANCZOS) if scaled.size != (width, height) else scaled
+
+    # ------------------------------------------------------------ sampling
+    def _sampler_settings(self, request) -> SamplerSettings:
+        """Options, then this job's override_settings, then the request's own fields (eta, s_churn, ...)."""
+        values = {key: self.options.get(key, default) for key, default in OPTION_DEFAULTS.items()} \
+            if self.options is not None else {}
+        values.update({k: v for k, v in request.sampler_overrides.items() if k in OPTION_DEFAULTS})
+        for name in ("eta", "s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond"):
+            if getattr(request, name) is not None:
+                values[name] = getattr(request, name)
+        try:
+            return SamplerSettings.from_mapping(values)
+        except ValueError as exc:
+            raise InvalidRequest(f"bad sampler setting: {exc}", field="override_settings") from None
+
+    def _sampling_plan(self, request, model, spec, schedule) -> Plan:
+        """The sampler, schedule type and settings over this model's own noise schedule."""
+        config = model.scheduler_config
+        alphas_cumprod = alphas_cumprod_from_config(config)
+        infotext = {}
+        if config.get("rescale_betas_zero_snr"):
+            alphas_cumprod = rescale_zero_terminal_snr(alphas_cumprod)
+            infotext["Noise Schedule"] = "Zero Terminal SNR"
+        prediction = config.get("prediction_type", "epsilon")
+        if prediction == "v_prediction" and model.family.startswith("sdxl"):
+            infotext["Prediction"] = "v-prediction"
+        return Plan(spec, schedule, self._sampler_settings(request), alphas_cumprod, prediction,
+                    is_sdxl=model.family.startswith("sdxl"), infotext=infotext)
+
+    @staticmethod
+    def _with_sampling_fields(fields: dict, plan: Plan) -> dict:
+        """A1111's sampler infotext (resolved schedule type, Eta, NGMS, ...) before the Version field."""
+        version = fields.pop("Version", None)
+        fields.update(plan.infotext)
+        fields["Version"] = version
+        return fields
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from webui.models.detect import Shapes, count_indexed
+from webui.models.detect import Shapes, count_indexed, noise_schedule_markers
 from webui.models.families import (
     FAMILIES, TEXT_ENCODER_ACT, TEXT_ENCODER_PREFIXES, UNET_PREFIX, VAE_PREFIX, Family,
 )
@@ -203,10 +203,13 @@ def infer_architecture(shapes: Shapes, family_name: str, metadata: dict | None =
     vae.update(override.get("vae", {}))
     for spec, extra in zip(encoders, override.get("text_encoders", [])):
         spec.config.update(extra)
+    markers = noise_schedule_markers(shapes, metadata)  # v_pred / ztsnr keys, modelspec.prediction_type
+    scheduler.update(markers)
     scheduler.update(override.get("scheduler", {}))
     if "prediction_type" in override:
         scheduler["prediction_type"] = override["prediction_type"]
-    return Architecture(family, unet, vae, encoders, scheduler, "prediction_type" in override)
+    declared = "prediction_type" in override or "prediction_type" in markers
+    return Architecture(family, unet, vae, encoders, scheduler, declared)
 
 
 SAFE_OVERRIDE_KEYS = {

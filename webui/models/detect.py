@@ -109,3 +109,28 @@ def count_indexed(shapes: Shapes, prefix: str) -> int:
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
     found = {int(m.group(1)) for name in shapes if (m := pattern.match(name))}
     return max(found) + 1 if found else 0
+
+
+# Marker tensors that v-prediction / zero-terminal-SNR checkpoints carry (NoobAI-XL, Illustrious v-pred).
+V_PREDICTION_KEY = "v_pred"
+ZERO_TERMINAL_SNR_KEY = "ztsnr"
+
+
+def noise_schedule_markers(shapes: Shapes, metadata: dict | None = None) -> dict:
+    """Scheduler settings a file declares: v-prediction and zero terminal SNR (marker keys or modelspec metadata).
+
+    >>> noise_schedule_markers({"v_pred": (0,), "ztsnr": (0,)})
+    {'prediction_type': 'v_prediction', 'rescale_betas_zero_snr': True}
+    >>> noise_schedule_markers({}, {"modelspec.prediction_type": "v"})
+    {'prediction_type': 'v_prediction'}
+    """
+    metadata = metadata or {}
+    found: dict = {}
+    prediction = str(metadata.get("modelspec.prediction_type", "")).lower().replace("-", "_")
+    if V_PREDICTION_KEY in shapes or prediction in ("v", "v_prediction"):
+        found["prediction_type"] = "v_prediction"
+    elif prediction in ("epsilon", "eps"):
+        found["prediction_type"] = "epsilon"
+    if ZERO_TERMINAL_SNR_KEY in shapes or str(metadata.get("modelspec.zero_terminal_snr", "")).lower() == "true":
+        found["rescale_betas_zero_snr"] = True
+    return found

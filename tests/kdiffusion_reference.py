@@ -228,13 +228,17 @@ def engine(request, tmp_path_factory, tiny_checkpoint_dir):
 
 
 def request_for(engine, sampler: str, schedule: str = "Automatic", steps: int = 8, seed: int = 1234):
-    """A small txt2img request of the size the engine's model draws at."""
+    """A small txt2img request of the size the engine's model draws at, with A1111's "CPU" noise source.
+
+    The reference draws its noise from torch's CPU generator seeded with the seed (A1111's
+    randn_source "CPU"); the engine's own default, "GPU", is tested against NV in test_noise.py.
+    """
     from webui.schemas import GenerationRequest
 
     size = getattr(engine, "test_size", 32)
     return GenerationRequest(prompt="a red circle on a blue background", negative_prompt="green", seed=seed,
                              steps=steps, cfg_scale=5.0, width=size, height=size, sampler_name=sampler,
-                             scheduler=schedule, save_images=False)
+                             scheduler=schedule, save_images=False, randn_source="CPU")
 
 
 def mean_difference(a, b) -> float:
@@ -245,11 +249,11 @@ def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", 
                     function=None):
     """The image A1111 1.10 would make for a txt2img request with k-diffusion (same text encoder and VAE)."""
     from webui.engine import vae_ops
-    from webui.engine.prompting import encode_plans, plan_prompts
+    from webui.engine.prompting import encode_prompts, prepare_prompts
 
     model = engine.models.ensure(None)
-    plans = plan_prompts(request, [request.seed])
-    positive_at, negative_at = encode_plans(model, None, plans, request.steps, 1)
+    plans = prepare_prompts(request, [request.seed])
+    positive_at, negative_at = encode_prompts(model, None, plans, 1)
     factor = vae_ops.scale_factor(model.vae)
     shape = (4, request.height // factor, request.width // factor)
     latents = kdiffusion_latents(model.unet, ldm_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod,

@@ -15,7 +15,7 @@ from kdiffusion_reference import (  # noqa: F401  (engine is a fixture)
     TOLERANCE, engine, request_for, ldm_alphas_cumprod, load_kdiffusion, mean_difference,
 )
 from webui.engine import vae_ops
-from webui.engine.prompting import encode_plans, plan_prompts
+from webui.engine.prompting import encode_prompts, prepare_prompts
 from webui.schemas import GenerationRequest
 
 
@@ -24,8 +24,8 @@ class Reference:
 
     def __init__(self, engine, request: GenerationRequest):
         self.model = engine.models.ensure(None)
-        plans = plan_prompts(request, [request.seed])
-        positive_at, negative_at = encode_plans(self.model, None, plans, request.steps, 1)
+        plans = prepare_prompts(request, [request.seed])
+        positive_at, negative_at = encode_prompts(self.model, None, plans, 1)
         self.context = torch.cat([positive_at(0).embeds, negative_at(0).embeds])
         factor = vae_ops.scale_factor(self.model.vae)
         shape = (4, request.height // factor, request.width // factor)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
 from webui.engine import imageprep, vae_ops
@@ -166,12 +167,14 @@ class Engine:
         # 5. Encode prompts
         steps = request.steps
         positive_at, negative_at = encode_plans(model, addons, plans, steps, request.clip_skip)
+        guidance = self._guidance_addons(request, result)
         # 6. Latents in
         factor = vae_ops.scale_factor(model.vae)
         plan = self._sampling_plan(request, model, spec, schedule)
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
                           cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
-                          plan=plan, progress=progress)
+                          plan=plan, progress=progress, addons=guidance)
+        plan.infotext.update(addons_infotext(guidance))
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
             job.init_latents = vae_ops.encode(model.vae, init_images)
@@ -302,7 +305,7 @@ class Engine:
                           cfg_scale=first.cfg_scale, positive_at=first.positive_at, negative_at=first.negative_at,
                           plan=plan, time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
                           init_latents=init_latents, strength=float(request.denoising_strength), fixed_steps=True,
-                          make_rng=first.make_rng, progress=progress)
+                          make_rng=first.make_rng, progress=progress, addons=first.addons)
         out = denoise(model.unet, job, control, None)
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
                   if not (request.hr_resize_x or request.hr_resize_y) else None,
@@ -353,6 +356,19 @@ class Engine:
         fields.update(plan.infotext)
         fields["Version"] = version
         return fields
+
+    # ------------------------------------------------------------ guidance add-ons
+    @staticmethod
+    def _guidance_addons(request, result: GenerationResult) -> dict:
+        """The request's enabled add-ons that apply to its mode; warnings for the rest."""
+        active, warnings = resolve_addons(request.addons, request.alwayson_scripts)
+        for key in list(active):
+            spec = find_addon(key)
+            if request.mode not in spec.modes:
+                warnings.append(f"{spec.title} applies to {' and '.join(spec.modes)} only; ignored")
+                del active[key]
+        result.warnings.extend(warnings)
+        return active
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img) -> dict:

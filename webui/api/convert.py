@@ -13,6 +13,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from webui.api.errors import PayloadTooLarge
+from webui.addons import resolve_addons
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
 from webui.engine.sampling import table as sampling_table
 from webui.images import encode_png_base64, read_infotext
@@ -131,6 +132,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         raise InvalidRequest("sd_vae must be a string", field="override_settings.sd_vae")
     max_pixels = services.settings.max_image_pixels
     check_output_size(body.width, body.height, max_pixels)
+    resolve_addons(body.addons, body.alwayson_scripts)  # bad add-on values fail at submission (422)
     return dict(
         prompt=body.prompt,
         negative_prompt=body.negative_prompt,
@@ -154,6 +156,8 @@ def _common_fields(body: GenerationBody, services) -> dict:
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,
         sampler_overrides={k: v for k, v in body.override_settings.items() if k in sampling_table.OPTION_KEYS},
+        addons=dict(body.addons),
+        alwayson_scripts=dict(body.alwayson_scripts),
     )
 
 

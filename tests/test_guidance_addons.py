@@ -141,3 +141,21 @@ def test_infotext_round_trips_every_addon():
         from webui.infotext import format_infotext
         text = format_infotext("p", "", {"Steps": 4, **spec.infotext(full)})
         assert addons_from_infotext(parse_infotext(text))[spec_key] == full
+
+
+def test_soft_inpainting_only_applies_to_inpainting_and_disabled_changes_nothing(engine, plain):
+    result = make(engine, addons={"soft_inpainting": {"enabled": True}})
+    assert np.array_equal(pixels(result), plain)
+    assert any("Soft Inpainting applies to inpaint only" in w for w in result.warnings)
+    init = Image.fromarray(plain.astype(np.uint8))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    hard = make(engine, init_image=init, mask=mask, denoising_strength=0.8)
+    off = make(engine, init_image=init, mask=mask, denoising_strength=0.8,
+               alwayson_scripts={"Soft Inpainting": {"args": [False, 2]}})
+    assert np.array_equal(pixels(off), pixels(hard))
+    soft = make(engine, init_image=init, mask=mask, denoising_strength=0.8,
+                alwayson_scripts={"soft inpainting": {"args": [True]}})
+    assert not np.array_equal(pixels(soft), pixels(hard))
+    parsed = parse_infotext(soft.infotexts[0])
+    assert parsed["Soft inpainting enabled"] == "True" and float(parsed["Soft inpainting transition contrast boost"]) == 4

@@ -74,6 +74,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     noise = rng.first().to(device=device, dtype=torch.float32)
     plan = job.plan
 
+    hooks = GuidanceHooks(job.addons, unet, plan, lambda: job.progress.steps) if job.addons else None
+    soft = hooks.soft_inpaint if hooks is not None else None
     init = None
     if job.init_latents is not None:
         init = job.init_latents.to(device=device, dtype=torch.float32)
@@ -88,6 +90,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
             # Ordinary checkpoints inpaint by keeping the unmasked area on the original (A1111's CFGDenoiser mask):
             # the k-diffusion samplers blend the prediction, the timesteps samplers their noisy latents.
             keep = init if alpha_bar is None else init * alpha_bar.sqrt() + noise * (1 - alpha_bar).sqrt()
+            if soft is not None:
+                return soft.blend(keep, latents, mask, alpha_bar)
             return keep * (1 - mask) + latents * mask
 
     mask_extra = None
@@ -99,7 +103,6 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     scale = job.cfg_scale * (1 / 12.5 if plan.sampler.options.get("cfgpp") else 1.0)
     s_min_uncond = plan.settings.s_min_uncond
     multiplier = plan.call_multiplier()
-    hooks = GuidanceHooks(job.addons, unet, plan, lambda: job.progress.steps) if job.addons else None
 
     def guide(x_in: torch.Tensor, t: torch.Tensor, sigma: torch.Tensor | None = None) -> Guided:
         if control.interrupted():
@@ -123,7 +126,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
             added = {k: v[batch:] for k, v in added.items()} if added else None
         timestep = t.to(device=device, dtype=torch.float32).reshape(-1)[:1].expand(model_in.shape[0])
         if hooks is not None:
-            hooks.before_unet(step)
+            hooks.before_unet(step, sigma)
         out = unet(model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added).sample.float()
         out_pos = out[-len(rows):]
         if skip_uncond:
@@ -163,7 +166,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     except _Skipped:
         return None
     if blend is not None:
-        latents = init * (1 - mask) + latents * mask
+        latents = soft.final_blend(init, latents, mask) if soft is not None else init * (1 - mask) + latents * mask
     return latents
 
 

@@ -20,6 +20,7 @@ from webui.catalog import Catalog
 from webui.config import Settings
 from webui.engine import imageprep, vae_ops
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
+from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.prompting import PromptPlan, encode_plans, plan_prompts
 from webui.engine.sampling import table
 from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_zero_terminal_snr
@@ -191,6 +192,9 @@ class Engine:
         if latents is None:  # skipped
             progress.image_index += len(seeds)
             return
+        if inpaint is not None and "soft_inpainting" in guidance:
+            inpaint["composite_masks"] = SoftInpaintRun(guidance["soft_inpainting"]).composite_masks(
+                job.mask, job.init_latents, latents, inpaint["work_mask"].size)
         # 8. Hires fix (txt2img second pass)
         hires_fields = {}
         if request.enable_hr and request.init_image is None:
@@ -262,13 +266,20 @@ class Engine:
         if inpaint is None:
             return image
         original = inpaint["original"]
+        mask = inpaint["soft_mask"]
+        adaptive = inpaint.get("composite_masks")  # soft inpainting: keep generated pixels where they changed
         if inpaint["box"] is not None:
             x1, y1, x2, y2 = inpaint["box"]
             patch = image.resize((x2 - x1, y2 - y1), Image.LANCZOS)
             full = original.copy()
             full.paste(patch, (x1, y1))
             image = full
-        return imageprep.composite_original(image, original, inpaint["soft_mask"])
+            if adaptive is not None:
+                mask = Image.new("L", original.size, 0)
+                mask.paste(adaptive[index].resize((x2 - x1, y2 - y1), Image.LANCZOS), (x1, y1))
+        elif adaptive is not None:
+            mask = adaptive[index]
+        return imageprep.composite_original(image, original, mask)
 
     # ------------------------------------------------------------ SDXL and hires
     def _time_ids(self, model, width, height, batch) -> torch.Tensor | None:

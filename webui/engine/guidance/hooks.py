@@ -18,6 +18,7 @@ import torch
 from webui.engine.guidance.dynthres import DynThresh
 from webui.engine.guidance.freeu import FreeURun
 from webui.engine.guidance.pag import PerturbedAttentionRun
+from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.sampling.denoiser import scalings
 from webui.engine.sampling.runner import Guided, Plan, _rescale
 
@@ -64,6 +65,7 @@ class GuidanceHooks:
         self.freeu = FreeURun(active["freeu"], unet) if "freeu" in active else None
         self.pag = PerturbedAttentionRun(active["perturbed_attention"], unet) if "perturbed_attention" in active \
             else None
+        self.soft_inpaint = SoftInpaintRun(active["soft_inpainting"]) if "soft_inpainting" in active else None
         self.rescale_phi = 0.0
         if "cfg_rescale" in active:
             phi = active["cfg_rescale"]["phi"]
@@ -85,8 +87,10 @@ class GuidanceHooks:
             if self.freeu is not None:
                 self.freeu.off()
 
-    def before_unet(self, step: int) -> None:
-        """Before each UNet call: step-gated patches (FreeU) on or off."""
+    def before_unet(self, step: int, sigma: torch.Tensor | None) -> None:
+        """Before each UNet call: step-gated patches (FreeU) on or off; the noise level noted."""
+        if self.soft_inpaint is not None:
+            self.soft_inpaint.note_level(sigma)
         if self.freeu is not None:
             self.freeu.gate(self.fraction(step))
 

@@ -60,3 +60,13 @@ def test_bad_addon_payloads_are_422_naming_the_field(client, extra, field):
     response = client.post("/sdapi/v1/txt2img", json={**BODY, **extra})
     assert response.status_code == 422
     assert field in json.dumps(response.json())
+
+
+def test_the_infotext_field_brings_the_addons_back(client):
+    first = client.post("/sdapi/v1/txt2img", json={**BODY, "addons": {"dynamic_thresholding": {
+        "enabled": True, "mimic_scale": 4.0, "variability_measure": "STD"}}})
+    text = json.loads(first.json()["info"])["infotexts"][0]
+    again = client.post("/sdapi/v1/txt2img", json={"infotext": text})
+    assert again.status_code == 200, again.text
+    assert json.loads(again.json()["info"])["infotexts"][0] == text
+    assert again.json()["images"] == first.json()["images"]

@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from webui.api.errors import PayloadTooLarge
-from webui.addons import resolve_addons
+from webui.addons import addons_from_infotext, resolve_addons
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
 from webui.engine.sampling import table as sampling_table
 from webui.images import encode_png_base64, read_infotext
@@ -104,10 +104,13 @@ def apply_infotext(body: GenerationBody) -> GenerationBody:
     """
     if not body.infotext:
         return body
-    fields = infotext_to_request_fields(parse_infotext(body.infotext))
+    parsed = parse_infotext(body.infotext)
+    fields = infotext_to_request_fields(parsed)
     sent = body.model_fields_set
     update = {name: fields[name] for name in _INFOTEXT_BODY_FIELDS
               if name in fields and name not in sent and name in type(body).model_fields}
+    if not {"addons", "alwayson_scripts"} & sent and addons_from_infotext(parsed):
+        update["addons"] = addons_from_infotext(parsed)
     if "clip_skip" in fields and "CLIP_stop_at_last_layers" not in body.override_settings:
         update["override_settings"] = {**body.override_settings, "CLIP_stop_at_last_layers": fields["clip_skip"]}
     try:

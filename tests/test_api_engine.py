@@ -62,8 +62,11 @@ def test_txt2img_img2img_and_png_info_on_the_real_engine(client):
     parsed = client.post("/sdapi/v1/png-info", json={"image": init}).json()["parameters"]
     assert parsed["Prompt"] == "a red circle" and parsed["Seed"] == "123" and parsed["Size-1"] == "64"
 
-    bad = client.post("/sdapi/v1/txt2img", json={**body, "sampler_name": "No Such Sampler"})
-    assert bad.status_code == 422 and bad.json()["field"] == "sampler_name"
+    fallback = client.post("/sdapi/v1/txt2img", json={**body, "sampler_name": "No Such Sampler"})
+    assert fallback.status_code == 200
+    info = json.loads(fallback.json()["info"])
+    assert info["sampler_name"] == "DPM++ 2M" and "No Such Sampler" in info["warnings"][0]
+    assert "Sampler: DPM++ 2M, Schedule type: Karras" in info["infotexts"][0]
 
 
 def test_embeddings_report_what_the_loaded_model_installed(client):

@@ -1,4 +1,6 @@
 """/sdapi/v1 listings and management: sd-models, options, samplers, loras, VAEs, embeddings, styles..."""
+import json
+
 import numpy as np
 
 from test_api_support import SAMPLERS, write_header_checkpoint, write_lora, world  # noqa: F401  (fixture)
@@ -59,10 +61,37 @@ def test_unload_and_reload_checkpoint(world):
 def test_samplers_and_schedulers(world):
     samplers = world.client.get("/sdapi/v1/samplers").json()
     assert [s["name"] for s in samplers] == SAMPLERS
-    assert samplers[0] == {"name": "Euler a", "aliases": ["k_euler_a", "k_euler_ancestral"], "options": {}}
+    by_name = {s["name"]: s for s in samplers}
+    assert by_name["DPM++ 2M"] == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"], "options": {"scheduler": "karras"}}
+    assert by_name["Euler a"]["aliases"] == ["k_euler_a", "k_euler_ancestral"]
+    assert {"LCM", "DDIM CFG++", "Restart", "DPM++ 3M SDE", "DPM adaptive", "DDPM"} <= set(by_name)
     schedulers = world.client.get("/sdapi/v1/schedulers").json()
-    assert [s["label"] for s in schedulers] == ["Automatic", "Uniform", "Karras", "Exponential"]
-    assert schedulers[2]["name"] == "karras" and schedulers[2]["default_rho"] == 7.0
+    assert [s["label"] for s in schedulers] == ["Automatic", "Uniform", "Karras", "Exponential", "Polyexponential",
+                                                "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal",
+                                                "DDIM", "Beta"]
+    karras = schedulers[2]
+    assert karras["name"] == "karras" and karras["default_rho"] == 7.0 and karras["need_inner_model"] is False
+    assert schedulers[5]["name"] == "sgm_uniform" and schedulers[5]["aliases"] == ["SGMUniform"]
+
+
+def test_every_advertised_sampler_alias_and_schedule_name_is_accepted(world):
+    """What /samplers and /schedulers list, the engine runs without a fallback warning (k_lcm included)."""
+    names = [alias for s in world.client.get("/sdapi/v1/samplers").json() for alias in [s["name"], *s["aliases"]]]
+    schedules = [s["name"] for s in world.client.get("/sdapi/v1/schedulers").json()]
+    for name, schedule in zip(names, schedules * 3):
+        info = world.client.post("/sdapi/v1/txt2img", json={"sampler_name": name, "scheduler": schedule,
+                                                           "width": 16, "height": 16}).json()["info"]
+        assert "warnings" not in json.loads(info), (name, schedule)
+
+
+def test_unknown_sampler_and_schedule_fall_back_with_a_warning(world):
+    body = {"sampler_name": "Nope", "scheduler": "weird", "width": 16, "height": 16}
+    response = world.client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200
+    info = json.loads(response.json()["info"])
+    assert info["sampler_name"] == "DPM++ 2M"
+    assert any("'Nope'" in w and "DPM++ 2M" in w for w in info["warnings"])
+    assert any("'weird'" in w and "Automatic" in w for w in info["warnings"])
 
 
 def test_loras_with_metadata_and_refresh(world):
@@ -124,3 +153,15 @@ def test_small_endpoints_answer_json(world):
     assert world.client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
     missing = world.client.get("/sdapi/v1/no-such-endpoint")
     assert missing.status_code == 404 and missing.json()["error"] == "HTTPException"
+
+
+def test_sampler_settings_travel_from_the_request_and_bad_ones_are_422(world):
+    body = {"width": 16, "height": 16, "eta": 0.3, "s_churn": 0.5,
+            "override_settings": {"sigma_max": 10.0, "always_discard_next_to_last_sigma": True, "sd_vae": "None"}}
+    assert world.client.post("/sdapi/v1/txt2img", json=body).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert (request.eta, request.s_churn) == (0.3, 0.5)
+    assert request.sampler_overrides == {"sigma_max": 10.0, "always_discard_next_to_last_sigma": True}
+    bad = world.client.post("/sdapi/v1/txt2img", json={"width": 16, "height": 16,
+                                                       "override_settings": {"s_churn": "lots"}})
+    assert bad.status_code == 422 and bad.json()["field"] == "override_settings.s_churn"

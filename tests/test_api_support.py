@@ -16,14 +16,15 @@ from PIL import Image
 
 from webui.catalog import Catalog
 from webui.config import Settings
+from webui.engine.sampling import table as sampling_table
 from webui.infotext import format_infotext
 from webui.options import Options
 from webui.schemas import (ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest,
                            JobInterrupted, JobStatus, QueueFull)
 from webui.services import Services
 
-SAMPLERS = ["Euler a", "Euler", "DPM++ 2M", "DDIM"]
-SCHEDULERS = ["Automatic", "Uniform", "Karras", "Exponential"]
+SAMPLERS = sampling_table.sampler_names()  # the engine's own table: what the API lists is what runs
+SCHEDULERS = sampling_table.schedule_labels()
 
 
 def write_header_checkpoint(path: Path, inpainting: bool = False) -> Path:
@@ -78,10 +79,10 @@ class FakeEngine:
         return self._generate(request)
 
     def _generate(self, request: GenerationRequest) -> GenerationResult:
-        if request.sampler_name not in SAMPLERS:
-            raise InvalidRequest(f"unknown sampler {request.sampler_name!r}", field="sampler_name")
+        spec, schedule, warnings = sampling_table.resolve(request.sampler_name, request.scheduler)
+        request.sampler_name, request.scheduler = spec.name, schedule.label
         base = request.seed if request.seed >= 0 else 1000
-        result = GenerationResult()
+        result = GenerationResult(warnings=warnings)
         for i in range(request.batch_size * request.n_iter):
             if self.interrupt_after is not None and i >= self.interrupt_after:
                 raise JobInterrupted(partial=result)

@@ -210,6 +210,18 @@ _REQUEST_FIELDS: dict[str, tuple[str, object]] = {
 }
 
 
+# infotext key -> A1111 option key of a sampler setting (A1111's infotext_to_setting_name_mapping)
+_SAMPLER_SETTINGS: dict[str, tuple[str, object]] = {
+    "Eta": ("eta_ancestral", float), "Eta DDIM": ("eta_ddim", float), "Sigma churn": ("s_churn", float),
+    "Sigma tmin": ("s_tmin", float), "Sigma tmax": ("s_tmax", float), "Sigma noise": ("s_noise", float),
+    "Schedule min sigma": ("sigma_min", float), "Schedule max sigma": ("sigma_max", float),
+    "Schedule rho": ("rho", float), "Discard penultimate sigma": ("always_discard_next_to_last_sigma", _to_bool),
+    "SGM noise multiplier": ("sgm_noise_multiplier", _to_bool), "NGMS": ("s_min_uncond", float),
+    "Beta schedule alpha": ("beta_dist_alpha", float), "Beta schedule beta": ("beta_dist_beta", float),
+    "CFG Rescale phi": ("cfg_rescale_phi", float),
+}
+
+
 def infotext_to_request_fields(parsed: dict) -> dict:
     """Map parsed infotext (``parse_infotext``'s output) to ``GenerationRequest`` field names.
 
@@ -227,6 +239,15 @@ def infotext_to_request_fields(parsed: dict) -> dict:
             fields[name] = convert(parsed[key])
         except (TypeError, ValueError):
             continue
+    overrides = {}
+    for key, (option, convert) in _SAMPLER_SETTINGS.items():
+        if parsed.get(key) not in (None, ""):
+            try:
+                overrides[option] = convert(parsed[key])
+            except (TypeError, ValueError):
+                continue
+    if overrides:
+        fields["sampler_overrides"] = overrides
     if "Face restoration" in parsed:
         fields["restore_faces"] = True
     if any(k in fields for k in ("hr_scale", "hr_upscaler", "hr_second_pass_steps")) or fields.get("hr_resize_x"):

@@ -133,6 +133,11 @@ def _common_fields(body: GenerationBody, services) -> dict:
     vae = body.override_settings.get("sd_vae")
     if vae is not None and not isinstance(vae, str):
         raise InvalidRequest("sd_vae must be a string", field="override_settings.sd_vae")
+    sampler_overrides = {k: v for k, v in body.override_settings.items() if k in sampling_table.OPTION_KEYS}
+    try:
+        sampling_table.SamplerSettings.from_mapping(sampler_overrides)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field=f"override_settings.{str(exc).split()[0]}") from None
     max_pixels = services.settings.max_image_pixels
     check_output_size(body.width, body.height, max_pixels)
     resolve_addons(body.addons, body.alwayson_scripts)  # bad add-on values fail at submission (422)
@@ -158,7 +163,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         save_images=bool(body.save_images),
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,
-        sampler_overrides={k: v for k, v in body.override_settings.items() if k in sampling_table.OPTION_KEYS},
+        sampler_overrides=sampler_overrides,
         addons=dict(body.addons),
         alwayson_scripts=dict(body.alwayson_scripts),
     )

@@ -343,7 +343,7 @@ class Engine:
                 values[name] = getattr(request, name)
         try:
             return SamplerSettings.from_mapping(values)
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             raise InvalidRequest(f"bad sampler setting: {exc}", field="override_settings") from None
 
     def _sampling_plan(self, request, model, spec, schedule) -> Plan:

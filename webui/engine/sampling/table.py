@@ -191,13 +191,21 @@ class SamplerSettings:
 
     @classmethod
     def from_mapping(cls, values: dict) -> "SamplerSettings":
-        """Settings from options/override_settings (unknown keys ignored, values cast to the field's type)."""
+        """Settings from options/override_settings; unknown keys are ignored, a bad value raises ValueError naming it."""
         out = cls()
         for f in fields(cls):
-            if f.name in values and values[f.name] is not None:
-                default = getattr(out, f.name)
-                value = values[f.name]
-                setattr(out, f.name, type(default)(value) if default is not None else float(value))
+            value = values.get(f.name)
+            if value is None:
+                continue
+            default = getattr(out, f.name)
+            kind = float if default is None else type(default)
+            if kind is bool and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, not {value!r}")
+            if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{f.name} must be a number, not {value!r}")
+            if kind is str and not isinstance(value, str):
+                raise ValueError(f"{f.name} must be a string, not {value!r}")
+            setattr(out, f.name, kind(value))
         return out
 
 

@@ -16,7 +16,7 @@ from webui.engine.sampling.ksamplers import SamplerRun
 
 def timestep_grid(steps: int, train_steps: int = 1000) -> torch.Tensor:
     """A1111's timesteps for a run of ``steps``: 1, 1 + T // steps, ... (int64, ascending)."""
-    return torch.clip(torch.arange(0, train_steps, train_steps // steps) + 1, 0, train_steps - 1)
+    return torch.clip(torch.arange(0, train_steps, max(train_steps // steps, 1)) + 1, 0, train_steps - 1)
 
 
 def _alphas(alphas_cumprod, timesteps):

@@ -70,3 +70,13 @@ def test_the_infotext_field_brings_the_addons_back(client):
     assert again.status_code == 200, again.text
     assert json.loads(again.json()["info"])["infotexts"][0] == text
     assert again.json()["images"] == first.json()["images"]
+
+
+def test_script_info_lists_each_addons_args_in_positional_order(client):
+    info = client.get("/sdapi/v1/script-info").json()
+    dt = next(e for e in info if e["name"] == "dynamic thresholding (cfg scale fix)" and not e["is_img2img"])
+    assert dt["is_alwayson"] is True
+    assert [a["label"] for a in dt["args"]][:3] == ["Enable Dynamic Thresholding (CFG Scale Fix)", "Mimic CFG Scale",
+                                                    "Top percentile of latents to clamp"]
+    assert dt["args"][1]["value"] == 7.0 and dt["args"][3]["choices"][0] == "Constant"
+    assert not any(e["name"] == "soft inpainting" and not e["is_img2img"] for e in info)

@@ -69,3 +69,22 @@ def addons_from_infotext(parsed: dict) -> dict[str, dict]:
         if values is not None:
             found[spec.key] = values
     return found
+
+
+def script_titles(img2img: bool) -> list[str]:
+    """The add-ons' titles as A1111's ``/sdapi/v1/scripts`` lists them (lower case) for one tab."""
+    modes = {"img2img", "inpaint"} if img2img else {"txt2img"}
+    return [spec.title.lower() for spec in ADDONS if modes & set(spec.modes)]
+
+
+def script_info() -> list[dict]:
+    """A1111's ``/sdapi/v1/script-info``: each add-on per tab, its args in positional order with UI defaults."""
+    entries = []
+    for img2img in (False, True):
+        for spec in ADDONS:
+            if spec.title.lower() not in script_titles(img2img):
+                continue
+            args = [{"label": p.label, "value": p.default, "minimum": p.minimum, "maximum": p.maximum,
+                     "step": p.step, "choices": list(p.choices) if p.choices else None} for p in spec.params]
+            entries.append({"name": spec.title.lower(), "is_alwayson": True, "is_img2img": img2img, "args": args})
+    return entries

@@ -42,14 +42,14 @@ def test_a_half_masked_pixel_keeps_the_original_early_and_follows_the_sampler_la
 
 
 def test_the_composite_keeps_original_pixels_where_nothing_changed():
-    mask = torch.zeros(1, 1, 8, 8)
-    mask[..., 2:6, 2:6] = 1
-    original = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 6:10, 6:10] = 1
+    original = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     changed = original.clone()
-    changed[..., 2:6, 2:6] += 3
-    [composite] = run().composite_masks(mask, original, changed, (64, 64))
+    changed[..., 6:10, 6:10] += 3
+    [composite] = run().composite_masks(mask, original, changed, (128, 128))
     weights = np.asarray(composite)
-    assert weights[28:36, 28:36].min() > 240  # the changed middle keeps the generated pixels
-    assert weights[:4, :4].max() < 16 and weights[-4:, -4:].max() < 16  # untouched corners: the original
-    [unchanged] = run().composite_masks(mask, original, original.clone(), (64, 64))
+    assert weights[56:72, 56:72].min() > 240  # the changed middle keeps the generated pixels
+    assert weights[:12, :12].max() < 16 and weights[-12:, -12:].max() < 16  # untouched corners: the original
+    [unchanged] = run().composite_masks(mask, original, original.clone(), (128, 128))
     assert np.asarray(unchanged).max() == 0

@@ -44,8 +44,7 @@ class SoftInpaintRun:
         """Per image, where the generated pixels are kept (white) when pasting onto the original.
 
         Pixels that changed little from the original take the original back; the
-        mask influence biases that threshold by the soft mask. A1111 smooths the
-        latent difference with weighted-histogram filters; a Gaussian blur stands in.
+        mask influence biases that threshold by the soft mask.
         """
         v = self.v
         mask = repaint[:, 0].float().clamp(0, 1)
@@ -53,7 +52,9 @@ class SoftInpaintRun:
         scalar = 0.5 * (1 - v["composite_mask_influence"]) + scalar * v["composite_mask_influence"]
         scalar = scalar / (1.00001 - scalar)
         distance = torch.linalg.vector_norm(result.float() - original.float(), dim=1)
-        distance = _gaussian_blur(distance, sigma=1.5)
+        # A1111 smooths with weighted-histogram filters: a local top-10% (about a max) then a local
+        # interquartile mean; a 5x5 max and a Gaussian of the same radius stand in for them.
+        distance = _gaussian_blur(F.max_pool2d(distance[:, None], 5, stride=1, padding=2)[:, 0], sigma=1.5)
         ratio = distance / (v["composite_difference_threshold"] * scalar).clamp_min(1e-6)
         keep_original = _smootherstep(1 / (1 + ratio ** v["composite_difference_contrast"]))
         masks = []

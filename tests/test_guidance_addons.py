@@ -159,3 +159,29 @@ def test_soft_inpainting_only_applies_to_inpainting_and_disabled_changes_nothing
     assert not np.array_equal(pixels(soft), pixels(hard))
     parsed = parse_infotext(soft.infotexts[0])
     assert parsed["Soft inpainting enabled"] == "True" and float(parsed["Soft inpainting transition contrast boost"]) == 4
+
+
+def test_addons_run_with_sdxl_with_hires_fix_and_with_a_timesteps_sampler(tmp_path_factory, tiny_checkpoint_dir):
+    import shutil
+
+    from webui.config import Settings
+
+    root = tmp_path_factory.mktemp("addons-sdxl")
+    (root / "models" / "Stable-diffusion").mkdir(parents=True)
+    shutil.copy(tiny_checkpoint_dir / "tiny-sdxl.safetensors", root / "models" / "Stable-diffusion")
+    settings = Settings(models_dir=root / "models", outdir=root / "outputs", device="cpu", precision="fp32",
+                        save_images=False)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    sdxl = Engine(settings, catalog, ModelManager(settings, catalog))
+    every = {"dynamic_thresholding": {"enabled": True, "mimic_scale": 4, "cfg_mode": "Cosine Up"},
+             "freeu": {"enabled": True, "b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2, "end": 0.5},
+             "perturbed_attention": {"enabled": True, "attenuation": 20}, "cfg_rescale": {"phi": 0.5}}
+    plain = pixels(make(sdxl, steps=3))
+    for fields in ({"steps": 3}, {"steps": 3, "sampler_name": "UniPC"},
+                   {"steps": 2, "enable_hr": True, "hr_scale": 1.5, "denoising_strength": 0.5}):
+        result = make(sdxl, addons=every, **fields)
+        parsed = parse_infotext(result.infotexts[0])
+        assert parsed["CFG mode"] == "Cosine Up" and parsed["freeu_end"] == "0.5" and parsed["pagi_attenuation"] == "20"
+        assert float(parsed["CFG Rescale phi"]) == 0.5
+    assert np.array_equal(pixels(make(sdxl, steps=3)), plain)  # the UNet is left as it was

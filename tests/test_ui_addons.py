@@ -50,3 +50,22 @@ def test_png_info_restores_addon_widgets_and_turns_absent_ones_off():
     assert fields["addons.perturbed_attention.scale"] == 2.0
     assert fields["addons.freeu.enabled"] is False and fields["addons.cfg_rescale.phi"] == 0.0
     assert parse_infotext(text)["Mimic scale"] == "4.5"
+
+
+def test_freeu_sliders_follow_the_checkpoints_family():
+    from types import SimpleNamespace
+
+    from webui.schemas import NotFound
+
+    families = {"xl.safetensors": "sdxl", "v15.safetensors": "sd1", "v21.safetensors": "sd2"}
+
+    def find_checkpoint(title):
+        if title not in families:
+            raise NotFound(title)
+        return SimpleNamespace(detection=SimpleNamespace(family=families[title]))
+
+    services = SimpleNamespace(catalog=SimpleNamespace(find_checkpoint=find_checkpoint))
+    assert addons_ui.family_freeu_values(services, "xl.safetensors") == (1.3, 1.4, 0.9, 0.2)
+    assert addons_ui.family_freeu_values(services, "v15.safetensors") == (1.5, 1.6, 0.9, 0.2)
+    assert addons_ui.family_freeu_values(services, "v21.safetensors") == (1.4, 1.6, 0.9, 0.2)
+    assert addons_ui.family_freeu_values(services, "gone.safetensors") == (1.01, 1.02, 0.99, 0.95)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from webui.addons import ADDONS, AddonSpec, Param
-from webui.addons.specs import FREEU_PRESETS, FreeU
+from webui.addons.specs import FREEU_FAMILY_PRESET, FREEU_PRESETS, FreeU
 
 PREFIX = "addons."
 
@@ -24,8 +24,21 @@ def _widget(spec: AddonSpec, param: Param, tab: str):
                      value=param.default, elem_id=elem_id)
 
 
-def build_addon_accordions(tab: str, mode: str) -> dict:
-    """Accordions for the add-ons that apply to ``mode``; returns ``{"addons.<key>.<field>": component}``."""
+def family_freeu_values(services, title: str | None) -> tuple[float, float, float, float]:
+    """FreeU's published b1, b2, s1, s2 for the checkpoint's family (Forge's defaults when unknown)."""
+    try:
+        family = services.catalog.find_checkpoint(title).detection.family if title else None
+    except Exception:  # no such checkpoint (yet): the defaults
+        family = None
+    return FREEU_PRESETS[FREEU_FAMILY_PRESET.get(family or "", "Forge default")]
+
+
+def build_addon_accordions(tab: str, mode: str, services=None, checkpoint=None) -> dict:
+    """Accordions for the add-ons that apply to ``mode``; returns ``{"addons.<key>.<field>": component}``.
+
+    With ``services`` and the ``checkpoint`` dropdown, FreeU's sliders start at (and
+    follow) the published values for the selected checkpoint's family.
+    """
     widgets: dict = {}
     for spec in ADDONS:
         if mode not in spec.modes:
@@ -35,8 +48,14 @@ def build_addon_accordions(tab: str, mode: str) -> dict:
             if spec is FreeU:
                 preset = gr.Dropdown(label="Preset (FreeU's published values per model family)",
                                      choices=list(FREEU_PRESETS), value=None, elem_id=f"{tab}_freeu_preset")
+                sliders = [own["b1"], own["b2"], own["s1"], own["s2"]]
                 preset.input(lambda name: list(FREEU_PRESETS.get(name) or (gr.skip(),) * 4), inputs=[preset],
-                             outputs=[own["b1"], own["b2"], own["s1"], own["s2"]], show_progress="hidden")
+                             outputs=sliders, show_progress="hidden")
+                if services is not None and checkpoint is not None:
+                    for slider, value in zip(sliders, family_freeu_values(services, checkpoint.value)):
+                        slider.value = value
+                    checkpoint.input(lambda title: list(family_freeu_values(services, title)), inputs=[checkpoint],
+                                     outputs=sliders, show_progress="hidden")
         widgets.update({f"{PREFIX}{spec.key}.{name}": comp for name, comp in own.items()})
     return widgets
 

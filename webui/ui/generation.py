@@ -48,7 +48,7 @@ def build_generation_tab(
             inputs = build_inputs() if build_inputs else {}
             sampling = params.build_sampling(name, services)
             hr = params.build_hires(name, services) if hires else {}
-            addon_widgets = addons.build_addon_accordions(name, name)
+            addon_widgets = addons.build_addon_accordions(name, name, services, checkpoint)
         with gr.Column(scale=1, elem_id=f"{name}_results"):
             panel = results.build_result_panel(name)
     fields = {

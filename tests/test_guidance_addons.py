@@ -185,3 +185,11 @@ def test_addons_run_with_sdxl_with_hires_fix_and_with_a_timesteps_sampler(tmp_pa
         assert parsed["CFG mode"] == "Cosine Up" and parsed["freeu_end"] == "0.5" and parsed["pagi_attenuation"] == "20"
         assert float(parsed["CFG Rescale phi"]) == 0.5
     assert np.array_equal(pixels(make(sdxl, steps=3)), plain)  # the UNet is left as it was
+
+
+def test_every_declared_addon_has_an_engine_hook_and_declares_where_it_works():
+    from webui.addons import ADDONS
+    from webui.engine.guidance.hooks import GuidanceHooks
+
+    assert {spec.key for spec in ADDONS} <= GuidanceHooks.IMPLEMENTED
+    assert all(spec.hooks and set(spec.hooks) <= {"unet", "combine", "mask_blend"} for spec in ADDONS)

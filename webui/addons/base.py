@@ -66,6 +66,9 @@ class AddonSpec:
     title: ClassVar[str]
     params: ClassVar[tuple[Param, ...]]
     aliases: ClassVar[tuple[str, ...]] = ()  # older titles of the same script
+    # Where it works in the one denoising loop: "unet" (around each UNet call), "combine" (where CFG
+    # combines the predictions, in x0 terms), "mask_blend" (the inpainting blend and the final composite).
+    hooks: ClassVar[tuple[str, ...]] = ()
     modes: ClassVar[tuple[str, ...]] = ("txt2img", "img2img", "inpaint")
 
     @classmethod

@@ -19,6 +19,7 @@ class DynamicThresholding(AddonSpec):
 
     key = "dynamic_thresholding"
     title = "Dynamic Thresholding (CFG Scale Fix)"
+    hooks = ("combine",)
     params = (
         Param("enabled", "Enable Dynamic Thresholding (CFG Scale Fix)", False, infotext="Dynamic thresholding enabled"),
         Param("mimic_scale", "Mimic CFG Scale", 7.0, 0.0, 100.0, infotext="Mimic scale", step=0.5),
@@ -61,6 +62,7 @@ class CFGRescale(AddonSpec):
 
     key = "cfg_rescale"
     title = "CFG Rescale Extension"
+    hooks = ("combine",)
     params = (Param("phi", "CFG Rescale", 0.0, 0.0, 1.0, infotext="CFG Rescale phi", step=0.01),)
 
     @classmethod
@@ -95,6 +97,7 @@ class FreeU(AddonSpec):
 
     key = "freeu"
     title = "FreeU Integrated (SD 1.x, SD 2.x, SDXL)"
+    hooks = ("unet",)
     aliases = ("FreeU Integrated",)
     params = (
         Param("enabled", "FreeU", False, infotext="freeu_enabled"),
@@ -115,6 +118,7 @@ class PerturbedAttention(AddonSpec):
 
     key = "perturbed_attention"
     title = "PerturbedAttentionGuidance Integrated"
+    hooks = ("unet", "combine")
     aliases = ("PerturbedAttentionGuidance Integrated (SD1.x, SD2.x, SDXL)",)
     params = (
         Param("enabled", "PerturbedAttentionGuidance", False, infotext="pagi_enabled"),
@@ -140,6 +144,7 @@ class SoftInpainting(AddonSpec):
 
     key = "soft_inpainting"
     title = "Soft Inpainting"
+    hooks = ("mask_blend",)
     modes = ("inpaint",)
     params = (
         Param("enabled", "Soft inpainting", False, infotext="Soft inpainting enabled"),

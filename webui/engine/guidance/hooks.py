@@ -59,7 +59,12 @@ def x0_affine(plan: Plan, t: torch.Tensor, sigma: torch.Tensor | None) -> tuple[
 class GuidanceHooks:
     """The enabled add-ons of one sampling run (``{key: values}`` from ``webui.addons.resolve_addons``)."""
 
+    IMPLEMENTED = frozenset({"dynamic_thresholding", "cfg_rescale", "freeu", "perturbed_attention", "soft_inpainting"})
+
     def __init__(self, active: dict[str, dict], unet, plan: Plan, total_steps: Callable[[], int]):
+        missing = set(active) - self.IMPLEMENTED
+        if missing:  # a declared add-on the engine cannot run must not pass silently
+            raise NotImplementedError(f"no engine hook for add-on(s): {', '.join(sorted(missing))}")
         self.plan, self.unet, self.total_steps = plan, unet, total_steps
         self.dynthres = DynThresh(active["dynamic_thresholding"]) if "dynamic_thresholding" in active else None
         self.freeu = FreeURun(active["freeu"], unet) if "freeu" in active else None

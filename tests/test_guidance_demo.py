@@ -1,4 +1,4 @@
-"""The demo model shows what dynamic thresholding is for: at CFG 30 colours burn, with mimic 7 they do not."""
+"""The demo model shows what the CFG fixes are for: at CFG 30 colours burn; dynamic thresholding and CFG rescale help."""
 from __future__ import annotations
 
 import shutil
@@ -40,10 +40,19 @@ def palette_distance(pixels: np.ndarray) -> float:
     return float(np.sqrt(((pixels[:, :, None, :] - PALETTE) ** 2).sum(-1)).min(-1).mean())
 
 
-def test_dynamic_thresholding_keeps_cfg_30_on_the_palette_and_close_to_cfg_7(engine):
+@pytest.fixture(scope="module")
+def burnt(engine):
+    return image(engine, cfg_scale=30)
+
+
+def test_dynamic_thresholding_keeps_cfg_30_on_the_palette_and_close_to_cfg_7(engine, burnt):
     cfg7 = image(engine, cfg_scale=7)
-    burnt = image(engine, cfg_scale=30)
     fixed = image(engine, cfg_scale=30, alwayson_scripts={"Dynamic Thresholding (CFG Scale Fix)": {"args": [True, 7]}})
     assert palette_distance(burnt) > palette_distance(cfg7) + 10  # CFG 30 burns the colours
     assert palette_distance(fixed) < palette_distance(burnt) / 2
     assert np.abs(fixed - cfg7).mean() < np.abs(burnt - cfg7).mean()
+
+
+def test_cfg_rescale_pulls_cfg_30_back_towards_the_palette(engine, burnt):
+    rescaled = image(engine, cfg_scale=30, alwayson_scripts={"CFG Rescale Extension": {"args": [0.7]}})
+    assert palette_distance(rescaled) < palette_distance(burnt) - 4

@@ -130,13 +130,15 @@ A1111_KDIFFUSION = {
 
 @torch.no_grad()
 def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale, seed, shape, sampler, steps,
-                       schedule="automatic", is_sdxl=False, rescale_phi=0.0, init=None, strength=0.75) -> torch.Tensor:
+                       schedule="automatic", is_sdxl=False, rescale_phi=0.0, init=None, strength=0.75,
+                       function=None) -> torch.Tensor:
     """Final latents [1,C,h,w] of one image as A1111 1.10 samples it with k-diffusion (img2img with ``init``)."""
     sampling, external = load_kdiffusion()
     inner = CompVisUNet(unet, alphas_cumprod)
     wrapper = external.CompVisVDenoiser if prediction == "v_prediction" else external.CompVisDenoiser
     denoiser = wrapper(inner, quantize=False)
-    function, default_schedule, discard, extra = A1111_KDIFFUSION[sampler]
+    default_function, default_schedule, discard, extra = A1111_KDIFFUSION[sampler]
+    function = function or default_function
     kind = default_schedule if schedule == "automatic" and default_schedule else schedule
     n = steps + 1 if discard else steps
     sigmas = a1111_sigmas(kind, n, denoiser, sampling, is_sdxl)
@@ -178,12 +180,16 @@ def kdiffusion_latents(unet, alphas_cumprod, prediction, cond, uncond, cfg_scale
     if extra.get("brownian"):
         kwargs["noise_sampler"] = sampling.BrownianTreeNoiseSampler(x, schedule[schedule > 0].min(),
                                                                     schedule.max(), seed=[seed])
-    if "eta" in inspect.signature(getattr(sampling, function)).parameters:
+    if hasattr(sampling, function) and "eta" in inspect.signature(getattr(sampling, function)).parameters:
         kwargs["eta"] = 1.0  # A1111 passes eta_ancestral (1.0) to every sampler that takes eta
     if "solver_type" in extra:
         kwargs["solver_type"] = extra["solver_type"]
     sampling.torch = _RandnFromGenerator(generator)
     try:
+        if function == "restart":  # not in k-diffusion: A1111's own sampler, restated in the test module
+            from test_sampling_kdiffusion import restart_reference
+
+            return restart_reference(cfg, x, sigmas, sampling, generator)
         return getattr(sampling, function)(cfg, x, disable=True, **kwargs)
     finally:
         sampling.torch = torch
@@ -235,7 +241,8 @@ def mean_difference(a, b) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean())
 
 
-def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", rescale_phi=0.0, init=None):
+def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", rescale_phi=0.0, init=None,
+                    function=None):
     """The image A1111 1.10 would make for a txt2img request with k-diffusion (same text encoder and VAE)."""
     from webui.engine import vae_ops
     from webui.engine.prompting import encode_plans, plan_prompts
@@ -249,6 +256,6 @@ def reference_image(engine, request, alphas_cumprod=None, prediction="epsilon", 
                                  prediction, positive_at(0).embeds, negative_at(0).embeds, request.cfg_scale,
                                  request.seed, shape, request.sampler_name, request.steps,
                                  schedule=request.scheduler.lower().replace(" ", "_"), rescale_phi=rescale_phi,
-                                 init=init, strength=request.denoising_strength)
+                                 init=init, strength=request.denoising_strength, function=function)
     images, _ = vae_ops.decode(model.vae, latents)
     return images[0]

@@ -8,6 +8,7 @@ shipped demo model.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from kdiffusion_reference import (  # noqa: F401  (engine is a fixture)
     A1111_KDIFFUSION, TOLERANCE, engine, mean_difference, reference_image, request_for,
@@ -65,3 +66,35 @@ def test_batch_images_equal_single_runs(engine, sampler):
     for index, image in enumerate(batch):
         single = request_for(engine, sampler, seed=1234 + index)
         assert mean_difference(image, engine.generate(single).images[0]) < TOLERANCE
+
+
+def restart_reference(model, x, sigmas, sampling, generator):
+    """A1111's Restart from 20 steps on: Karras sigmas shortened by the restart steps, one back-jump to sigma 2
+    near sigma 0.1 (two of steps // 4 from 36 steps), Heun steps throughout, fresh noise on each jump."""
+    steps = len(sigmas) - 1
+    restart_steps, times = (steps // 4, 2) if steps >= 36 else (9, 1)
+    sigmas = sampling.get_sigmas_karras(steps - restart_steps * times, sigmas[-2].item(), sigmas[0].item())
+    at = int(torch.argmin(abs(sigmas - 0.1)))
+    top = int(torch.argmin(abs(sigmas - 2)))
+    pairs = [(sigmas[i], sigmas[i + 1]) for i in range(len(sigmas) - 1)]
+    if top < at:
+        jump = sampling.get_sigmas_karras(restart_steps + 1, sigmas[at].item(), sigmas[top].item())[:-1]
+        pairs = pairs[:at] + list(zip(jump[:-1], jump[1:])) * times + pairs[at:]
+    previous = None
+    for old, new in pairs:
+        if previous is not None and previous < old:
+            x = x + torch.randn(x.shape[1:], generator=generator)[None] * (old ** 2 - previous ** 2) ** 0.5
+        d = (x - model(x, old.reshape(1))) / old
+        if new == 0:
+            x = x + d * (new - old)
+        else:
+            x_2 = x + d * (new - old)
+            x = x + (d + (x_2 - model(x_2, new.reshape(1))) / new) / 2 * (new - old)
+        previous = new
+    return x
+
+
+def test_restart_with_back_jumps_matches_a1111(engine):
+    request = request_for(engine, "Restart", steps=20)
+    ours = engine.generate(request).images[0]
+    assert mean_difference(ours, reference_image(engine, request, function="restart")) < TOLERANCE

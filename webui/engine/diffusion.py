@@ -16,7 +16,7 @@ import torch
 
 from webui.engine.guidance import GuideCall, GuidanceHooks
 from webui.engine.noise import ImageRNG
-from webui.engine.sampling.runner import Guided, Latents, Plan, run
+from webui.engine.sampling.runner import CFGPP_SCALE, Guided, Latents, Plan, run
 from webui.schemas import JobControl, JobInterrupted, Progress
 
 
@@ -100,7 +100,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
 
     contexts: dict[tuple, tuple] = {}
     calls = [0]
-    scale = job.cfg_scale * (1 / 12.5 if plan.sampler.options.get("cfgpp") else 1.0)
+    scale = job.cfg_scale * (CFGPP_SCALE if plan.sampler.options.get("cfgpp") else 1.0)
     s_min_uncond = plan.settings.s_min_uncond
     multiplier = plan.call_multiplier()
 
@@ -150,7 +150,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
                                                positive_again))
 
     def on_step(index: int, denoised: torch.Tensor) -> None:
-        job.progress.step = min(index + 1, max(job.progress.steps, index + 1))
+        job.progress.step = index + 1
         if preview is not None and control.wants_preview(index + 1):
             job.progress.preview = preview(denoised)
         control.report(job.progress)

@@ -79,6 +79,32 @@ class DiscreteSchedule:
         return append_zero(self.t_to_sigma(t))
 
 
+class LCMSchedule(DiscreteSchedule):
+    """A1111's LCM denoiser schedule: 50 of the 1000 training steps, timesteps quantised to them."""
+
+    ORIGINAL_STEPS = 50
+
+    def __init__(self, alphas_cumprod: torch.Tensor):
+        total = len(alphas_cumprod)
+        self.skip = total // self.ORIGINAL_STEPS
+        picked = torch.zeros(self.ORIGINAL_STEPS, dtype=torch.float32)
+        for x in range(self.ORIGINAL_STEPS):
+            picked[self.ORIGINAL_STEPS - 1 - x] = alphas_cumprod[total - 1 - x * self.skip]
+        super().__init__(picked)
+
+    def uniform(self, n: int) -> torch.Tensor:
+        start, end = self.sigma_to_t(self.sigma_max), self.sigma_to_t(self.sigma_min)
+        return append_zero(self.t_to_sigma(torch.linspace(start, end, n)))
+
+    def sigma_to_t(self, sigma):
+        dists = sigma.log() - self.log_sigmas.to(sigma.device)[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip + (self.skip - 1)
+
+    def t_to_sigma(self, t):
+        t = torch.clamp(((t - (self.skip - 1)) / self.skip).float(), min=0, max=len(self.sigmas) - 1)
+        return super().t_to_sigma(t)
+
+
 def append_zero(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_zeros([1])])
 

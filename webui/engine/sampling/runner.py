@@ -1,6 +1,6 @@
 """One sampling run as A1111 does it: schedule -> sigmas (or timesteps), noise, the sampler, infotext.
 
-The caller gives a ``guide(x_in, t)`` function: the UNet with classifier-free
+The caller gives a ``guide(x_in, t, sigma=None)`` function: the UNet with classifier-free
 guidance for a model input and a (continuous) timestep, returning raw model
 outputs (eps or v) as ``Guided(guided, uncond, positive)``. This module turns
 it into k-diffusion's denoiser or the timesteps samplers' eps model.
@@ -8,17 +8,22 @@ it into k-diffusion's denoiser or the timesteps samplers' eps model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, NamedTuple
 
 import torch
 
 from webui.engine.sampling import ksamplers, schedules, table, timesteps
-from webui.engine.sampling.denoiser import DiscreteSchedule, append_zero, scalings
+from webui.engine.sampling.denoiser import DiscreteSchedule, LCMSchedule, scalings
 from webui.engine.sampling.schedules import ScheduleContext
 from webui.engine.sampling.table import SamplerSettings, ScheduleSpec, find_schedule
 
+CFGPP_SCALE = 1 / 12.5  # DDIM CFG++ maps CFG 0..12.5 onto its guidance 0..1
+
 
 class Guided(NamedTuple):
+    """What one guided model call returns, in the model's own output space (eps or v)."""
+
     guided: torch.Tensor  # uncond + scale * sum(w * (cond - uncond))
     uncond: torch.Tensor
     positive: torch.Tensor  # the same combination with scale 1 (for CFG rescale)
@@ -38,11 +43,9 @@ class Plan:
     is_sdxl: bool = False
     infotext: dict = field(default_factory=dict)
 
-    @property
+    @cached_property
     def model_schedule(self) -> DiscreteSchedule:
-        if not hasattr(self, "_schedule"):
-            self._schedule = DiscreteSchedule(self.alphas_cumprod)
-        return self._schedule
+        return DiscreteSchedule(self.alphas_cumprod)
 
     def call_multiplier(self) -> int:
         """Model calls per step for prompt-editing schedules (A1111 doubles them for second-order samplers)."""
@@ -58,7 +61,7 @@ class Plan:
             self.infotext["Discard penultimate sigma"] = True
         steps += 1 if discard else 0
         if spec.kind == "lcm":
-            sigmas = lcm_schedule(self.alphas_cumprod).uniform(steps)
+            sigmas = LCMSchedule(self.alphas_cumprod).uniform(steps)
         else:
             sigmas = self._schedule_sigmas(steps)
         if discard:
@@ -133,36 +136,6 @@ class Plan:
         return run
 
 
-def lcm_schedule(alphas_cumprod: torch.Tensor) -> "LCMSchedule":
-    return LCMSchedule(alphas_cumprod)
-
-
-class LCMSchedule(DiscreteSchedule):
-    """A1111's LCM denoiser schedule: 50 of the 1000 training steps, timesteps quantised to them."""
-
-    ORIGINAL_STEPS = 50
-
-    def __init__(self, alphas_cumprod: torch.Tensor):
-        total = len(alphas_cumprod)
-        self.skip = total // self.ORIGINAL_STEPS
-        picked = torch.zeros(self.ORIGINAL_STEPS, dtype=torch.float32)
-        for x in range(self.ORIGINAL_STEPS):
-            picked[self.ORIGINAL_STEPS - 1 - x] = alphas_cumprod[total - 1 - x * self.skip]
-        super().__init__(picked)
-
-    def uniform(self, n: int) -> torch.Tensor:
-        start, end = self.sigma_to_t(self.sigma_max), self.sigma_to_t(self.sigma_min)
-        return append_zero(self.t_to_sigma(torch.linspace(start, end, n)))
-
-    def sigma_to_t(self, sigma):
-        dists = sigma.log() - self.log_sigmas.to(sigma.device)[:, None]
-        return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip + (self.skip - 1)
-
-    def t_to_sigma(self, t):
-        t = torch.clamp(((t - (self.skip - 1)) / self.skip).float(), min=0, max=len(self.sigmas) - 1)
-        return super().t_to_sigma(t)
-
-
 # ---------------------------------------------------------------- running
 @dataclass
 class Latents:
@@ -201,7 +174,7 @@ def _rescale(guided: torch.Tensor, positive: torch.Tensor, phi: float) -> torch.
 def _run_sigmas(plan, guide, start: Latents, steps, next_noise, seeds, callback, on_total):
     spec, settings = plan.sampler, plan.settings
     lcm = spec.kind == "lcm"
-    model_schedule = lcm_schedule(plan.alphas_cumprod) if lcm else plan.model_schedule
+    model_schedule = LCMSchedule(plan.alphas_cumprod) if lcm else plan.model_schedule
     prediction = plan.prediction
     phi = settings.cfg_rescale_phi
 
@@ -247,8 +220,9 @@ def _run_sigmas(plan, guide, start: Latents, steps, next_noise, seeds, callback,
 
 
 def _lcm_scaled(schedule: LCMSchedule, sigma, output, x):
+    """A1111's LCM output scaling: consistency-model c_skip/c_out on the quantised timestep (sigma_data 0.5)."""
     sigma_data = 0.5
-    scaled_t = schedule.sigma_to_t(sigma.reshape(1)).float() * 10.0
+    scaled_t = float(schedule.sigma_to_t(sigma.reshape(1))) * 10.0
     c_skip = sigma_data ** 2 / (scaled_t ** 2 + sigma_data ** 2)
     c_out = scaled_t / (scaled_t ** 2 + sigma_data ** 2) ** 0.5
     return c_out * output + c_skip * x
@@ -257,7 +231,7 @@ def _lcm_scaled(schedule: LCMSchedule, sigma, output, x):
 class _EpsModel:
     """The guided UNet as the timesteps samplers see it: eps for (x, t), with the unguided eps kept."""
 
-    def __init__(self, plan: Plan, guide, start: Latents, cfg_multiplier: float):
+    def __init__(self, plan: Plan, guide, start: Latents):
         self.plan, self.guide, self.start = plan, guide, start
         self.alphas = plan.alphas_cumprod
         self.last_uncond = None
@@ -284,7 +258,7 @@ def _run_timesteps(plan: Plan, guide, start: Latents, steps, next_noise, callbac
     if discard:
         plan.infotext["Discard penultimate sigma"] = True
     sampler_run = ksamplers.SamplerRun(noise=lambda a, b: next_noise(), callback=callback, eta=plan.eta())
-    model = _EpsModel(plan, guide, start, 1.0)
+    model = _EpsModel(plan, guide, start)
     if start.init is None:
         grid = timesteps.timestep_grid(steps + (1 if discard else 0), train_steps)
         x, is_img2img = start.noise, False
@@ -304,4 +278,3 @@ def _run_timesteps(plan: Plan, guide, start: Latents, steps, next_noise, callbac
     return timesteps.ddim(model, x, grid, alphas, sampler_run, cfgpp=bool(spec.options.get("cfgpp")))
 
 
-CFGPP_SCALE = 1 / 12.5  # DDIM CFG++ maps CFG 0..12.5 onto its guidance 0..1

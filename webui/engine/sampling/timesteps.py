@@ -153,7 +153,7 @@ def unipc(model, x, timesteps, alphas_cumprod, run: SamplerRun, settings: UniPCS
     def data_pred(x, t):
         eps = model(x, (float(t) - 1.0 / ns.total_n) * 1000.0)
         t1 = t.reshape(1)
-        return (x - ns.std(t1) * eps) / torch.exp(ns.log_mean(t1))
+        return (x - float(ns.std(t1)) * eps) / float(torch.exp(ns.log_mean(t1)))
 
     def after(x, model_x):
         run.callback(counter[0], model_x if model_x is not None else x)
@@ -208,17 +208,19 @@ def _unipc_update(ns: _VPSchedule, data_pred, x, model_prev, t_prev, t, order, u
     r_mat = torch.stack(rows)
     b = torch.tensor(b)
     stacked = torch.stack(d1s, dim=1) if d1s else None
-    x_t_ = (sigma_t / sigma_0) * x - (alpha_t * h_phi_1) * model_0
+    # The coefficients are computed on the CPU; as plain numbers they work with latents on any device.
+    x_t_ = float(sigma_t / sigma_0) * x - float(alpha_t * h_phi_1) * model_0
+    step = float(alpha_t * b_h)
     if stacked is not None:
         rhos_p = torch.tensor([0.5]) if order == 2 else torch.linalg.solve(r_mat[:-1, :-1], b[:-1])
-        pred_res = torch.einsum("k,bkchw->bchw", rhos_p, stacked)
+        pred_res = torch.einsum("k,bkchw->bchw", rhos_p.to(stacked), stacked)
     else:
         pred_res = 0
-    x_t = x_t_ - (alpha_t * b_h) * pred_res
+    x_t = x_t_ - step * pred_res
     model_t = None
     if use_corrector:
         rhos_c = torch.tensor([0.5]) if order == 1 else torch.linalg.solve(r_mat, b)
         model_t = data_pred(x_t, t)
-        corr_res = torch.einsum("k,bkchw->bchw", rhos_c[:-1], stacked) if stacked is not None else 0
-        x_t = x_t_ - (alpha_t * b_h) * (corr_res + rhos_c[-1] * (model_t - model_0))
+        corr_res = torch.einsum("k,bkchw->bchw", rhos_c[:-1].to(stacked), stacked) if stacked is not None else 0
+        x_t = x_t_ - step * (corr_res + float(rhos_c[-1]) * (model_t - model_0))
     return x_t, model_t

@@ -59,7 +59,7 @@ def test_a_disabled_addon_gives_exactly_todays_image(engine, plain, addons):
     assert "Dynamic thresholding enabled" not in result.infotexts[0]
 
 
-@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "DDIM"])
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "DDIM", "UniPC", "LCM"])
 def test_dynamic_thresholding_mimicking_the_real_scale_at_percentile_100_is_plain_cfg(engine, sampler):
     plain_image = pixels(make(engine, sampler_name=sampler))
     same = make(engine, sampler_name=sampler,

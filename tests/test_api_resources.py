@@ -150,7 +150,9 @@ def test_small_endpoints_answer_json(world):
     assert flags["port"] == 7860 and flags["listen"] is False
     memory = world.client.get("/sdapi/v1/memory").json()
     assert set(memory) == {"ram", "cuda"} and (memory["ram"].get("used", 0) > 0 or "error" in memory["ram"])
-    assert world.client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
+    scripts = world.client.get("/sdapi/v1/scripts").json()
+    assert "dynamic thresholding (cfg scale fix)" in scripts["txt2img"] and "soft inpainting" in scripts["img2img"]
+    assert "soft inpainting" not in scripts["txt2img"]
     missing = world.client.get("/sdapi/v1/no-such-endpoint")
     assert missing.status_code == 404 and missing.json()["error"] == "HTTPException"
 

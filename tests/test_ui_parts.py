@@ -78,7 +78,8 @@ def test_insert_tag_appends_once_with_a_comma():
     assert networks.insert_tag("", "__animal__") == "__animal__"
 
 
-def test_build_ui_gives_every_widget_the_tests_rely_on(tmp_path):
+def build_fake_ui(tmp_path):
+    """The whole UI over a fake engine and two fake checkpoints: (gradio Blocks, catalog)."""
     from tests.browser.fake_stack import FakeEngine, FakeModels, write_fake_checkpoints
     from webui.catalog import Catalog
     from webui.options import Options
@@ -92,7 +93,11 @@ def test_build_ui_gives_every_widget_the_tests_rely_on(tmp_path):
     models = FakeModels(catalog)
     services = Services(settings=settings, catalog=catalog, models=models, engine=FakeEngine(settings, models),
                         queue=None, options=Options(None))
-    demo = build_ui(services)
+    return build_ui(services), catalog
+
+
+def test_build_ui_gives_every_widget_the_tests_rely_on(tmp_path):
+    demo, catalog = build_fake_ui(tmp_path)
     ids = {block.elem_id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
     for tab in ("txt2img", "img2img", "inpaint"):
         assert {f"{tab}_prompt", f"{tab}_generate", f"{tab}_gallery", f"{tab}_infotext", f"{tab}_seed",

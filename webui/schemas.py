@@ -147,6 +147,10 @@ class GenerationRequest(Serialisable):
     s_noise: float | None = None
     s_min_uncond: float | None = None
     sampler_overrides: dict = field(default_factory=dict)
+    # Guidance add-ons (webui.addons): ours by name, {"dynamic_thresholding": {"enabled": True, ...}}, and
+    # A1111's always-on scripts by title, {"Dynamic Thresholding (CFG Scale Fix)": {"args": [True, 7]}}.
+    addons: dict = field(default_factory=dict)
+    alwayson_scripts: dict = field(default_factory=dict)
 
     @property
     def mode(self) -> str:

@@ -13,6 +13,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from webui.api.errors import OptionForbidden, PayloadTooLarge
+from webui.addons import addons_from_infotext, resolve_addons
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
 from webui.engine.sampling import table as sampling_table
 from webui.images import encode_image_base64, read_infotext
@@ -135,10 +136,13 @@ def apply_infotext(body: GenerationBody) -> GenerationBody:
     """
     if not body.infotext:
         return body
-    fields = infotext_to_request_fields(parse_infotext(body.infotext))
+    parsed = parse_infotext(body.infotext)
+    fields = infotext_to_request_fields(parsed)
     sent = body.model_fields_set
     update = {name: fields[name] for name in _INFOTEXT_BODY_FIELDS
               if name in fields and name not in sent and name in type(body).model_fields}
+    if not {"addons", "alwayson_scripts"} & sent and addons_from_infotext(parsed):
+        update["addons"] = addons_from_infotext(parsed)
     options = {key: fields[name] for name, key in _INFOTEXT_OPTIONS.items()
                if name in fields and key not in body.override_settings}
     if options:
@@ -177,6 +181,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         raise InvalidRequest(str(exc), field=f"override_settings.{str(exc).split()[0]}") from None
     max_pixels = services.settings.max_image_pixels
     check_output_size(body.width, body.height, max_pixels)
+    resolve_addons(body.addons, body.alwayson_scripts)  # bad add-on values fail at submission (422)
     return dict(
         prompt=body.prompt,
         negative_prompt=body.negative_prompt,
@@ -207,6 +212,8 @@ def _common_fields(body: GenerationBody, services) -> dict:
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,
         sampler_overrides=sampler_overrides,
+        addons=dict(body.addons),
+        alwayson_scripts=dict(body.alwayson_scripts),
     )
 
 

@@ -67,6 +67,7 @@ class GenerationBody(ApiModel):
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict = Field(default_factory=dict)
+    addons: dict = Field(default_factory=dict)  # ours: guidance add-ons by name (webui.addons)
     force_task_id: str | None = None
     infotext: str | None = None
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
+from webui.addons import registry as addons
 from webui.api.convert import check_api_option_changes, resolve_checkpoint
 from webui.engine.sampling import table as sampling_table
 from webui.schemas import InvalidRequest
@@ -308,12 +309,13 @@ def create_resources_router(services) -> APIRouter:
 
     @router.get("/scripts")
     def scripts():
-        """No A1111 scripts run here; the lists are empty."""
-        return {"txt2img": [], "img2img": []}
+        """The always-on scripts (guidance add-ons) by A1111's lower-case titles."""
+        return {"txt2img": addons.script_titles(False), "img2img": addons.script_titles(True)}
 
     @router.get("/script-info")
     def script_info():
-        return []
+        """Each add-on's args in positional order with their UI defaults, as A1111 lists them."""
+        return addons.script_info()
 
     @router.get("/extensions")
     def extensions():

@@ -8,11 +8,13 @@ prompt editing per model call, and reports progress and previews.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
+from webui.engine.guidance import GuideCall, GuidanceHooks
 from webui.engine.noise import ImageRNG
 from webui.engine.sampling.runner import CFGPP_SCALE, Guided, Latents, Plan, run
 from webui.schemas import JobControl, JobInterrupted, Progress
@@ -52,6 +54,7 @@ class SamplingJob:
     masked_image_latents: torch.Tensor | None = None  # for 9-channel inpainting UNets
     noise_fill: str = "original"  # original | latent noise | latent nothing (what the masked latents start as)
     make_rng: Callable[[tuple[int, ...], list[int], torch.device], ImageRNG] | None = None
+    addons: dict = field(default_factory=dict)  # enabled guidance add-ons {key: values} (webui.addons)
     progress: Progress = field(default_factory=Progress)
 
 
@@ -71,6 +74,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     noise = rng.first().to(device=device, dtype=torch.float32)
     plan = job.plan
 
+    hooks = GuidanceHooks(job.addons, unet, plan, lambda: job.progress.steps) if job.addons else None
+    soft = hooks.soft_inpaint if hooks is not None else None
     init = None
     if job.init_latents is not None:
         init = job.init_latents.to(device=device, dtype=torch.float32)
@@ -85,6 +90,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
             # Ordinary checkpoints inpaint by keeping the unmasked area on the original (A1111's CFGDenoiser mask):
             # the k-diffusion samplers blend the prediction, the timesteps samplers their noisy latents.
             keep = init if alpha_bar is None else init * alpha_bar.sqrt() + noise * (1 - alpha_bar).sqrt()
+            if soft is not None:
+                return soft.blend(keep, latents, mask, alpha_bar)
             return keep * (1 - mask) + latents * mask
 
     mask_extra = None
@@ -118,6 +125,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
             model_in, context = model_in[batch:], context[batch:]
             added = {k: v[batch:] for k, v in added.items()} if added else None
         timestep = t.to(device=device, dtype=torch.float32).reshape(-1)[:1].expand(model_in.shape[0])
+        if hooks is not None:
+            hooks.before_unet(step, sigma)
         out = unet(model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added).sample.float()
         out_pos = out[-len(rows):]
         if skip_uncond:
@@ -128,7 +137,17 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
         # Composable diffusion: each part pulls its image away from the negative by its weight.
         pulls = torch.zeros_like(out_neg).index_add_(0, rows, (out_pos - out_neg[rows]) * weights.view(-1, 1, 1, 1))
         used_scale = 1.0 if skip_uncond else scale
-        return Guided(out_neg + used_scale * pulls, out_neg, out_neg + pulls)
+        guided = Guided(out_neg + used_scale * pulls, out_neg, out_neg + pulls)
+        if hooks is None:
+            return guided
+
+        def positive_again():  # the positive rows once more, for add-ons that perturb the UNet (PAG)
+            n = len(rows)
+            extra = {k: v[-n:] for k, v in added.items()} if added else None
+            return unet(model_in[-n:].to(dtype), timestep[-n:], encoder_hidden_states=context[-n:],
+                        added_cond_kwargs=extra).sample.float()
+        return hooks.combine(guided, GuideCall(x_in, t, sigma, out_neg, out_pos, rows, weights, used_scale, step,
+                                               positive_again))
 
     def on_step(index: int, denoised: torch.Tensor) -> None:
         job.progress.step = index + 1
@@ -142,11 +161,12 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     start = Latents(noise=noise, init=init, strength=job.strength if init is not None else 1.0,
                     fixed_steps=job.fixed_steps, blend=blend)
     try:
-        latents = run(plan, guide, start, job.steps, rng.next, job.seeds, on_step, on_total)
+        with hooks.session() if hooks is not None else contextlib.nullcontext():
+            latents = run(plan, guide, start, job.steps, rng.next, job.seeds, on_step, on_total)
     except _Skipped:
         return None
     if blend is not None:
-        latents = init * (1 - mask) + latents * mask
+        latents = soft.final_blend(init, latents, mask) if soft is not None else init * (1 - mask) + latents * mask
     return latents
 
 

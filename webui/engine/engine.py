@@ -14,10 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
 from webui.engine import imageprep, vae_ops
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
+from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
 from webui.engine.prompting import encode_prompts, prepare_prompts
 from webui.engine.sampling import table
@@ -184,15 +186,17 @@ class Engine:
         # 5. Encode prompts
         steps = request.steps
         positive_at, negative_at = encode_prompts(model, addons, plans, request.clip_skip)
+        guidance = self._guidance_addons(request, result)
         # 6. Latents in
         factor = vae_ops.scale_factor(model.vae)
         plan = self._sampling_plan(request, model, spec, schedule)
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
                           cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
-                          plan=plan, progress=progress)
+                          plan=plan, progress=progress, addons=guidance)
         # Each image's noise streams: its seed, variation seed, RNG source and ENSD (A1111's ImageRNG).
         job.make_rng = lambda shape, rng_seeds, rng_device: make_image_rng(request, shape, rng_seeds, subseeds,
                                                                            rng_device)
+        plan.infotext.update(addons_infotext(guidance))
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
             job.init_latents = vae_ops.encode(model.vae, init_images)
@@ -209,6 +213,9 @@ class Engine:
         if latents is None:  # skipped
             progress.image_index += len(seeds)
             return
+        if inpaint is not None and "soft_inpainting" in guidance:
+            inpaint["composite_masks"] = SoftInpaintRun(guidance["soft_inpainting"]).composite_masks(
+                job.mask, job.init_latents, latents, inpaint["work_mask"].size)
         # 8. Hires fix (txt2img second pass)
         hires_fields = {}
         if request.enable_hr and request.init_image is None:
@@ -284,13 +291,20 @@ class Engine:
         if inpaint is None:
             return image
         original = inpaint["original"]
+        mask = inpaint["soft_mask"]
+        adaptive = inpaint.get("composite_masks")  # soft inpainting: keep generated pixels where they changed
         if inpaint["box"] is not None:
             x1, y1, x2, y2 = inpaint["box"]
             patch = image.resize((x2 - x1, y2 - y1), Image.LANCZOS)
             full = original.copy()
             full.paste(patch, (x1, y1))
             image = full
-        return imageprep.composite_original(image, original, inpaint["soft_mask"])
+            if adaptive is not None:
+                mask = Image.new("L", original.size, 0)
+                mask.paste(adaptive[index].resize((x2 - x1, y2 - y1), Image.LANCZOS), (x1, y1))
+        elif adaptive is not None:
+            mask = adaptive[index]
+        return imageprep.composite_original(image, original, mask)
 
     # ------------------------------------------------------------ SDXL and hires
     def _time_ids(self, model, width, height, batch) -> torch.Tensor | None:
@@ -332,7 +346,7 @@ class Engine:
                           cfg_scale=first.cfg_scale, positive_at=positive_at, negative_at=negative_at,
                           plan=plan, time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
                           init_latents=init_latents, strength=float(request.denoising_strength), fixed_steps=True,
-                          make_rng=first.make_rng, progress=progress)
+                          make_rng=first.make_rng, progress=progress, addons=first.addons)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
@@ -387,6 +401,19 @@ class Engine:
         fields.update(plan.infotext)
         fields["Version"] = version
         return fields
+
+    # ------------------------------------------------------------ guidance add-ons
+    @staticmethod
+    def _guidance_addons(request, result: GenerationResult) -> dict:
+        """The request's enabled add-ons that apply to its mode; warnings for the rest."""
+        active, warnings = resolve_addons(request.addons, request.alwayson_scripts)
+        for key in list(active):
+            spec = find_addon(key)
+            if request.mode not in spec.modes:
+                warnings.append(f"{spec.title} applies to {' and '.join(spec.modes)} only; ignored")
+                del active[key]
+        result.warnings.extend(warnings)
+        return active
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,

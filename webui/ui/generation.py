@@ -10,7 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from webui.schemas import GenerationRequest
-from webui.ui import networks, params, results
+from webui.ui import addons, networks, params, results
 
 
 @dataclass
@@ -48,6 +48,7 @@ def build_generation_tab(
             inputs = build_inputs() if build_inputs else {}
             sampling = params.build_sampling(name, services)
             hr = params.build_hires(name, services) if hires else {}
+            addon_widgets = addons.build_addon_accordions(name, name, services, checkpoint)
         with gr.Column(scale=1, elem_id=f"{name}_results"):
             panel = results.build_result_panel(name)
     fields = {
@@ -57,6 +58,7 @@ def build_generation_tab(
         "checkpoint": checkpoint,
         **params.widget_fields(sampling),
         **hr,
+        **addon_widgets,
         **{k: v for k, v in inputs.items() if k in params.FIELD_TYPES},
     }
     tab = GenerationTab(name, prompt, fields, panel, inputs)
@@ -69,6 +71,7 @@ def build_generation_tab(
             if not values.get(extra):
                 named = params.without_seed_extras(named)
             named["styles"] = list(named.get("styles") or [])
+            named["addons"] = addons.take_addon_values(named)
             if not named.get("checkpoint"):
                 named.pop("checkpoint", None)
             if extra_fields:

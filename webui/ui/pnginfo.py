@@ -39,7 +39,10 @@ def infotext_fields(text: str) -> dict:
     except ImportError:
         prompt, _, rest = text.partition("\nNegative prompt: ")
         return {"prompt": prompt.strip()}
-    return infotext_to_request_fields(parse_infotext(text))
+    from webui.ui.addons import infotext_addon_fields
+
+    parsed = parse_infotext(text)
+    return {**infotext_to_request_fields(parsed), **infotext_addon_fields(parsed)}
 
 
 def parameters_html(text: str) -> str:

@@ -13,7 +13,8 @@ def client(settings):
     services = build_services(settings)
     services.queue.start()
     try:
-        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False)
+        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False,
+                         base_url="http://127.0.0.1")
     finally:
         services.queue.close()
 

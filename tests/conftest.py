@@ -94,3 +94,28 @@ def settings(tmp_path, models_dir):
 
     return Settings(models_dir=models_dir, outdir=tmp_path / "outputs", wildcards_dir=tmp_path / "wildcards",
                     styles_file=tmp_path / "styles.csv", device="cpu", precision="fp32")
+
+
+@pytest.fixture
+def serve_app():
+    """Start the real app wiring (engine, model manager, queue) for some settings; returns (client, services).
+
+    The TestClient talks to it at 127.0.0.1, one of the Host names the server answers to by default.
+    """
+    from fastapi.testclient import TestClient
+
+    from webui.server import build_services, create_app
+
+    started = []
+
+    def start(settings):
+        services = build_services(settings)
+        services.queue.start()
+        started.append(services)
+        client = TestClient(create_app(services, with_ui=False), raise_server_exceptions=False,
+                            base_url="http://127.0.0.1")
+        return client, services
+
+    yield start
+    for services in started:
+        services.queue.close()

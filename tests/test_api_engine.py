@@ -11,23 +11,13 @@ from webui.images import read_infotext
 
 
 @pytest.fixture
-def client(settings):
-    from fastapi.testclient import TestClient
-
+def client(settings, serve_app):
     from safetensors.numpy import save_file
-
-    from webui.server import build_services, create_app
 
     folder = settings.model_folder("embeddings")
     save_file({"emb_params": np.ones((2, 64), np.float32)}, str(folder / "fits.safetensors"))
     save_file({"emb_params": np.ones((1, 768), np.float32)}, str(folder / "too-wide.safetensors"))
-    services = build_services(settings)
-    services.queue.start()
-    try:
-        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False,
-                         base_url="http://127.0.0.1")
-    finally:
-        services.queue.close()
+    return serve_app(settings)[0]
 
 
 def _decode(text):

@@ -5,18 +5,8 @@ import pytest
 
 
 @pytest.fixture
-def client(settings):
-    from fastapi.testclient import TestClient
-
-    from webui.server import build_services, create_app
-
-    services = build_services(settings)
-    services.queue.start()
-    try:
-        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False,
-                         base_url="http://127.0.0.1")
-    finally:
-        services.queue.close()
+def client(settings, serve_app):
+    return serve_app(settings)[0]
 
 
 BODY = {"prompt": "a red circle", "negative_prompt": "blue", "seed": 7, "steps": 2, "width": 64, "height": 64,

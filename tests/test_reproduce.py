@@ -12,18 +12,8 @@ from webui.reproduce import pixel_difference, plan_reproduction
 
 
 @pytest.fixture
-def world(settings):
-    from fastapi.testclient import TestClient
-
-    from webui.server import build_services, create_app
-
-    services = build_services(settings)
-    services.queue.start()
-    try:
-        yield TestClient(create_app(services, with_ui=False), raise_server_exceptions=False,
-                         base_url="http://127.0.0.1"), services
-    finally:
-        services.queue.close()
+def world(settings, serve_app):
+    return serve_app(settings)
 
 
 def _decode(text):

@@ -25,7 +25,7 @@ class RecordingFaces:
     def model_path(self, name):
         return name
 
-    def restore(self, image, name, visibility, codeformer_weight=0.5):
+    def restore(self, image, name, visibility, codeformer_weight=0.5, should_stop=None):
         self.calls.append((name, image.size, visibility, codeformer_weight))
         return image
 

@@ -1,6 +1,8 @@
 """Face restoration on scikit-image's astronaut photo with random-weight GFPGAN v1.4 and CodeFormer files."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -9,9 +11,13 @@ from safetensors.torch import save_file
 from skimage import data
 
 from webui.config import Settings
+from webui.engine.engine import Engine
+from webui.catalog import Catalog
+from webui.models.manager import ModelManager
+from webui.postprocess.face_detection import Face
 from webui.postprocess.face_align import FFHQ_512_TEMPLATE, align_face, paste_face
 from webui.postprocess.faces import FaceRestorers
-from webui.schemas import ExtrasRequest, NotFound
+from webui.schemas import ExtrasRequest, GenerationRequest, JobInterrupted, NotFound, NullControl
 from webui.postprocess.extras import run_extras
 from webui.postprocess.upscalers import UpscalerRegistry
 
@@ -132,3 +138,69 @@ def test_extras_restore_then_upscale_writes_a1111_fields(faces, models_dir, astr
     assert image.size == (384, 384)
     assert info == {"GFPGAN visibility": 0.5, "Postprocess upscale by": 1.5, "Postprocess upscaler": "Lanczos"}
     assert list(info)[0] == "GFPGAN visibility"  # restore ran first
+
+
+# ------------------------------------------------------------------ interrupt between faces
+def two_astronauts() -> Image.Image:
+    """Two copies of the astronaut side by side: two faces for the detector."""
+    single = Image.fromarray(data.astronaut()).resize((256, 256), Image.Resampling.LANCZOS)
+    pair = Image.new("RGB", (512, 256))
+    pair.paste(single, (0, 0))
+    pair.paste(single, (256, 0))
+    return pair
+
+
+def count_restorer_runs(faces: FaceRestorers, name: str) -> list:
+    """A list that grows by one each time the restorer model runs on a face."""
+    runs = []
+    faces._model(FaceRestorers._spec(name)).model.register_forward_hook(lambda *args: runs.append(1))
+    return runs
+
+
+class StopAfterFaces(NullControl):
+    """A JobControl whose user presses Interrupt once ``limit`` faces have been restored."""
+
+    def __init__(self, runs: list, limit: int):
+        self.runs, self.limit = runs, limit
+
+    def interrupted(self) -> bool:
+        return len(self.runs) >= self.limit
+
+
+def test_extras_stop_between_faces_and_keep_finished_images(models_dir):
+    faces = FaceRestorers(Settings(models_dir=models_dir, device="cpu", precision="fp32"))
+    assert len(faces.detect(two_astronauts())) == 2
+    runs = count_restorer_runs(faces, "GFPGAN")
+    sky = Image.new("RGB", (64, 48), (90, 140, 220))  # no face: finished before the interrupt
+    request = ExtrasRequest(images=[sky, two_astronauts()], upscaler_1="None", gfpgan_visibility=1.0)
+    upscalers = UpscalerRegistry(Settings(models_dir=models_dir, device="cpu"))
+    with pytest.raises(JobInterrupted) as stopped:
+        run_extras(request, upscalers, faces, StopAfterFaces(runs, 1))
+    assert len(runs) == 1  # the second face of the second image was never restored
+    [(kept, info)] = stopped.value.partial
+    assert np.array_equal(np.asarray(kept), np.asarray(sky)) and info == {"GFPGAN visibility": 1.0}
+
+
+class TwoFixedFaces:
+    """A detector reporting two faces at fixed places: a tiny random checkpoint paints no real face."""
+
+    def detect(self, image):
+        eyes_nose_mouth = np.array([[20, 24], [44, 24], [32, 34], [23, 44], [41, 44]], dtype=np.float64)
+        return [Face(box=(8, 8, 56, 56), landmarks=eyes_nose_mouth, score=1.0)] * 2
+
+
+def test_generation_restore_faces_stops_between_faces(models_dir, tiny_checkpoint_dir, tmp_path):
+    (models_dir / "Stable-diffusion").mkdir(exist_ok=True)
+    shutil.copy(tiny_checkpoint_dir / "tiny-sd1.safetensors", models_dir / "Stable-diffusion")
+    settings = Settings(models_dir=models_dir, outdir=tmp_path, device="cpu", precision="fp32", save_images=False)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    faces = FaceRestorers(settings, detector=TwoFixedFaces())
+    runs = count_restorer_runs(faces, "GFPGAN")
+    engine = Engine(settings, catalog, ModelManager(settings, catalog), faces=faces)
+    request = GenerationRequest(prompt="a face", steps=2, width=64, height=64, seed=1, sampler_name="Euler",
+                                restore_faces=True, face_restorer="GFPGAN")
+    with pytest.raises(JobInterrupted) as stopped:
+        engine.generate(request, StopAfterFaces(runs, 1))
+    assert len(runs) == 1  # interrupted after the first face, before the second
+    assert stopped.value.partial.images == []

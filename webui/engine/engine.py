@@ -228,7 +228,7 @@ class Engine:
         if upcast:
             result.warnings.append("the VAE produced NaNs in half precision; decoded in float32")
         for i, image in enumerate(images):
-            image = self._postprocess_image(request, image, inpaint, i)
+            image = self._postprocess_image(request, image, inpaint, i, control)
             plan = plans[i]
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, hires_fields,
                                            inpaint is not None or request.init_image is not None, subseeds[i])
@@ -285,9 +285,14 @@ class Engine:
             result.negative_prompts.append(plan.negative_prompt)
             result.infotexts.append("")
 
-    def _postprocess_image(self, request, image, inpaint, index):
+    def _postprocess_image(self, request, image, inpaint, index, control=None):
         if request.restore_faces and self.faces is not None:
-            image = self.faces.restore(image, request.face_restorer, 1.0, request.codeformer_weight)
+            should_stop = control.interrupted if control is not None else None
+            try:
+                image = self.faces.restore(image, request.face_restorer, 1.0, request.codeformer_weight,
+                                           should_stop=should_stop)
+            except InterruptedError:  # stopped between two faces
+                raise JobInterrupted() from None
         if inpaint is None:
             return image
         original = inpaint["original"]

@@ -93,12 +93,14 @@ def _upscale(image: Image.Image, request: ExtrasRequest, upscalers: UpscalerRegi
     return result
 
 
-def _restore(image: Image.Image, request: ExtrasRequest, faces: FaceRestorers, info: dict) -> Image.Image:
+def _restore(image: Image.Image, request: ExtrasRequest, faces: FaceRestorers, info: dict,
+             should_stop=None) -> Image.Image:
     if request.gfpgan_visibility > 0:
-        image = faces.restore(image, "GFPGAN", request.gfpgan_visibility)
+        image = faces.restore(image, "GFPGAN", request.gfpgan_visibility, should_stop=should_stop)
         info["GFPGAN visibility"] = round(request.gfpgan_visibility, 3)
     if request.codeformer_visibility > 0:
-        image = faces.restore(image, "CodeFormer", request.codeformer_visibility, request.codeformer_weight)
+        image = faces.restore(image, "CodeFormer", request.codeformer_visibility, request.codeformer_weight,
+                              should_stop=should_stop)
         info["CodeFormer visibility"] = round(request.codeformer_visibility, 3)
         info["CodeFormer weight"] = round(request.codeformer_weight, 3)
     return image
@@ -134,11 +136,11 @@ def run_extras(
         try:
             if request.upscale_first:
                 result = _upscale(result, request, upscalers, info, should_stop)
-                result = _restore(result, request, faces, info)
+                result = _restore(result, request, faces, info, should_stop)
             else:
-                result = _restore(result, request, faces, info)
+                result = _restore(result, request, faces, info, should_stop)
                 result = _upscale(result, request, upscalers, info, should_stop)
-        except InterruptedError:  # stopped between two tiles of a model upscale
+        except InterruptedError:  # stopped between two tiles of a model upscale or two faces
             raise JobInterrupted(partial=outputs) from None
         outputs.append((result, info))
     return outputs

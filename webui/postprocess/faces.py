@@ -127,11 +127,14 @@ class FaceRestorers:
         """The faces the pipeline would restore."""
         return self.detector().detect(image)
 
-    def restore(self, image: Image.Image, name: str, visibility: float, codeformer_weight: float = 0.5) -> Image.Image:
+    def restore(self, image: Image.Image, name: str, visibility: float, codeformer_weight: float = 0.5,
+                should_stop=None) -> Image.Image:
         """Restore every detected face of ``image`` with ``name`` and blend the result in by ``visibility``.
 
         ``codeformer_weight`` is A1111's CodeFormer weight (0 = strongest effect,
         1 = closest to the input). Pixels outside the faces are unchanged.
+        ``should_stop()`` is asked before every face; when it says True,
+        InterruptedError ends the restoration (as a tiled upscale stops).
         """
         if not 0.0 <= visibility <= 1.0:
             raise InvalidRequest(f"visibility must be between 0 and 1, got {visibility}", field="visibility")
@@ -145,6 +148,8 @@ class FaceRestorers:
             descriptor = self._model(spec)
             result = source
             for face in self.detect(source):
+                if should_stop is not None and should_stop():
+                    raise InterruptedError("face restoration stopped")
                 crop, to_face = align_face(source, face.landmarks)
                 restored = self._run(descriptor, spec, crop, codeformer_weight)
                 result = paste_face(result, restored, to_face)

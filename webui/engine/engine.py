@@ -210,7 +210,10 @@ class Engine:
         preview = (lambda lat: vae_ops.cheap_preview(lat, model.family)) if previews_on else None
         # 7. Denoising loop
         latents = denoise(model.unet, job, control, preview)
-        if latents is None:  # skipped
+        stopped = job.stopped
+        if latents is None:  # stopped before the first step: nothing to show
+            if stopped == "interrupt":
+                raise JobInterrupted()
             progress.image_index += len(seeds)
             return
         if inpaint is not None and "soft_inpainting" in guidance:
@@ -218,11 +221,9 @@ class Engine:
                 job.mask, job.init_latents, latents, inpaint["work_mask"].size)
         # 8. Hires fix (txt2img second pass)
         hires_fields = {}
-        if request.enable_hr and request.init_image is None:
-            latents, hires_fields = self._hires_pass(request, model, addons, plans, spec, schedule, latents, job,
-                                                     control, progress)
-            if latents is None:
-                return
+        if request.enable_hr and request.init_image is None and stopped is None:
+            latents, hires_fields, stopped = self._stoppable_hires_pass(
+                request, model, addons, plans, spec, schedule, latents, job, control, progress)
         # 9. Decode, restore faces, paste back, save
         images, upcast = vae_ops.decode(model.vae, latents)
         if upcast:
@@ -237,6 +238,8 @@ class Engine:
             self._emit(request, image, plan, seeds[i], subseeds[i], fields, result, saving[0] if saving else None,
                        context)
         progress.image_index += len(seeds)
+        if stopped == "interrupt":  # A1111 returns the interrupted batch's images, then stops
+            raise JobInterrupted()
 
     # ------------------------------------------------------------ img2img / inpaint helpers
     def _prepare_init(self, request, width, height):
@@ -317,6 +320,21 @@ class Engine:
             ids, neg = [height, width, 0, 0, 6.0], [height, width, 0, 0, 2.5]
         return torch.tensor([neg] * batch + [ids] * batch, dtype=torch.float32)
 
+    def _stoppable_hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob,
+                              control, progress):
+        """The hires pass, or the first pass's latents when the user stopped before it made any step.
+
+        Returns (latents, infotext fields, how the run was stopped or None).
+        """
+        try:
+            out, fields = self._hires_pass(request, model, addons, plans, spec, schedule, latents, first, control,
+                                           progress)
+        except JobInterrupted:  # stopped while upscaling between the passes
+            return latents, {}, "interrupt"
+        if out is None:
+            return latents, {}, first.stopped or "skip"
+        return out, fields, first.stopped
+
     def _hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob, control,
                     progress):
         if request.hr_resize_x or request.hr_resize_y:
@@ -349,6 +367,7 @@ class Engine:
                           make_rng=first.make_rng, progress=progress, addons=first.addons)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
+        first.stopped = job.stopped
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
                   if not (request.hr_resize_x or request.hr_resize_y) else None,
                   "Hires resize": f"{target_w}x{target_h}" if (request.hr_resize_x or request.hr_resize_y) else None,

@@ -235,9 +235,25 @@ def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
         hr_second_pass_steps=body.hr_second_pass_steps,
         hr_resize_x=body.hr_resize_x,
         hr_resize_y=body.hr_resize_y,
+        hr_checkpoint=_hires_checkpoint(body, services),
+        hr_sampler_name=None if body.hr_sampler_name in (None, "", "Use same sampler") else body.hr_sampler_name,
+        hr_scheduler=None if body.hr_scheduler in (None, "", "Use same scheduler") else body.hr_scheduler,
+        hr_prompt=body.hr_prompt,
+        hr_negative_prompt=body.hr_negative_prompt,
         denoising_strength=0.75 if body.denoising_strength is None else float(body.denoising_strength),
     )
     return GenerationRequest(**fields)
+
+
+def _hires_checkpoint(body: Txt2ImgBody, services) -> str | None:
+    """The hires pass's checkpoint title; None for "Use same checkpoint"; unknown -> 422 (as A1111)."""
+    name = (body.hr_checkpoint_name or "").strip()
+    if not name or name == "Use same checkpoint":
+        return None
+    try:
+        return resolve_checkpoint(services.catalog, name)
+    except NotFound:
+        raise InvalidRequest(f"hr_checkpoint_name: no checkpoint named {name!r}", field="hr_checkpoint_name") from None
 
 
 def img2img_request(body: Img2ImgBody, services) -> GenerationRequest:

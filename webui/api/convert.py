@@ -207,7 +207,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         codeformer_weight=float(_override(body, options, "code_former_weight", 0.5)),
         checkpoint=resolve_checkpoint(services.catalog, checkpoint) if checkpoint else None,
         vae=vae or None,
-        save_images=bool(body.save_images),
+        save_images=bool(body.save_images) and not body.do_not_save_samples,
         override_settings=saving_overrides(body, services),
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,

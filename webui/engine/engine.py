@@ -381,13 +381,15 @@ class Engine:
         if request.hr_scheduler and hr_schedule.label != schedule.label:
             fields["Hires schedule type"] = hr_schedule.label
         current = self.models.current_checkpoint
-        if request.hr_checkpoint and current is not None and request.hr_checkpoint != current.title:
+        switch = bool(request.hr_checkpoint and current is not None and request.hr_checkpoint != current.title)
+        if switch:
             model = self.models.ensure(request.hr_checkpoint)
             addons = self.models.addons()
-            vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
-            addons.prepare(hr_plans[0].loras, vae_choice)
             info = self.models.current_checkpoint
             fields["Hires checkpoint"] = f"{info.model_name} [{info.short_hash}]"  # A1111's short title
+        if switch or hr_plans is not plans:  # the hires prompt's own LoRAs (the next batch sets its own again)
+            vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
+            addons.prepare(hr_plans[0].loras, vae_choice)
         if images is not None:
             init_latents = vae_ops.encode(model.vae, images)
         plan = self._sampling_plan(request, model, hr_spec, hr_schedule)

@@ -19,10 +19,11 @@ def test_hires_fields_reach_the_request_with_a1111s_same_values(world):
     assert (request.hr_sampler_name, request.hr_scheduler, request.hr_checkpoint) == (None, None, None)
 
 
-def test_unknown_hires_checkpoint_is_422_naming_the_field(world):
-    response = world.client.post("/sdapi/v1/txt2img", json={"enable_hr": True, "hr_checkpoint_name": "nope"})
-    assert response.status_code == 422
-    assert response.json()["field"] == "hr_checkpoint_name" and "nope" in response.json()["detail"]
+def test_unknown_hires_checkpoint_sampler_or_schedule_is_422_naming_the_field(world):
+    for field in ("hr_checkpoint_name", "hr_sampler_name", "hr_scheduler"):
+        response = world.client.post("/sdapi/v1/txt2img", json={"enable_hr": True, field: "nope"})
+        assert response.status_code == 422, field
+        assert response.json()["field"] == field and "nope" in response.json()["detail"]
     assert world.engine.requests == []
 
 

@@ -236,13 +236,24 @@ def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
         hr_resize_x=body.hr_resize_x,
         hr_resize_y=body.hr_resize_y,
         hr_checkpoint=_hires_checkpoint(body, services),
-        hr_sampler_name=None if body.hr_sampler_name in (None, "", "Use same sampler") else body.hr_sampler_name,
-        hr_scheduler=None if body.hr_scheduler in (None, "", "Use same scheduler") else body.hr_scheduler,
+        hr_sampler_name=_hires_choice(body.hr_sampler_name, "Use same sampler", "hr_sampler_name"),
+        hr_scheduler=_hires_choice(body.hr_scheduler, "Use same scheduler", "hr_scheduler"),
         hr_prompt=body.hr_prompt,
         hr_negative_prompt=body.hr_negative_prompt,
         denoising_strength=0.75 if body.denoising_strength is None else float(body.denoising_strength),
     )
     return GenerationRequest(**fields)
+
+
+def _hires_choice(value: str | None, same: str, field: str) -> str | None:
+    """A hires sampler or schedule type name; None for the first pass's; unknown -> 422 naming the field."""
+    if value in (None, "", same):
+        return None
+    sampler, schedule = (value, None) if field == "hr_sampler_name" else (None, value)
+    _, _, unknown = sampling_table.resolve(sampler or "Euler", schedule)
+    if unknown:
+        raise InvalidRequest(f"{field}: {unknown[0]}", field=field)
+    return value
 
 
 def _hires_checkpoint(body: Txt2ImgBody, services) -> str | None:

@@ -136,6 +136,24 @@ def test_upscalers_from_the_real_registry(world):
     assert names[:3] == ["None", "Lanczos", "Nearest"]
 
 
+def test_upscalers_show_a1111_names_with_the_file_they_use(world):
+    import torch
+
+    from webui.postprocess.upscalers import UpscalerRegistry
+    from test_postprocess_upscalers import compact_state_dict
+
+    folder = world.services.settings.model_folder("RealESRGAN")
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"params": compact_state_dict()}, folder / "realesr-animevideov3.pth")
+    world.services.upscalers = UpscalerRegistry(world.services.settings)
+    items = {u["name"]: u for u in world.client.get("/sdapi/v1/upscalers").json()}
+    for name in ("R-ESRGAN General 4xV3", "R-ESRGAN AnimeVideo", "realesr-animevideov3"):
+        assert items[name]["model_name"] == "realesr-animevideov3", name
+        assert items[name]["model_path"] == str(folder / "realesr-animevideov3.pth") and items[name]["scale"] == 4
+    assert items["Lanczos"]["model_name"] is None and items["Lanczos"]["model_path"] is None
+    assert set(items["None"]) == {"name", "model_name", "model_path", "model_url", "scale"}
+
+
 def test_styles_from_the_style_database(world):
     from webui.prompts.styles import StyleDatabase
 

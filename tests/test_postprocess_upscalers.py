@@ -79,7 +79,8 @@ def noise_image(width=24, height=20, seed=0) -> Image.Image:
 
 
 def test_lists_builtins_first_then_recognised_models(registry):
-    assert registry.names() == ["None", "Lanczos", "Nearest", "realesr-general-x4v3", "RealESRGAN_x4plus", "tiny-compact-2x"]
+    assert registry.names() == ["None", "Lanczos", "Nearest", "ESRGAN_4x", "R-ESRGAN 4x+", "R-ESRGAN General 4xV3",
+                                "realesr-general-x4v3", "RealESRGAN_x4plus", "tiny-compact-2x"]
     by_name = {info.name: info for info in registry.list()}
     assert by_name["RealESRGAN_x4plus"].architecture == "ESRGAN"
     assert by_name["realesr-general-x4v3"].architecture == "Compact"
@@ -204,3 +205,16 @@ def test_interrupt_stops_a_model_upscale_between_tiles(registry):
     with pytest.raises(InterruptedError):
         registry.upscale(noise_image(40, 34, seed=5), "realesr-general-x4v3", 4, tile_size=16, should_stop=should_stop)
     assert len(asked) == 3
+
+
+def test_a1111_names_run_the_model_file_they_stand_for(registry):
+    by_name = {info.name: info for info in registry.list()}
+    assert by_name["R-ESRGAN 4x+"].path.stem == "RealESRGAN_x4plus"
+    assert by_name["ESRGAN_4x"].path.stem == "RealESRGAN_x4plus"  # nearest file we have
+    assert by_name["R-ESRGAN General 4xV3"].path.stem == "realesr-general-x4v3"
+    assert "R-ESRGAN 4x+ Anime6B" not in by_name  # no such file here: not offered
+    image = noise_image()
+    by_alias = registry.upscale(image, "R-ESRGAN 4x+", 2.0, tile_size=0)
+    by_file = registry.upscale(image, "RealESRGAN_x4plus", 2.0, tile_size=0)
+    assert by_alias.size == (48, 40) and np.array_equal(np.asarray(by_alias), np.asarray(by_file))
+    assert not np.array_equal(np.asarray(by_alias), np.asarray(registry.upscale(image, "Lanczos", 2.0)))

@@ -125,6 +125,12 @@ class GenerationRequest(Serialisable):
     hr_second_pass_steps: int = 0
     hr_resize_x: int = 0
     hr_resize_y: int = 0
+    # Second pass's own choices; None or "" = the first pass's (A1111's "Use same ...").
+    hr_checkpoint: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
     # img2img / inpaint, A1111's names and codes.
     init_image: Image.Image | None = None
     mask: Image.Image | None = None

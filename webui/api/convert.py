@@ -207,7 +207,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         codeformer_weight=float(_override(body, options, "code_former_weight", 0.5)),
         checkpoint=resolve_checkpoint(services.catalog, checkpoint) if checkpoint else None,
         vae=vae or None,
-        save_images=bool(body.save_images),
+        save_images=bool(body.save_images) and not body.do_not_save_samples,
         override_settings=saving_overrides(body, services),
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,
@@ -235,9 +235,36 @@ def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
         hr_second_pass_steps=body.hr_second_pass_steps,
         hr_resize_x=body.hr_resize_x,
         hr_resize_y=body.hr_resize_y,
+        hr_checkpoint=_hires_checkpoint(body, services),
+        hr_sampler_name=_hires_choice(body.hr_sampler_name, "Use same sampler", "hr_sampler_name"),
+        hr_scheduler=_hires_choice(body.hr_scheduler, "Use same scheduler", "hr_scheduler"),
+        hr_prompt=body.hr_prompt,
+        hr_negative_prompt=body.hr_negative_prompt,
         denoising_strength=0.75 if body.denoising_strength is None else float(body.denoising_strength),
     )
     return GenerationRequest(**fields)
+
+
+def _hires_choice(value: str | None, same: str, field: str) -> str | None:
+    """A hires sampler or schedule type name; None for the first pass's; unknown -> 422 naming the field."""
+    if value in (None, "", same):
+        return None
+    sampler, schedule = (value, None) if field == "hr_sampler_name" else (None, value)
+    _, _, unknown = sampling_table.resolve(sampler or "Euler", schedule)
+    if unknown:
+        raise InvalidRequest(f"{field}: {unknown[0]}", field=field)
+    return value
+
+
+def _hires_checkpoint(body: Txt2ImgBody, services) -> str | None:
+    """The hires pass's checkpoint title; None for "Use same checkpoint"; unknown -> 422 (as A1111)."""
+    name = (body.hr_checkpoint_name or "").strip()
+    if not name or name == "Use same checkpoint":
+        return None
+    try:
+        return resolve_checkpoint(services.catalog, name)
+    except NotFound:
+        raise InvalidRequest(f"hr_checkpoint_name: no checkpoint named {name!r}", field="hr_checkpoint_name") from None
 
 
 def img2img_request(body: Img2ImgBody, services) -> GenerationRequest:

@@ -1,9 +1,12 @@
 """Routes that make or read images: txt2img, img2img, extras and png-info (A1111 shapes)."""
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Request
 
 from webui.api import convert
+from webui.api.field_report import check_refused_fields, ignored_field_warnings
 from webui.api.jobs_bridge import caller_of, run_job
 from webui.api.models import ExtrasBatchBody, ExtrasSingleBody, Img2ImgBody, PngInfoBody, Txt2ImgBody
 from webui.images import read_image_info
@@ -13,6 +16,8 @@ from webui.schemas import ExtrasResult, GenerationResult, InvalidRequest
 
 def _generation_response(body, request, result, services, timestamp) -> dict:
     result = result if isinstance(result, GenerationResult) else GenerationResult()
+    # Fields accepted but not applied come first among the warnings (the stored result stays as it was).
+    result = dataclasses.replace(result, warnings=ignored_field_warnings(body) + list(result.warnings))
     images = (convert.encode_images(result.images, result.infotexts, services.options, request.override_settings)
               if body.send_images else [])
     return {
@@ -36,6 +41,7 @@ def create_generation_router(services) -> APIRouter:
     @router.post("/txt2img")
     def txt2img(body: Txt2ImgBody, http: Request):
         """Make images from a prompt; waits for the queued job (A1111's TextToImageResponse)."""
+        check_refused_fields(body, services)
         request = convert.txt2img_request(body, services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "txt2img", request, caller_of(http).owner)
@@ -44,6 +50,7 @@ def create_generation_router(services) -> APIRouter:
     @router.post("/img2img")
     def img2img(body: Img2ImgBody, http: Request):
         """Change an init image (inpaint when a mask comes too); waits for the queued job."""
+        check_refused_fields(body, services)
         request = convert.img2img_request(body, services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "img2img", request, caller_of(http).owner)

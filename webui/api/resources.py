@@ -217,8 +217,10 @@ def create_resources_router(services) -> APIRouter:
         if registry is None:
             return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
                     for n in BUILTIN_UPSCALERS]
-        return [{"name": u.name, "model_name": u.architecture, "model_path": str(u.path) if u.path else None,
-                 "model_url": None, "scale": u.scale} for u in registry.list()]
+        # As A1111: model_name is the model file's name (its stem), model_path the file.
+        return [{"name": u.name, "model_name": u.path.stem if u.path else None,
+                 "model_path": str(u.path) if u.path else None, "model_url": None, "scale": u.scale}
+                for u in registry.list()]
 
     @router.get("/latent-upscale-modes")
     def latent_upscale_modes():

@@ -56,6 +56,7 @@ class SamplingJob:
     make_rng: Callable[[tuple[int, ...], list[int], torch.device], ImageRNG] | None = None
     addons: dict = field(default_factory=dict)  # enabled guidance add-ons {key: values} (webui.addons)
     progress: Progress = field(default_factory=Progress)
+    stopped: str | None = None  # set by denoise: "interrupt" or "skip" when the user stopped this run early
 
 
 class _Skipped(Exception):
@@ -64,7 +65,12 @@ class _Skipped(Exception):
 
 @torch.no_grad()
 def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | None = None) -> torch.Tensor | None:
-    """Run the sampler; returns the final latents [B,4,h,w] (unscaled by the VAE factor), None when skipped."""
+    """Run the sampler; returns the final latents [B,4,h,w] (unscaled by the VAE factor).
+
+    When the user interrupts or skips, ``job.stopped`` says which and the latents are the
+    sampler's latest prediction of the clean image (A1111 decodes its last ``denoised``);
+    None when no step had finished yet.
+    """
     param = next(unet.parameters())
     device, dtype = param.device, param.dtype
     batch = len(job.seeds)
@@ -149,7 +155,10 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
         return hooks.combine(guided, GuideCall(x_in, t, sigma, out_neg, out_pos, rows, weights, used_scale, step,
                                                positive_again))
 
+    latest: list[torch.Tensor | None] = [None]
+
     def on_step(index: int, denoised: torch.Tensor) -> None:
+        latest[0] = denoised
         job.progress.step = index + 1
         if preview is not None and control.wants_preview(index + 1):
             job.progress.preview = preview(denoised)
@@ -163,8 +172,11 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     try:
         with hooks.session() if hooks is not None else contextlib.nullcontext():
             latents = run(plan, guide, start, job.steps, rng.next, job.seeds, on_step, on_total)
-    except _Skipped:
-        return None
+    except (_Skipped, JobInterrupted) as stop:
+        job.stopped = "skip" if isinstance(stop, _Skipped) else "interrupt"
+        if latest[0] is None:
+            return None
+        latents = latest[0].clone()
     if blend is not None:
         latents = soft.final_blend(init, latents, mask) if soft is not None else init * (1 - mask) + latents * mask
     return latents

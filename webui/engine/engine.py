@@ -6,6 +6,7 @@ JobControl it is handed.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -99,6 +100,8 @@ class Engine:
             addons = self.models.addons()
             try:
                 for batch_index in range(request.n_iter):
+                    if request.hr_checkpoint and batch_index:  # the last batch's hires pass switched models
+                        model, addons = self.models.ensure(checkpoint), self.models.addons()
                     batch = slice(batch_index * request.batch_size, (batch_index + 1) * request.batch_size)
                     progress.image_index = batch_index * request.batch_size
                     self._generate_batch(request, all_seeds[batch], all_subseeds[batch], model, checkpoint,
@@ -107,6 +110,9 @@ class Engine:
             except JobInterrupted as stop:
                 stop.partial = result
                 raise
+            finally:
+                if request.hr_checkpoint:  # the job's own checkpoint stays the live one, as before the job
+                    self.models.ensure(checkpoint)
         grid = saver.save_grid(request.batch_size)
         if grid is not None:
             log.info("saved grid %s", grid)
@@ -210,7 +216,10 @@ class Engine:
         preview = (lambda lat: vae_ops.cheap_preview(lat, model.family)) if previews_on else None
         # 7. Denoising loop
         latents = denoise(model.unet, job, control, preview)
-        if latents is None:  # skipped
+        stopped = job.stopped
+        if latents is None:  # stopped before the first step: nothing to show
+            if stopped == "interrupt":
+                raise JobInterrupted()
             progress.image_index += len(seeds)
             return
         if inpaint is not None and "soft_inpainting" in guidance:
@@ -218,11 +227,9 @@ class Engine:
                 job.mask, job.init_latents, latents, inpaint["work_mask"].size)
         # 8. Hires fix (txt2img second pass)
         hires_fields = {}
-        if request.enable_hr and request.init_image is None:
-            latents, hires_fields = self._hires_pass(request, model, addons, plans, spec, schedule, latents, job,
-                                                     control, progress)
-            if latents is None:
-                return
+        if request.enable_hr and request.init_image is None and stopped is None:
+            latents, hires_fields, stopped, model = self._stoppable_hires_pass(
+                request, model, addons, plans, spec, schedule, latents, job, control, progress)
         # 9. Decode, restore faces, paste back, save
         images, upcast = vae_ops.decode(model.vae, latents)
         if upcast:
@@ -230,13 +237,16 @@ class Engine:
         for i, image in enumerate(images):
             image = self._postprocess_image(request, image, inpaint, i, control)
             plan = plans[i]
-            fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, hires_fields,
+            image_hires = {k: v[i] if isinstance(v, list) else v for k, v in hires_fields.items()}
+            fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, image_hires,
                                            inpaint is not None or request.init_image is not None, subseeds[i])
             fields = self._with_sampling_fields(fields, job.plan)
             context = self._name_context(request, seeds[i], plan, checkpoint, report, saving, i)
             self._emit(request, image, plan, seeds[i], subseeds[i], fields, result, saving[0] if saving else None,
                        context)
         progress.image_index += len(seeds)
+        if stopped == "interrupt":  # A1111 returns the interrupted batch's images, then stops
+            raise JobInterrupted()
 
     # ------------------------------------------------------------ img2img / inpaint helpers
     def _prepare_init(self, request, width, height):
@@ -322,14 +332,32 @@ class Engine:
             ids, neg = [height, width, 0, 0, 6.0], [height, width, 0, 0, 2.5]
         return torch.tensor([neg] * batch + [ids] * batch, dtype=torch.float32)
 
-    def _hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob, control,
-                    progress):
+    def _stoppable_hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob,
+                              control, progress):
+        """The hires pass, or the first pass's latents when the user stopped before it made any step.
+
+        Returns (latents, infotext fields, how the run was stopped or None, the model to decode with).
+        """
+        try:
+            out, fields, model_used = self._hires_pass(request, model, addons, plans, spec, schedule, latents, first,
+                                                       control, progress)
+        except JobInterrupted:  # stopped while upscaling between the passes
+            return latents, {}, "interrupt", model
+        if out is None:
+            return latents, {}, first.stopped or "skip", model_used
+        return out, fields, first.stopped, model_used
+
+    def _hires_target(self, request) -> tuple[int, int]:
         if request.hr_resize_x or request.hr_resize_y:
             target_w = request.hr_resize_x or round(request.width * request.hr_resize_y / request.height)
             target_h = request.hr_resize_y or round(request.height * request.hr_resize_x / request.width)
         else:
             target_w, target_h = request.width * request.hr_scale, request.height * request.hr_scale
-        target_w, target_h = imageprep.round_to_multiple(int(target_w)), imageprep.round_to_multiple(int(target_h))
+        return imageprep.round_to_multiple(int(target_w)), imageprep.round_to_multiple(int(target_h))
+
+    def _hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob, control,
+                    progress):
+        target_w, target_h = self._hires_target(request)
         upscaler = request.hr_upscaler or "Latent"
         factor = vae_ops.scale_factor(model.vae)
         if upscaler in LATENT_UPSCALE_MODES:
@@ -337,15 +365,42 @@ class Engine:
             kwargs = {"antialias": antialias} if mode in ("bilinear", "bicubic") else {}
             init_latents = torch.nn.functional.interpolate(latents, size=(target_h // factor, target_w // factor),
                                                            mode=mode, **kwargs)
+            images = None
         else:
             images, _ = vae_ops.decode(model.vae, latents)
             images = [self._upscale(img, upscaler, target_w, target_h, control.interrupted) for img in images]
-            init_latents = vae_ops.encode(model.vae, images)
         steps = request.hr_second_pass_steps or request.steps
-        plan = self._sampling_plan(request, model, spec, schedule)
+        # The second pass's own prompts, sampler, schedule type and checkpoint (A1111's hr_* fields).
+        hr_plans = plans
+        if request.hr_prompt or request.hr_negative_prompt:
+            hr_request = dataclasses.replace(request, prompt=request.hr_prompt or request.prompt,
+                                             negative_prompt=request.hr_negative_prompt or request.negative_prompt)
+            hr_plans = prepare_prompts(hr_request, first.seeds, self.wildcards, self.styles)
+        fields = {}
+        hr_spec, hr_schedule = spec, schedule
+        if request.hr_sampler_name or request.hr_scheduler:
+            hr_spec, hr_schedule, _ = table.resolve(request.hr_sampler_name or spec.name,
+                                                    request.hr_scheduler or schedule.label)
+        if hr_spec.name != spec.name:
+            fields["Hires sampler"] = hr_spec.name
+        if request.hr_scheduler and hr_schedule.label != schedule.label:
+            fields["Hires schedule type"] = hr_schedule.label
+        current = self.models.current_checkpoint
+        switch = bool(request.hr_checkpoint and current is not None and request.hr_checkpoint != current.title)
+        if switch:
+            model = self.models.ensure(request.hr_checkpoint)
+            addons = self.models.addons()
+            info = self.models.current_checkpoint
+            fields["Hires checkpoint"] = f"{info.model_name} [{info.short_hash}]"  # A1111's short title
+        if switch or hr_plans is not plans:  # the hires prompt's own LoRAs (the next batch sets its own again)
+            vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
+            addons.prepare(hr_plans[0].loras, vae_choice)
+        if images is not None:
+            init_latents = vae_ops.encode(model.vae, images)
+        plan = self._sampling_plan(request, model, hr_spec, hr_schedule)
         # A1111 reschedules prompt editing for the second pass: "[a:b:0.5]" is b throughout it,
         # whole numbers count on from the first pass's steps, fractions above 1 address the second pass.
-        hires_plans = [prompt.rescheduled(request.steps, steps) for prompt in plans]
+        hires_plans = [prompt.rescheduled(request.steps, steps) for prompt in hr_plans]
         positive_at, negative_at = encode_prompts(model, addons, hires_plans, request.clip_skip)
         job = SamplingJob(seeds=first.seeds, latent_size=(target_h // factor, target_w // factor), steps=steps,
                           cfg_scale=first.cfg_scale, positive_at=positive_at, negative_at=negative_at,
@@ -354,11 +409,16 @@ class Engine:
                           make_rng=first.make_rng, progress=progress, addons=first.addons)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
+        first.stopped = job.stopped
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
                   if not (request.hr_resize_x or request.hr_resize_y) else None,
                   "Hires resize": f"{target_w}x{target_h}" if (request.hr_resize_x or request.hr_resize_y) else None,
-                  "Hires steps": request.hr_second_pass_steps or None, "Hires upscaler": upscaler}
-        return out, fields
+                  "Hires steps": request.hr_second_pass_steps or None, "Hires upscaler": upscaler, **fields}
+        # Per image (A1111): the hires prompts when they differ from the first pass's.
+        fields["Hires prompt"] = [h.prompt if h.prompt != p.prompt else None for h, p in zip(hr_plans, plans)]
+        fields["Hires negative prompt"] = [h.negative_prompt if h.negative_prompt != p.negative_prompt else None
+                                           for h, p in zip(hr_plans, plans)]
+        return out, fields, model
 
     def _upscale(self, image: Image.Image, name: str, width: int, height: int, should_stop=None) -> Image.Image:
         if name in ("Lanczos", "None", "") or self.upscalers is None:

@@ -18,6 +18,18 @@ BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
 UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT")
 # Recognised by spandrel but not upscalers: face restorers and inpainting models.
 NOT_UPSCALER_ARCHITECTURES = frozenset({"GFPGAN", "CodeFormer", "RestoreFormer", "LaMa", "MAT"})
+# A1111's upscaler names -> the model files (stems, first present wins) that stand for them here.
+# "ESRGAN_4x" (the original ESRGAN) and "R-ESRGAN General 4xV3" fall back on the nearest model we
+# ship (RealESRGAN_x4plus, the Compact realesr-animevideov3); /sdapi/v1/upscalers names the file used.
+A1111_UPSCALER_NAMES = {
+    "ESRGAN_4x": ("ESRGAN_4x", "RealESRGAN_x4plus"),
+    "R-ESRGAN 4x+": ("RealESRGAN_x4plus",),
+    "R-ESRGAN 4x+ Anime6B": ("RealESRGAN_x4plus_anime_6B",),
+    "R-ESRGAN 2x+": ("RealESRGAN_x2plus",),
+    "R-ESRGAN General 4xV3": ("realesr-general-x4v3", "realesr-animevideov3"),
+    "R-ESRGAN General WDN 4xV3": ("realesr-general-wdn-x4v3",),
+    "R-ESRGAN AnimeVideo": ("realesr-animevideov3",),
+}
 MAX_MODEL_PASSES = 3  # A1111 applies a model at most three times to reach the target size
 # Context (input pixels) each tile gets on every side, at least. Measured with the real
 # RealESRGAN_x4plus on a 256px photo: 16 px leaves seams up to 74/255 levels, 48 px at most 7
@@ -124,10 +136,20 @@ class UpscalerRegistry:
             self.refresh()
 
     def list(self) -> list[UpscalerInfo]:
-        """Built-ins first (None, Lanczos, Nearest), then the models by name."""
+        """Built-ins first (None, Lanczos, Nearest), A1111's names of the models present, then the models by name."""
         self._ensure_scanned()
         builtins = [UpscalerInfo(name) for name in BUILTIN_UPSCALERS]
-        return builtins + [self._models[name] for name in sorted(self._models, key=str.lower)]
+        return builtins + self._a1111_names() + [self._models[name] for name in sorted(self._models, key=str.lower)]
+
+    def _a1111_names(self) -> list[UpscalerInfo]:
+        """An entry under A1111's name for each A1111 upscaler one of our files stands for."""
+        by_stem = {info.path.stem.lower(): info for info in self._models.values()}
+        entries = []
+        for name, stems in A1111_UPSCALER_NAMES.items():
+            found = next((by_stem[stem.lower()] for stem in stems if stem.lower() in by_stem), None)
+            if found is not None and name not in self._models:
+                entries.append(UpscalerInfo(name, found.path, found.architecture, found.scale))
+        return entries
 
     def names(self) -> list[str]:
         """Upscaler names as shown to the user and accepted by ``upscale``."""

@@ -137,7 +137,7 @@ def result_updates(panel: ResultPanel, job) -> dict:
     if status == "succeeded":
         text = f"Done: {len(images)} image(s)."
     elif status == "interrupted":
-        text = f"Interrupted: {len(images)} image(s) finished."
+        text = f"Interrupted: {len(images)} image(s), the last from where sampling stopped."
     elif status == "canceled":
         text = "Canceled."
     else:

@@ -1,0 +1,119 @@
+"""Every A1111 request field is honoured or reported: hires fields, refusals, and the warnings in ``info``."""
+import json
+
+from test_api_support import build_world, world  # noqa: F401  (fixture)
+
+
+def test_hires_fields_reach_the_request_with_a1111s_same_values(world):
+    title = world.services.catalog.checkpoints()[0].title
+    body = {"prompt": "a", "width": 16, "height": 16, "enable_hr": True, "hr_sampler_name": "DPM++ 2M",
+            "hr_scheduler": "Karras", "hr_prompt": "b", "hr_negative_prompt": "c", "hr_checkpoint_name": "tiny"}
+    assert world.client.post("/sdapi/v1/txt2img", json=body).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert (request.hr_sampler_name, request.hr_scheduler) == ("DPM++ 2M", "Karras")
+    assert (request.hr_prompt, request.hr_negative_prompt, request.hr_checkpoint) == ("b", "c", title)
+    same = {**body, "hr_sampler_name": "Use same sampler", "hr_scheduler": "Use same scheduler",
+            "hr_checkpoint_name": "Use same checkpoint"}
+    assert world.client.post("/sdapi/v1/txt2img", json=same).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert (request.hr_sampler_name, request.hr_scheduler, request.hr_checkpoint) == (None, None, None)
+
+
+def test_unknown_hires_checkpoint_sampler_or_schedule_is_422_naming_the_field(world):
+    for field in ("hr_checkpoint_name", "hr_sampler_name", "hr_scheduler"):
+        response = world.client.post("/sdapi/v1/txt2img", json={"enable_hr": True, field: "nope"})
+        assert response.status_code == 422, field
+        assert response.json()["field"] == field and "nope" in response.json()["detail"]
+    assert world.engine.requests == []
+
+
+# A1111's request models (StableDiffusionTxt2ImgProcessingAPI / StableDiffusionImg2ImgProcessingAPI, 1.10),
+# each field with a value that is not its default. Every one must change what the engine is asked to do,
+# show in the response, be refused with a 422 naming it, or be listed under ``warnings`` in ``info``.
+_PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+COMMON_FIELDS = {
+    "prompt": "x", "negative_prompt": "y", "styles": ["s"], "seed": 5, "subseed": 5, "subseed_strength": 0.5,
+    "seed_resize_from_h": 64, "seed_resize_from_w": 64, "sampler_name": "DPM++ 2M", "scheduler": "Karras",
+    "batch_size": 2, "n_iter": 2, "steps": 3, "cfg_scale": 3.0, "width": 24, "height": 24, "restore_faces": True,
+    "tiling": True, "do_not_save_samples": True, "do_not_save_grid": True, "eta": 0.5, "denoising_strength": 0.3,
+    "s_min_uncond": 0.5, "s_churn": 0.5, "s_tmax": 5.0, "s_tmin": 0.5, "s_noise": 0.9,
+    "override_settings": {"CLIP_stop_at_last_layers": 2}, "override_settings_restore_afterwards": False,
+    "refiner_checkpoint": "tiny", "refiner_switch_at": 0.5, "disable_extra_networks": True,
+    "comments": {"a": "b"}, "sampler_index": "DPM++ 2M", "script_name": "nope", "script_args": [1],
+    "send_images": False, "save_images": False, "alwayson_scripts": {"no such script": {"args": []}},
+    "force_task_id": "task-1", "infotext": "a\nSteps: 2, Sampler: Euler, CFG scale: 3",
+}
+TXT2IMG_FIELDS = {
+    **COMMON_FIELDS, "enable_hr": True, "firstpass_image": _PIXEL, "firstphase_width": 32, "firstphase_height": 32,
+    "hr_scale": 1.5, "hr_upscaler": "Lanczos", "hr_second_pass_steps": 2, "hr_resize_x": 32, "hr_resize_y": 32,
+    "hr_checkpoint_name": "tiny", "hr_sampler_name": "DPM++ 2M", "hr_scheduler": "Karras", "hr_prompt": "h",
+    "hr_negative_prompt": "hn",
+}
+IMG2IMG_FIELDS = {
+    **COMMON_FIELDS, "init_images": [_PIXEL, _PIXEL], "resize_mode": 1, "image_cfg_scale": 1.5, "mask": _PIXEL,
+    "mask_blur_x": 8, "mask_blur_y": 2, "mask_blur": 6, "mask_round": False, "inpainting_fill": 2,
+    "inpaint_full_res": False, "inpaint_full_res_padding": 8, "inpainting_mask_invert": 1,
+    "initial_noise_multiplier": 0.9, "latent_mask": _PIXEL, "include_init_images": True,
+}
+
+
+def _check_every_field(world, route, fields, base):
+    """Each field alone on top of ``base``: honoured (request or response changes), refused or warned."""
+    response = world.client.post(route, json=base)
+    assert response.status_code == 200, response.text
+    baseline, plain = world.engine.requests[-1][1], response.json()
+    verdicts = {}
+    for name, value in fields.items():
+        body = {**base, name: value}
+        count = len(world.engine.requests)
+        response = world.client.post(route, json=body)
+        if response.status_code == 422 and response.json().get("field") == name:
+            verdicts[name] = "refused"
+            continue
+        assert response.status_code == 200, (name, response.text)
+        data = response.json()
+        warnings = json.loads(data["info"]).get("warnings", [])
+        request = world.engine.requests[-1][1] if len(world.engine.requests) > count else None
+        if any(name in w for w in warnings):
+            verdicts[name] = "warned"
+        elif request is not None and request != baseline:
+            verdicts[name] = "honoured"
+        elif data["images"] != plain["images"] or data["parameters"].get("init_images") \
+                != plain["parameters"].get("init_images"):
+            verdicts[name] = "honoured in the response"
+        else:
+            verdicts[name] = "SILENTLY IGNORED"
+    assert not [n for n, v in verdicts.items() if v == "SILENTLY IGNORED"], verdicts
+    return verdicts
+
+
+def test_every_a1111_txt2img_field_is_honoured_refused_or_warned(world):
+    base = {"prompt": "a", "width": 16, "height": 16, "steps": 2, "seed": 1, "save_images": True}
+    verdicts = _check_every_field(world, "/sdapi/v1/txt2img", TXT2IMG_FIELDS, base)
+    assert verdicts["script_name"] == "refused"
+    assert verdicts["tiling"] == verdicts["refiner_checkpoint"] == verdicts["firstpass_image"] == "warned"
+    assert verdicts["hr_prompt"] == verdicts["do_not_save_samples"] == "honoured"
+
+
+def test_every_a1111_img2img_field_is_honoured_refused_or_warned(world):
+    base = {"prompt": "a", "width": 16, "height": 16, "steps": 2, "seed": 1, "save_images": True,
+            "init_images": [_PIXEL]}
+    verdicts = _check_every_field(world, "/sdapi/v1/img2img", IMG2IMG_FIELDS, base)
+    assert verdicts["init_images"] == verdicts["latent_mask"] == verdicts["mask_round"] == "warned"
+    assert verdicts["include_init_images"] == "honoured in the response"
+
+
+def test_warned_fields_are_not_echoed_as_applied(world):
+    body = {"prompt": "a", "width": 16, "height": 16, "tiling": True, "override_settings": {"no_such_option": 1}}
+    info = json.loads(world.client.post("/sdapi/v1/txt2img", json=body).json()["info"])
+    assert "tiling: seamless tiling is not supported by this server; ignored" in info["warnings"]
+    assert any(w.startswith("override_settings.no_such_option") for w in info["warnings"])
+    assert "Tiling" not in info["extra_generation_params"] and "tiling" not in info
+
+
+def test_unknown_script_and_refiner_are_422_naming_the_field(world):
+    for body, field in (({"script_name": "x/y/z plot"}, "script_name"),
+                        ({"refiner_checkpoint": "nope"}, "refiner_checkpoint")):
+        response = world.client.post("/sdapi/v1/txt2img", json={"width": 16, "height": 16, **body})
+        assert response.status_code == 422 and response.json()["field"] == field, response.text
+    assert world.engine.requests == []

@@ -189,6 +189,7 @@ class Engine:
         guidance = self._guidance_addons(request, result)
         # 6. Latents in
         factor = vae_ops.scale_factor(model.vae)
+        tiling = vae_ops.tiling_from_options(self.options)
         plan = self._sampling_plan(request, model, spec, schedule)
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
                           cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
@@ -199,7 +200,7 @@ class Engine:
         plan.infotext.update(addons_infotext(guidance))
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
-            job.init_latents = vae_ops.encode(model.vae, init_images)
+            job.init_latents = vae_ops.encode(model.vae, init_images, tiling=tiling, control=control)
             if request.resize_mode == 3 and inpaint is None:
                 job.init_latents = torch.nn.functional.interpolate(job.init_latents, size=job.latent_size,
                                                                    mode="bilinear")
@@ -224,7 +225,7 @@ class Engine:
             if latents is None:
                 return
         # 9. Decode, restore faces, paste back, save
-        images, upcast = vae_ops.decode(model.vae, latents)
+        images, upcast = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
         if upcast:
             result.warnings.append("the VAE produced NaNs in half precision; decoded in float32")
         for i, image in enumerate(images):
@@ -333,9 +334,10 @@ class Engine:
             init_latents = torch.nn.functional.interpolate(latents, size=(target_h // factor, target_w // factor),
                                                            mode=mode, **kwargs)
         else:
-            images, _ = vae_ops.decode(model.vae, latents)
+            tiling = vae_ops.tiling_from_options(self.options)
+            images, _ = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
             images = [self._upscale(img, upscaler, target_w, target_h, control.interrupted) for img in images]
-            init_latents = vae_ops.encode(model.vae, images)
+            init_latents = vae_ops.encode(model.vae, images, tiling=tiling, control=control)
         steps = request.hr_second_pass_steps or request.steps
         plan = self._sampling_plan(request, model, spec, schedule)
         # A1111 reschedules prompt editing for the second pass: "[a:b:0.5]" is b throughout it,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from PIL import Image
 from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
-from webui.engine import imageprep, vae_ops
+from webui.engine import imageprep, latent_preview, vae_ops
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
@@ -55,6 +56,7 @@ class Engine:
         self.wildcards = wildcards
         self.styles = styles
         self.options = options
+        self._factors_by_vae: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ public surface
     def run(self, kind: str, request, control: JobControl):
@@ -208,7 +210,10 @@ class Engine:
         if inpaint is not None:
             self._attach_mask(job, model, inpaint, request)
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
-        preview = (lambda lat: vae_ops.cheap_preview(lat, model.family)) if previews_on else None
+        preview = None
+        if previews_on:
+            factors = self._preview_factors(model)
+            preview = lambda lat: latent_preview.cheap_preview(lat, factors)  # noqa: E731
         # 7. Denoising loop
         latents = denoise(model.unet, job, control, preview)
         if latents is None:  # skipped
@@ -356,6 +361,14 @@ class Engine:
                   "Hires resize": f"{target_w}x{target_h}" if (request.hr_resize_x or request.hr_resize_y) else None,
                   "Hires steps": request.hr_second_pass_steps or None, "Hires upscaler": upscaler}
         return out, fields
+
+    def _preview_factors(self, model):
+        """The live preview's latent -> RGB map for this model's VAE, worked out once per loaded VAE."""
+        factors = self._factors_by_vae.get(model.vae)
+        if factors is None:
+            factors = latent_preview.preview_factors(model.vae, model.family, vae_ops.encode)
+            self._factors_by_vae[model.vae] = factors
+        return factors
 
     def _upscale(self, image: Image.Image, name: str, width: int, height: int, should_stop=None) -> Image.Image:
         if name in ("Lanczos", "None", "") or self.upscalers is None:

@@ -1,4 +1,4 @@
-"""VAE encode/decode between PIL images and latents, with the NaN guard, tiling for large images and a cheap preview."""
+"""VAE encode/decode between PIL images and latents, with the NaN guard and tiling for large images."""
 from __future__ import annotations
 
 import logging
@@ -12,13 +12,6 @@ from webui.engine.vae_tiles import SharedNormStats, downscaled, run_tiled
 
 log = logging.getLogger(__name__)
 
-# Published linear approximations of scaled latent -> RGB in [-1, 1] (A1111's "Approx cheap" previews):
-# one row per latent channel, one column per colour.
-PREVIEW_FACTORS = {
-    "sd": [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]],
-    "sdxl": [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074, 0.0886, -0.0163],
-             [-0.3730, -0.2499, -0.2088]],
-}
 DEFAULT_TILING_MIN_PIXELS = 1024 * 1024  # images larger than 1024x1024 are tiled unless the options say otherwise
 
 
@@ -129,11 +122,3 @@ def _decode_pixels(vae, latents: torch.Tensor, tiling: Tiling | None, control) -
     with norms.applying():
         return run_tiled(lambda part: vae.decode(part).sample, latents, tile, factor, vae.config.out_channels,
                          _stopper(control))
-
-
-def cheap_preview(latents: torch.Tensor, family: str) -> Image.Image:
-    """A small RGB image from the first latent of a batch, by a fixed linear map (no VAE)."""
-    factors = torch.tensor(PREVIEW_FACTORS["sdxl" if family.startswith("sdxl") else "sd"], dtype=torch.float32)
-    rgb = torch.einsum("chw,cr->hwr", latents[0, :4].float().cpu(), factors)
-    array = ((rgb.clamp(-1, 1) + 1) * 127.5).byte().numpy()
-    return Image.fromarray(array)

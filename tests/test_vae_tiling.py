@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from PIL import Image
 
 from webui.catalog import Catalog
 from webui.config import PROJECT_ROOT, Settings
@@ -13,7 +13,6 @@ from webui.engine.vae_tiles import tile_starts
 from webui.models.manager import ModelManager
 from webui.options import DEFAULT_OPTIONS
 from webui.schemas import JobInterrupted
-from PIL import Image
 
 SIZE = 256  # image side; the demo VAE has 4 pixels per latent pixel, so 64x64 latents
 TILE = 128  # 3x3 tiles of 128 px (32 latent px), overlapping by 32 px

@@ -29,6 +29,8 @@ DEFAULT_OPTIONS: dict = {
     "upscaler_for_img2img": "Lanczos",
     "ESRGAN_tile": 192,
     "ESRGAN_tile_overlap": 16,
+    "vae_tiling_min_pixels": 1024 * 1024,  # VAE decode/encode in tiles above this many pixels (0: never)
+    "vae_tile_size": 512,  # VAE tile side in image pixels
     "eta_noise_seed_delta": 0,
     "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import random
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from PIL import Image
 from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
-from webui.engine import imageprep, vae_ops
+from webui.engine import imageprep, latent_preview, vae_ops
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
@@ -56,6 +57,7 @@ class Engine:
         self.wildcards = wildcards
         self.styles = styles
         self.options = options
+        self._factors_by_vae: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ public surface
     def run(self, kind: str, request, control: JobControl):
@@ -195,6 +197,7 @@ class Engine:
         guidance = self._guidance_addons(request, result)
         # 6. Latents in
         factor = vae_ops.scale_factor(model.vae)
+        tiling = vae_ops.tiling_from_options(self.options)
         plan = self._sampling_plan(request, model, spec, schedule)
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
                           cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
@@ -205,7 +208,7 @@ class Engine:
         plan.infotext.update(addons_infotext(guidance))
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
-            job.init_latents = vae_ops.encode(model.vae, init_images)
+            job.init_latents = vae_ops.encode(model.vae, init_images, tiling=tiling, control=control)
             if request.resize_mode == 3 and inpaint is None:
                 job.init_latents = torch.nn.functional.interpolate(job.init_latents, size=job.latent_size,
                                                                    mode="bilinear")
@@ -213,7 +216,10 @@ class Engine:
         if inpaint is not None:
             self._attach_mask(job, model, inpaint, request)
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
-        preview = (lambda lat: vae_ops.cheap_preview(lat, model.family)) if previews_on else None
+        preview = None
+        if previews_on:
+            factors = self._preview_factors(model)
+            preview = lambda lat: latent_preview.cheap_preview(lat, factors)  # noqa: E731
         # 7. Denoising loop
         latents = denoise(model.unet, job, control, preview)
         stopped = job.stopped
@@ -231,7 +237,7 @@ class Engine:
             latents, hires_fields, stopped, model = self._stoppable_hires_pass(
                 request, model, addons, plans, spec, schedule, latents, job, control, progress)
         # 9. Decode, restore faces, paste back, save
-        images, upcast = vae_ops.decode(model.vae, latents)
+        images, upcast = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
         if upcast:
             result.warnings.append("the VAE produced NaNs in half precision; decoded in float32")
         for i, image in enumerate(images):
@@ -367,7 +373,8 @@ class Engine:
                                                            mode=mode, **kwargs)
             images = None
         else:
-            images, _ = vae_ops.decode(model.vae, latents)
+            tiling = vae_ops.tiling_from_options(self.options)
+            images, _ = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
             images = [self._upscale(img, upscaler, target_w, target_h, control.interrupted) for img in images]
         steps = request.hr_second_pass_steps or request.steps
         # The second pass's own prompts, sampler, schedule type and checkpoint (A1111's hr_* fields).
@@ -395,8 +402,9 @@ class Engine:
         if switch or hr_plans is not plans:  # the hires prompt's own LoRAs (the next batch sets its own again)
             vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
             addons.prepare(hr_plans[0].loras, vae_choice)
-        if images is not None:
-            init_latents = vae_ops.encode(model.vae, images)
+        if images is not None:  # encoded by the second pass's own VAE (hr_checkpoint may have switched it)
+            init_latents = vae_ops.encode(model.vae, images, tiling=vae_ops.tiling_from_options(self.options),
+                                          control=control)
         plan = self._sampling_plan(request, model, hr_spec, hr_schedule)
         # A1111 reschedules prompt editing for the second pass: "[a:b:0.5]" is b throughout it,
         # whole numbers count on from the first pass's steps, fractions above 1 address the second pass.
@@ -419,6 +427,14 @@ class Engine:
         fields["Hires negative prompt"] = [h.negative_prompt if h.negative_prompt != p.negative_prompt else None
                                            for h, p in zip(hr_plans, plans)]
         return out, fields, model
+
+    def _preview_factors(self, model):
+        """The live preview's latent -> RGB map for this model's VAE, worked out once per loaded VAE."""
+        factors = self._factors_by_vae.get(model.vae)
+        if factors is None:
+            factors = latent_preview.preview_factors(model.vae, model.family, vae_ops.encode)
+            self._factors_by_vae[model.vae] = factors
+        return factors
 
     def _upscale(self, image: Image.Image, name: str, width: int, height: int, should_stop=None) -> Image.Image:
         if name in ("Lanczos", "None", "") or self.upscalers is None:

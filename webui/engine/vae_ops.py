@@ -1,20 +1,38 @@
-"""VAE encode/decode between PIL images and latents, with the NaN guard and a cheap preview."""
+"""VAE encode/decode between PIL images and latents, with the NaN guard and tiling for large images."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from webui.engine.vae_tiles import SharedNormStats, downscaled, run_tiled
+
 log = logging.getLogger(__name__)
 
-# Published linear approximations of latent -> RGB (A1111's "Approx cheap" previews).
-PREVIEW_FACTORS = {
-    "sd": [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]],
-    "sdxl": [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
-             [-0.3165, -0.2492, -0.2188]],
-}
+DEFAULT_TILING_MIN_PIXELS = 1024 * 1024  # images larger than 1024x1024 are tiled unless the options say otherwise
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """When and how to run the VAE tile by tile: above ``min_pixels`` (0: never), in ``tile_size`` px squares."""
+
+    min_pixels: int = 0
+    tile_size: int = 512
+
+    def applies(self, height: int, width: int) -> bool:
+        """Whether an image of height x width pixels is large enough to tile."""
+        return self.min_pixels > 0 and height * width > self.min_pixels and max(height, width) > self.tile_size
+
+
+def tiling_from_options(options) -> Tiling:
+    """The Tiling that the runtime options ``vae_tiling_min_pixels`` and ``vae_tile_size`` ask for."""
+    if options is None:
+        return Tiling(min_pixels=DEFAULT_TILING_MIN_PIXELS)
+    return Tiling(min_pixels=int(options.get("vae_tiling_min_pixels", DEFAULT_TILING_MIN_PIXELS)),
+                  tile_size=max(64, int(options.get("vae_tile_size", 512))))
 
 
 def scale_factor(vae) -> int:
@@ -33,38 +51,74 @@ def tensor_to_images(tensor: torch.Tensor) -> list[Image.Image]:
 
 
 @torch.no_grad()
-def encode(vae, images: list[Image.Image], seeds: list[int] | None = None) -> torch.Tensor:
-    """Scaled latents of images (the distribution's mean: deterministic, as for img2img)."""
+def encode(vae, images: list[Image.Image], seeds: list[int] | None = None, tiling: Tiling | None = None,
+           control=None) -> torch.Tensor:
+    """Scaled latents of images (the distribution's mean: deterministic, as for img2img).
+
+    Large images are encoded tile by tile when ``tiling`` applies; JobInterrupted is
+    raised between tiles once ``control.interrupted()``.
+    """
     param = next(vae.parameters())
     pixels = images_to_tensor(images, param.device, param.dtype)
-    latents = vae.encode(pixels).latent_dist.mean
+    latents = _encode_mean(vae, pixels, tiling, control)
     if not torch.isfinite(latents).all() and param.dtype != torch.float32:
-        latents = vae.float().encode(pixels.float()).latent_dist.mean
+        latents = _encode_mean(vae.float(), pixels.float(), tiling, control)
         vae.to(param.dtype)
     return latents.float() * vae.config.scaling_factor
 
 
 @torch.no_grad()
-def decode(vae, latents: torch.Tensor) -> tuple[list[Image.Image], bool]:
-    """Images from scaled latents; if half precision gives NaNs, retry in float32 (returns upcast flag)."""
+def decode(vae, latents: torch.Tensor, tiling: Tiling | None = None,
+           control=None) -> tuple[list[Image.Image], bool]:
+    """Images from scaled latents; if half precision gives NaNs, retry in float32 (returns upcast flag).
+
+    Large images are decoded tile by tile when ``tiling`` applies; JobInterrupted is
+    raised between tiles once ``control.interrupted()``.
+    """
     param = next(vae.parameters())
     scaled = latents / vae.config.scaling_factor
-    pixels = vae.decode(scaled.to(param.dtype)).sample
+    pixels = _decode_pixels(vae, scaled.to(param.dtype), tiling, control)
     upcast = False
     if not torch.isfinite(pixels).all() and param.dtype != torch.float32:
         log.warning("VAE produced NaNs in %s; decoding again in float32", param.dtype)
         vae.float()
         try:
-            pixels = vae.decode(scaled.float()).sample
+            pixels = _decode_pixels(vae, scaled.float(), tiling, control)
         finally:
             vae.to(param.dtype)
         upcast = True
     return tensor_to_images(pixels), upcast
 
 
-def cheap_preview(latents: torch.Tensor, family: str) -> Image.Image:
-    """A small RGB image from the first latent of a batch, by a fixed linear map (no VAE)."""
-    factors = torch.tensor(PREVIEW_FACTORS["sdxl" if family.startswith("sdxl") else "sd"], dtype=torch.float32)
-    rgb = torch.einsum("chw,cr->hwr", latents[0, :4].float().cpu(), factors)
-    array = ((rgb.clamp(-1, 1) + 1) * 127.5).byte().numpy()
-    return Image.fromarray(array)
+def _stopper(control):
+    return control.interrupted if control is not None else None
+
+
+def _encode_mean(vae, pixels: torch.Tensor, tiling: Tiling | None, control) -> torch.Tensor:
+    """The latent distribution's mean, tile by tile when ``tiling`` applies to this image."""
+    if tiling is None or not tiling.applies(pixels.shape[-2], pixels.shape[-1]):
+        return vae.encode(pixels).latent_dist.mean
+    factor = scale_factor(vae)
+    log.info("VAE encodes a %dx%d image in %d px tiles", pixels.shape[-1], pixels.shape[-2], tiling.tile_size)
+    norms = SharedNormStats(vae.encoder)
+    with norms.recording():
+        vae.encode(downscaled(pixels, tiling.tile_size))
+    with norms.applying():
+        return run_tiled(lambda tile: vae.encode(tile).latent_dist.mean, pixels, tiling.tile_size, 1 / factor,
+                         vae.config.latent_channels, _stopper(control)).to(pixels.dtype)
+
+
+def _decode_pixels(vae, latents: torch.Tensor, tiling: Tiling | None, control) -> torch.Tensor:
+    """Pixels in [-1, 1] from unscaled latents, tile by tile when ``tiling`` applies to the image."""
+    factor = scale_factor(vae)
+    height, width = latents.shape[-2] * factor, latents.shape[-1] * factor
+    if tiling is None or not tiling.applies(height, width):
+        return vae.decode(latents).sample
+    log.info("VAE decodes a %dx%d image in %d px tiles", width, height, tiling.tile_size)
+    tile = max(1, tiling.tile_size // factor)
+    norms = SharedNormStats(vae.decoder)
+    with norms.recording():
+        vae.decode(downscaled(latents, tile))
+    with norms.applying():
+        return run_tiled(lambda part: vae.decode(part).sample, latents, tile, factor, vae.config.out_channels,
+                         _stopper(control))

@@ -136,8 +136,13 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 def test_converted_files_are_detected_as_the_release_architectures(real_models):
     registry = UpscalerRegistry(Settings(models_dir=real_models, device="cpu"))
-    found = {info.name: info.architecture for info in registry.list() if info.path is not None}
+    listed = [info for info in registry.list() if info.path is not None]
+    found = {info.name: info.architecture for info in listed if info.name == info.path.stem.split(".")[0]}
     assert found == {"RealESRGAN_x4plus": "ESRGAN", "RealESRGAN_x4plus_anime_6B": "ESRGAN", "realesr-animevideov3": "Compact"}
+    # A1111's names for the same releases run these files.
+    files = {info.name: info.path.name for info in listed}
+    assert files["R-ESRGAN 4x+"] == "RealESRGAN_x4plus.safetensors"
+    assert files["R-ESRGAN 4x+ Anime6B"] == "RealESRGAN_x4plus_anime_6B.safetensors"
     from safetensors import safe_open
 
     with safe_open(str(real_models / "RealESRGAN" / "RealESRGAN_x4plus.safetensors"), "pt") as handle:

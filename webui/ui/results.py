@@ -166,6 +166,7 @@ def short_id(job_id) -> str:
 def follow_job(panel: ResultPanel, services, job_id):
     """Yield progress updates for ``job_id`` until it finishes, then its results."""
     shown_preview = None
+    shown_text = None  # written only when it changes, so a message from Interrupt/Skip stays readable
     while True:
         try:
             job = services.queue.get(job_id)
@@ -178,12 +179,16 @@ def follow_job(panel: ResultPanel, services, job_id):
         if common.job_finished(job):
             yield result_updates(panel, job)
             return
-        update = {panel.status: f"Job {short_id(job.id)}: {common.progress_text(job)}"}
+        update = {}
+        text = f"Job {short_id(job.id)}: {common.progress_text(job)}"
+        if text != shown_text:
+            shown_text = update[panel.status] = text
         preview = getattr(getattr(job, "progress", None), "preview", None)
         if preview is not None and preview is not shown_preview:
             shown_preview = preview
             update[panel.preview] = gr.Image(value=preview, visible=True)
-        yield update
+        if update:
+            yield update
         time.sleep(POLL_SECONDS)
 
 

@@ -26,6 +26,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
 VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt")
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
+CONTROLNET_SUFFIXES = (".safetensors", ".pth", ".bin", ".pt", ".ckpt")
 
 
 # ---------------------------------------------------------------- hashing
@@ -150,6 +151,23 @@ class LoraInfo:
 
 
 @dataclass(frozen=True)
+class ControlNetInfo:
+    """A ControlNet file in models/ControlNet, titled as the extension lists it: ``name [hash8]``."""
+
+    name: str  # file stem relative to its folder
+    path: Path
+    sha256: str
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:8]
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} [{self.short_hash}]"
+
+
+@dataclass(frozen=True)
 class FileInfo:
     """A VAE or embedding file."""
 
@@ -225,6 +243,7 @@ class Catalog:
         self._loras: list[LoraInfo] = []
         self._vaes: list[FileInfo] = []
         self._embeddings: list[FileInfo] = []
+        self._controlnets: list[ControlNetInfo] = []
 
     # ---- scanning
     def refresh(self) -> None:
@@ -233,6 +252,7 @@ class Catalog:
         self.refresh_loras()
         self.refresh_vaes()
         self.refresh_embeddings()
+        self.refresh_controlnets()
 
     def refresh_checkpoints(self) -> None:
         accepted, rejected = [], []
@@ -284,6 +304,14 @@ class Catalog:
         with self._lock:
             self._embeddings = found
 
+    def refresh_controlnets(self) -> None:
+        """Scan models/ControlNet (A1111's folder); the annotator weights under ``annotators/`` are not models."""
+        folder = self.settings.model_folder("ControlNet")
+        found = [ControlNetInfo(os.path.splitext(n)[0], p, self.hashes.sha256(p))
+                 for n, p in _scan([folder], CONTROLNET_SUFFIXES) if not n.startswith("annotators/")]
+        with self._lock:
+            self._controlnets = found
+
     # ---- listings
     def checkpoints(self) -> list[CheckpointInfo]:
         with self._lock:
@@ -306,7 +334,21 @@ class Catalog:
         with self._lock:
             return list(self._embeddings)
 
+    def controlnets(self) -> list[ControlNetInfo]:
+        with self._lock:
+            return list(self._controlnets)
+
     # ---- lookups by user-supplied names
+    def find_controlnet(self, name: str) -> ControlNetInfo:
+        """A ControlNet by title ``name [hash]``, name, file name or hash (NotFound otherwise)."""
+        wanted = str(name or "").strip().replace("\\", "/")
+        base = wanted.split(" [")[0]
+        for info in self.controlnets():
+            if wanted in (info.title, info.name, info.short_hash, info.sha256, Path(info.path).name) or \
+                    base in (info.name, Path(info.name).name):
+                return info
+        raise NotFound(f"ControlNet model not found: {name} (put it in models/ControlNet and refresh)")
+
     def find_checkpoint(self, name: str) -> CheckpointInfo:
         """Resolve a title, file name, model name or hash to a scanned checkpoint (NotFound otherwise)."""
         if not name:

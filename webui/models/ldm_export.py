@@ -146,3 +146,19 @@ def save_ldm_checkpoint(path: str | Path, family: str, unet, vae, text_encoders:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=meta)
     return path
+
+
+def controlnet_to_ldm(state: dict, config: dict) -> dict:
+    """diffusers ControlNetModel state dict -> the original ``control_model.*`` single-file keys."""
+    out = unet_to_ldm(state, config)
+    for key, value in state.items():
+        if key.startswith("controlnet_down_blocks."):
+            index, part = key.split(".")[1], key.split(".")[-1]
+            out[f"zero_convs.{index}.0.{part}"] = value
+    _rename(state, "controlnet_mid_block", "middle_block_out.0", out)
+    blocks = len({k.split(".")[2] for k in state if k.startswith("controlnet_cond_embedding.blocks.")})
+    _rename(state, "controlnet_cond_embedding.conv_in", "input_hint_block.0", out)
+    for i in range(blocks):
+        _rename(state, f"controlnet_cond_embedding.blocks.{i}", f"input_hint_block.{2 * (i + 1)}", out)
+    _rename(state, "controlnet_cond_embedding.conv_out", f"input_hint_block.{2 * (blocks + 1)}", out)
+    return {"control_model." + k: v for k, v in out.items()}

@@ -62,6 +62,7 @@ class ModelManager:
         self._loaded: LoadedComponents | None = None
         self._current: CheckpointInfo | None = None
         self._addons = None  # per-model LoRA/embedding/VAE state (webui.models.addons.ModelAddons)
+        self._controlnets = None  # loaded ControlNets (webui.models.controlnet.ControlNetCache), made on first use
         self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
         self.last_load_seconds = 0.0
 
@@ -169,6 +170,8 @@ class ModelManager:
             self._unload_live()
             self._current = None
             self._cache.clear()
+            if self._controlnets is not None:
+                self._controlnets.clear()
             release_memory(self.device)
 
     def reload(self) -> None:
@@ -194,3 +197,19 @@ class ModelManager:
             if self._addons is None:
                 self._addons = ModelAddons(self.settings, self.catalog, self._loaded, self._current)
             return self._addons
+
+    # ---- ControlNets (webui.models.controlnet): a separate cache the manager owns
+    def controlnet(self, name: str):
+        """The ControlNet ``name`` (catalog title, name or hash), loaded for the live checkpoint's UNet.
+
+        A ControlNet made for another family raises ControlNetMismatch (an InvalidRequest).
+        """
+        from webui.models.controlnet import ControlNetCache
+
+        with self._lock:
+            if self._loaded is None:
+                raise ModelLoadError("no model loaded")
+            if self._controlnets is None:
+                self._controlnets = ControlNetCache(self.device, self.dtype)
+            info = self.catalog.find_controlnet(name)
+            return self._controlnets.get(info, dict(self._loaded.unet.config), self._current.title)

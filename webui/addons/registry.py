@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from webui.addons.base import AddonSpec
 from webui.addons.specs import CFGRescale, DynamicThresholding, FreeU, PerturbedAttention, SoftInpainting
+from webui.controlnet.units import SCRIPT_TITLES as CONTROLNET_TITLES
 from webui.schemas import InvalidRequest
 
 ADDONS: tuple[type[AddonSpec], ...] = (DynamicThresholding, CFGRescale, FreeU, PerturbedAttention, SoftInpainting)
@@ -30,6 +31,8 @@ def resolve_addons(named: dict | None, alwayson_scripts: dict | None) -> tuple[d
     if alwayson_scripts and not isinstance(alwayson_scripts, dict):
         raise InvalidRequest("alwayson_scripts must be an object of {title: {args: [...]}}", field="alwayson_scripts")
     for title, entry in (alwayson_scripts or {}).items():
+        if str(title).strip().lower() in CONTROLNET_TITLES:
+            continue  # ControlNet units are read by webui.controlnet
         spec = find_addon(title)
         if spec is None or spec.key == str(title).strip().lower():
             warnings.append(f"alwayson_scripts: no script titled {title!r} here; ignored")

@@ -55,6 +55,7 @@ class SamplingJob:
     noise_fill: str = "original"  # original | latent noise | latent nothing (what the masked latents start as)
     make_rng: Callable[[tuple[int, ...], list[int], torch.device], ImageRNG] | None = None
     addons: dict = field(default_factory=dict)  # enabled guidance add-ons {key: values} (webui.addons)
+    controlnet: object | None = None  # webui.engine.controlnet.ControlRun: the ControlNet units of this pass
     progress: Progress = field(default_factory=Progress)
     stopped: str | None = None  # set by denoise: "interrupt" or "skip" when the user stopped this run early
 
@@ -133,7 +134,16 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
         timestep = t.to(device=device, dtype=torch.float32).reshape(-1)[:1].expand(model_in.shape[0])
         if hooks is not None:
             hooks.before_unet(step, sigma)
-        out = unet(model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added).sample.float()
+        control_in = {}
+        if job.controlnet is not None:  # the ControlNets on the same rows: negatives, then positive parts
+            conditional = torch.cat([torch.zeros(batch, device=device), torch.ones(len(rows), device=device)])
+            image_rows = torch.cat([torch.arange(batch, device=device), rows])
+            if skip_uncond:
+                conditional, image_rows = conditional[batch:], image_rows[batch:]
+            control_in = job.controlnet.unet_inputs(model_in.to(dtype), timestep, context, added, image_rows,
+                                                    conditional, step, job.progress.steps)
+        out = unet(model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added,
+                   **control_in).sample.float()
         out_pos = out[-len(rows):]
         if skip_uncond:
             first_part = [int((rows == i).nonzero()[0]) for i in range(batch)]
@@ -150,8 +160,13 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
         def positive_again():  # the positive rows once more, for add-ons that perturb the UNet (PAG)
             n = len(rows)
             extra = {k: v[-n:] for k, v in added.items()} if added else None
+            residuals = {}
+            if control_in:
+                residuals = {"down_block_additional_residuals": tuple(r[-n:] for r in
+                                                                      control_in["down_block_additional_residuals"]),
+                             "mid_block_additional_residual": control_in["mid_block_additional_residual"][-n:]}
             return unet(model_in[-n:].to(dtype), timestep[-n:], encoder_hidden_states=context[-n:],
-                        added_cond_kwargs=extra).sample.float()
+                        added_cond_kwargs=extra, **residuals).sample.float()
         return hooks.combine(guided, GuideCall(x_in, t, sigma, out_neg, out_pos, rows, weights, used_scale, step,
                                                positive_again))
 

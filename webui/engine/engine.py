@@ -20,6 +20,8 @@ from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
 from webui.engine import imageprep, latent_preview, vae_ops
+from webui.controlnet import find_controlnet_args, parse_units, units_infotext
+from webui.engine.controlnet import ControlRun, prepare_unit
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
@@ -31,7 +33,8 @@ from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
 from webui.models.manager import ModelManager
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
-    JobInterrupted, MAX_BATCH_SIZE, MAX_N_ITER, MAX_SIDE, MAX_STEPS, NullControl, Progress, check_request_limits,
+    JobInterrupted, MAX_BATCH_SIZE, MAX_N_ITER, MAX_SIDE, MAX_STEPS, NotFound, NullControl, Progress,
+    check_request_limits, image_from_base64,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,14 @@ LATENT_UPSCALE_MODES = {
     "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False),
 }
 VERSION = "webui-0.1"
+
+
+def _image_from_payload(value, where: str) -> Image.Image:
+    """A unit image given to the engine directly as base64 (the API and UI hand over decoded images)."""
+    try:
+        return image_from_base64(value) if isinstance(value, str) else value
+    except ValueError as exc:
+        raise InvalidRequest(f"{where}: {exc}", field=where) from None
 
 
 class Engine:
@@ -206,6 +217,9 @@ class Engine:
         job.make_rng = lambda shape, rng_seeds, rng_device: make_image_rng(request, shape, rng_seeds, subseeds,
                                                                            rng_device)
         plan.infotext.update(addons_infotext(guidance))
+        job.controlnet = self._controlnet_run(request, model, width, height, seeds, result)
+        if job.controlnet is not None:
+            plan.infotext.update(units_infotext([(u.unit, u.title) for u in job.controlnet.units]))
         job.time_ids = self._time_ids(model, width, height, len(seeds))
         if init_images is not None:
             job.init_latents = vae_ops.encode(model.vae, init_images, tiling=tiling, control=control)
@@ -415,6 +429,9 @@ class Engine:
                           plan=plan, time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
                           init_latents=init_latents, strength=float(request.denoising_strength), fixed_steps=True,
                           make_rng=first.make_rng, progress=progress, addons=first.addons)
+        if first.controlnet is not None:  # the extension controls the hires pass too, its image resized
+            param = next(model.unet.parameters())
+            job.controlnet = ControlRun(first.controlnet.units, target_w, target_h, param.device, param.dtype)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
         first.stopped = job.stopped
@@ -495,6 +512,40 @@ class Engine:
                 del active[key]
         result.warnings.extend(warnings)
         return active
+
+    # ------------------------------------------------------------ ControlNet
+    def _controlnet_run(self, request, model, width, height, seeds, result: GenerationResult) -> ControlRun | None:
+        """The request's enabled ControlNet units, loaded and preprocessed for a pass of width x height."""
+        found = find_controlnet_args(request.alwayson_scripts)
+        if found is None:
+            return None
+        units, warnings = parse_units(found[1], _image_from_payload)
+        prepared = []
+        for index, unit in enumerate(units):
+            where = f"alwayson_scripts.controlnet.args[{index}]"
+            if not unit.enabled:
+                continue
+            if not unit.active:
+                warnings.append(f"ControlNet unit {index}: no model chosen; ignored")
+                continue
+            image = unit.image if unit.image is not None else request.init_image
+            if image is None:
+                raise InvalidRequest(f"ControlNet unit {index} has no image", field=f"{where}.image")
+            if unit.mask is not None:
+                warnings.append(f"ControlNet unit {index}: masks are not used by this server; ignored")
+            try:
+                info = self.catalog.find_controlnet(unit.model)
+            except NotFound as exc:
+                raise InvalidRequest(str(exc), field=f"{where}.model") from None
+            net = self.models.controlnet(info.title)
+            unit = dataclasses.replace(unit, image=image)
+            prepared.append(prepare_unit(unit, net, info.title, width, height,
+                                         self.settings.model_folder("ControlNet") / "annotators", seeds[0]))
+        result.warnings.extend(warnings)
+        if not prepared:
+            return None
+        param = next(model.unet.parameters())
+        return ControlRun(prepared, width, height, param.device, param.dtype)
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,

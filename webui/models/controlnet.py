@@ -31,10 +31,6 @@ DIFFUSERS_MARKER = "controlnet_cond_embedding.conv_in.weight"
 ORIGINAL_MARKER = "input_hint_block.0.weight"
 
 
-class ControlNetMismatch(InvalidRequest):
-    """The ControlNet was made for another model family than the loaded checkpoint."""
-
-
 def detect_layout(keys) -> str:
     """"diffusers", "original" (control_model.* or bare ldm keys) or "unknown"."""
     keys = set(keys)
@@ -122,19 +118,20 @@ def infer_controlnet_config(state: dict) -> dict:
 
 
 def describe_family(context_dim: int | None, adm: int | None) -> str:
-    """A family label for messages: "Stable Diffusion XL", or the conditioning widths when unknown."""
+    """A family label for messages: "Stable Diffusion XL", or the kind of model when the widths are unusual."""
     family = family_for_context_dim(context_dim, adm) if context_dim else None
     if family is not None:
         return family.label
-    return f"a model with {context_dim}-wide text conditioning" + (" and SDXL size embedding" if adm else "")
+    kind = "an SDXL-type model" if adm else "an SD 1.x/2.x-type model"
+    return f"{kind} with {context_dim}-wide text conditioning"
 
 
 def check_family(name: str, config: dict, unet_config: dict, checkpoint: str) -> None:
-    """Raise ControlNetMismatch (a 422 from the API) when the ControlNet does not fit the checkpoint's UNet."""
+    """Raise InvalidRequest (a 422 from the API) when the ControlNet does not fit the checkpoint's UNet."""
     mine = (config.get("cross_attention_dim"), config.get("projection_class_embeddings_input_dim"))
     theirs = (unet_config.get("cross_attention_dim"), unet_config.get("projection_class_embeddings_input_dim"))
     if mine != theirs:
-        raise ControlNetMismatch(
+        raise InvalidRequest(
             f"ControlNet {name} is for {describe_family(*mine)}, but the checkpoint {checkpoint} is "
             f"{describe_family(*theirs)}: choose a ControlNet made for this checkpoint's family",
             field="alwayson_scripts.controlnet.model")

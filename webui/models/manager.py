@@ -202,7 +202,7 @@ class ModelManager:
     def controlnet(self, name: str):
         """The ControlNet ``name`` (catalog title, name or hash), loaded for the live checkpoint's UNet.
 
-        A ControlNet made for another family raises ControlNetMismatch (an InvalidRequest).
+        A ControlNet made for another family raises InvalidRequest naming both.
         """
         from webui.models.controlnet import ControlNetCache
 

@@ -19,7 +19,7 @@ def test_extension_payloads_run_and_png_info_reads_their_keys_back(client):
         "Dynamic Thresholding (CFG Scale Fix)": {"args": [True, 6.5, 99.0, "Linear Down", 1.0]},
         "freeu integrated (sd 1.x, sd 2.x, sdxl)": {"args": [True, 1.3, 1.4, 0.9, 0.2, 0, 1]},
         "PerturbedAttentionGuidance Integrated": {"args": [True, 2.0]},
-        "ControlNet": {"args": [{"enabled": False}]},
+        "Regional Prompter": {"args": [False]},
     }}
     response = client.post("/sdapi/v1/txt2img", json=body)
     assert response.status_code == 200, response.text
@@ -28,7 +28,7 @@ def test_extension_payloads_run_and_png_info_reads_their_keys_back(client):
     assert extra["Dynamic thresholding enabled"] == "True" and float(extra["Mimic scale"]) == 6.5
     assert extra["Mimic mode"] == "Linear Down" and float(extra["Threshold percentile"]) == 99.0
     assert float(extra["freeu_b1"]) == 1.3 and float(extra["pagi_scale"]) == 2.0
-    assert any("ControlNet" in w for w in info["warnings"])
+    assert any("Regional Prompter" in w for w in info["warnings"])
 
     parsed = client.post("/sdapi/v1/png-info", json={"image": response.json()["images"][0]}).json()["parameters"]
     assert parsed["Dynamic thresholding enabled"] == "True" and parsed["Mimic mode"] == "Linear Down"

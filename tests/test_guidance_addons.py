@@ -95,10 +95,10 @@ def test_perturbed_attention_scale_zero_is_plain_and_a_scale_changes_the_image(e
 
 
 def test_alwayson_titles_match_case_insensitively_and_unknown_ones_warn(engine):
-    result = make(engine, alwayson_scripts={DT.upper(): {"args": [True, 3.0]}, "ControlNet": {"args": []}})
+    result = make(engine, alwayson_scripts={DT.upper(): {"args": [True, 3.0]}, "Regional Prompter": {"args": []}})
     parsed = parse_infotext(result.infotexts[0])
     assert parsed["Dynamic thresholding enabled"] == "True" and float(parsed["Mimic scale"]) == 3.0
-    assert any("ControlNet" in w for w in result.warnings)
+    assert any("Regional Prompter" in w for w in result.warnings)
 
 
 def test_positional_args_map_in_the_extensions_order_with_ui_defaults_for_missing_ones():

@@ -12,6 +12,7 @@ import warnings
 from PIL import Image
 from pydantic import ValidationError
 
+from webui.api.controlnet import normalise_controlnet
 from webui.api.errors import OptionForbidden, PayloadTooLarge
 from webui.addons import addons_from_infotext, resolve_addons
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
@@ -213,7 +214,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         s_min_uncond=body.s_min_uncond,
         sampler_overrides=sampler_overrides,
         addons=dict(body.addons),
-        alwayson_scripts=dict(body.alwayson_scripts),
+        alwayson_scripts=normalise_controlnet(dict(body.alwayson_scripts), services),
     )
 
 

@@ -8,7 +8,7 @@ extension's field names, or its older ones (``input_image``, ``guessmode``,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 from PIL import Image
@@ -53,7 +53,8 @@ class ControlUnit:
     control_mode: str = "Balanced"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Field name -> value (the images as they are, not copied)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @property
     def active(self) -> bool:

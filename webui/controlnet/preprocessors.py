@@ -196,9 +196,16 @@ def run_module(name: str, image: Image.Image, resolution: int = -1, threshold_a:
             "is needed: put that file there"
         raise InvalidRequest(f"ControlNet preprocessor {module.name}: {where} {detail} "
                              "(or send an already preprocessed image with module none)", field="module")
+    resolution, a, b = effective_settings(module.name, resolution, threshold_a, threshold_b)
+    return module.run(image, resolution, a, b, seed)
+
+
+def effective_settings(name: str, resolution: int, threshold_a: float, threshold_b: float) -> tuple[int, float, float]:
+    """The resolution and thresholds a module runs with: -1 (or unset) takes the module's defaults."""
+    module = find_module(name)
     resolution = int(resolution) if resolution and resolution > 0 else int(_RES.value)
-    values = [threshold_a, threshold_b]
+    values = [float(threshold_a), float(threshold_b)]
     for i, slider in enumerate(module.thresholds):
         if values[i] is None or values[i] < 0:
-            values[i] = slider.value
-    return module.run(image, resolution, values[0], values[1], seed)
+            values[i] = float(slider.value)
+    return resolution, values[0], values[1]

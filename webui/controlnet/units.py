@@ -207,6 +207,8 @@ INFOTEXT_FIELDS = (("Module", "module"), ("Model", "model"), ("Weight", "weight"
 def unit_infotext(unit: ControlUnit, model_title: str | None = None) -> str:
     """The value of "ControlNet N" as the extension writes it: ``Module: canny, Model: name [hash], ...``."""
     values = unit.to_dict()
+    values.update(weight=float(unit.weight), threshold_a=float(unit.threshold_a), threshold_b=float(unit.threshold_b),
+                  guidance_start=float(unit.guidance_start), guidance_end=float(unit.guidance_end))
     if model_title:
         values["model"] = model_title
     return ", ".join(f"{label}: {values[name]}" for label, name in INFOTEXT_FIELDS)

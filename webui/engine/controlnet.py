@@ -10,13 +10,14 @@ is more important" does that and feeds only the conditional rows (CFG injection)
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from webui.controlnet.preprocessors import pixel_perfect_resolution, run_module
+from webui.controlnet.preprocessors import effective_settings, pixel_perfect_resolution, run_module
 from webui.controlnet.units import CONTROL_MODES, RESIZE_MODES, ControlUnit
 from webui.engine import imageprep
 
@@ -41,6 +42,9 @@ def prepare_unit(unit: ControlUnit, model, title: str, width: int, height: int, 
         resolution = pixel_perfect_resolution(unit.image, width, height, unit.resize_mode)
     detected = run_module(unit.module, unit.image, resolution, unit.threshold_a, unit.threshold_b,
                           annotators_dir=annotators_dir, seed=seed)
+    # The infotext records what ran (the extension writes resolved values, not -1).
+    resolution, a, b = effective_settings(unit.module, resolution, unit.threshold_a, unit.threshold_b)
+    unit = dataclasses.replace(unit, processor_res=resolution, threshold_a=a, threshold_b=b)
     return PreparedUnit(unit, model, title, detected)
 
 

@@ -10,7 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from webui.schemas import GenerationRequest
-from webui.ui import addons, networks, params, results
+from webui.ui import addons, controlnet, networks, params, results
 
 
 @dataclass
@@ -49,6 +49,8 @@ def build_generation_tab(
             sampling = params.build_sampling(name, services)
             hr = params.build_hires(name, services) if hires else {}
             addon_widgets = addons.build_addon_accordions(name, name, services, checkpoint)
+            if name in ("txt2img", "img2img"):  # as the extension: its accordion in txt2img and img2img
+                addon_widgets.update(controlnet.build_controlnet_accordion(name, services))
         with gr.Column(scale=1, elem_id=f"{name}_results"):
             panel = results.build_result_panel(name)
     fields = {
@@ -72,6 +74,9 @@ def build_generation_tab(
                 named = params.without_seed_extras(named)
             named["styles"] = list(named.get("styles") or [])
             named["addons"] = addons.take_addon_values(named)
+            units = controlnet.take_unit_values(named)
+            if units:
+                named["alwayson_scripts"] = {"controlnet": {"args": units}}
             if not named.get("checkpoint"):
                 named.pop("checkpoint", None)
             if extra_fields:

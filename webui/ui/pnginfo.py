@@ -40,9 +40,10 @@ def infotext_fields(text: str) -> dict:
         prompt, _, rest = text.partition("\nNegative prompt: ")
         return {"prompt": prompt.strip()}
     from webui.ui.addons import infotext_addon_fields
+    from webui.ui.controlnet import infotext_unit_fields
 
     parsed = parse_infotext(text)
-    return {**infotext_to_request_fields(parsed), **infotext_addon_fields(parsed)}
+    return {**infotext_to_request_fields(parsed), **infotext_addon_fields(parsed), **infotext_unit_fields(parsed)}
 
 
 def parameters_html(text: str) -> str:

@@ -65,6 +65,8 @@ def test_routes_answer_as_the_extension(client):
     assert types["Canny"]["default_option"] == "canny" and types["Canny"]["model_list"] == ["None", models[1]]
     assert types["Segmentation"]["default_model"] == models[0]
     assert client.get("/controlnet/settings").json() == {"control_net_unit_count": 3}
+    scripts = client.get("/sdapi/v1/scripts").json()  # clients look for "controlnet" among the always-on scripts
+    assert "controlnet" in scripts["txt2img"] and "controlnet" in scripts["img2img"]
 
     detected = client.post("/controlnet/detect", json={"controlnet_module": "canny",
                                                         "controlnet_input_images": [b64(square())],

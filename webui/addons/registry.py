@@ -77,7 +77,7 @@ def addons_from_infotext(parsed: dict) -> dict[str, dict]:
 def script_titles(img2img: bool) -> list[str]:
     """The add-ons' titles as A1111's ``/sdapi/v1/scripts`` lists them (lower case) for one tab."""
     modes = {"img2img", "inpaint"} if img2img else {"txt2img"}
-    return [spec.title.lower() for spec in ADDONS if modes & set(spec.modes)]
+    return [spec.title.lower() for spec in ADDONS if modes & set(spec.modes)] + [CONTROLNET_TITLES[0]]
 
 
 def script_info() -> list[dict]:

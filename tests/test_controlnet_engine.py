@@ -142,6 +142,11 @@ def test_img2img_uses_the_init_image_and_hires_is_controlled_too(engine):
     plain = pixels(engine.generate(txt(init_image=init, denoising_strength=0.8)))
     steered = pixels(engine.generate(txt([unit(image=None)], init_image=init, denoising_strength=0.8)))
     assert np.abs(steered - plain).max() > 0
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((8, 8, 40, 40), fill=255)
+    inpaint = dict(init_image=init, mask=mask, inpaint_full_res=True, inpaint_full_res_padding=4,
+                   denoising_strength=0.8)
+    assert np.abs(pixels(engine.generate(txt([unit()], **inpaint))) - pixels(engine.generate(txt(**inpaint)))).max() > 0
     hires = dict(enable_hr=True, hr_scale=1.5, hr_second_pass_steps=2, denoising_strength=0.6)
     without = pixels(engine.generate(txt(**hires)))
     with_unit = engine.generate(txt([unit(resize_mode="Just Resize", guidance_start=0.0)], **hires))

@@ -96,3 +96,16 @@ def test_pixel_perfect_matches_the_generated_size():
     assert pixel_perfect_resolution(image, 512, 512, "Crop and Resize") == 512
     assert pixel_perfect_resolution(image, 512, 512, "Resize and Fill") == 256
     assert pixel_perfect_resolution(image, 768, 768, "Just Resize") == 768
+
+
+def test_control_images_fit_the_pass_and_follow_the_only_masked_crop():
+    from webui.engine.controlnet import fit_control_image
+
+    image = square()  # 96x64, white box from x 24..71, y 16..47
+    stretched = fit_control_image(image, "Just Resize", 48, 32)
+    assert stretched.shape == (1, 3, 32, 48) and float(stretched.max()) == 1.0 and float(stretched.min()) == 0.0
+    cropped = fit_control_image(image, "Crop and Resize", 32, 32)
+    assert float(cropped[0, 0, 16, 16]) == 1.0 and float(cropped[0, 0, 0, 0]) == 0.0
+    # Only masked: the box of the picture the init image was cut to, at the work size.
+    inside = fit_control_image(image, "Just Resize", 16, 16, crop=((30, 20, 60, 40), (96, 64)))
+    assert float(inside.min()) == 1.0

@@ -48,9 +48,19 @@ def prepare_unit(unit: ControlUnit, model, title: str, width: int, height: int, 
     return PreparedUnit(unit, model, title, detected)
 
 
-def fit_control_image(image: Image.Image, resize_mode: str, width: int, height: int) -> torch.Tensor:
-    """The control image at width x height as a [1,3,H,W] tensor in 0..1 (the resize modes of img2img)."""
-    fitted = imageprep.resize_image(image, RESIZE_MODES.index(resize_mode), width, height)
+def fit_control_image(image: Image.Image, resize_mode: str, width: int, height: int,
+                      crop: tuple | None = None) -> torch.Tensor:
+    """The control image at width x height as a [1,3,H,W] tensor in 0..1 (the resize modes of img2img).
+
+    ``crop`` = (box, (full_w, full_h)) for inpainting "Only masked": the image is fitted to the
+    whole picture, then the same box as the init image is cut out and scaled to the work size.
+    """
+    if crop is not None:
+        box, (full_w, full_h) = crop
+        whole = imageprep.resize_image(image, RESIZE_MODES.index(resize_mode), full_w, full_h)
+        fitted = whole.crop(box).resize((width, height), Image.LANCZOS)
+    else:
+        fitted = imageprep.resize_image(image, RESIZE_MODES.index(resize_mode), width, height)
     pixels = np.asarray(fitted.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
 
@@ -72,9 +82,9 @@ def residual_scales(unit: ControlUnit, count: int) -> list[float]:
 class ControlRun:
     """The units of one sampling pass at its size; gives the UNet its extra residual inputs per call."""
 
-    def __init__(self, units: list[PreparedUnit], width: int, height: int, device, dtype):
+    def __init__(self, units: list[PreparedUnit], width: int, height: int, device, dtype, crop: tuple | None = None):
         self.units = units
-        self.hints = [fit_control_image(u.detected, u.unit.resize_mode, width, height).to(device, dtype)
+        self.hints = [fit_control_image(u.detected, u.unit.resize_mode, width, height, crop).to(device, dtype)
                       for u in units]
         self.dtype = dtype
 

@@ -217,7 +217,8 @@ class Engine:
         job.make_rng = lambda shape, rng_seeds, rng_device: make_image_rng(request, shape, rng_seeds, subseeds,
                                                                            rng_device)
         plan.infotext.update(addons_infotext(guidance))
-        job.controlnet = self._controlnet_run(request, model, width, height, seeds, result)
+        crop = (inpaint["box"], (request.width, request.height)) if inpaint and inpaint.get("box") else None
+        job.controlnet = self._controlnet_run(request, model, width, height, seeds, result, crop)
         if job.controlnet is not None:
             plan.infotext.update(units_infotext([(u.unit, u.title) for u in job.controlnet.units]))
         job.time_ids = self._time_ids(model, width, height, len(seeds))
@@ -514,8 +515,10 @@ class Engine:
         return active
 
     # ------------------------------------------------------------ ControlNet
-    def _controlnet_run(self, request, model, width, height, seeds, result: GenerationResult) -> ControlRun | None:
-        """The request's enabled ControlNet units, loaded and preprocessed for a pass of width x height."""
+    def _controlnet_run(self, request, model, width, height, seeds, result: GenerationResult,
+                        crop: tuple | None = None) -> ControlRun | None:
+        """The request's enabled ControlNet units, loaded and preprocessed for a pass of width x height
+        (``crop``: the inpainting "Only masked" box and the whole picture's size)."""
         found = find_controlnet_args(request.alwayson_scripts)
         if found is None:
             return None
@@ -545,7 +548,7 @@ class Engine:
         if not prepared:
             return None
         param = next(model.unet.parameters())
-        return ControlRun(prepared, width, height, param.device, param.dtype)
+        return ControlRun(prepared, width, height, param.device, param.dtype, crop)
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,

@@ -109,3 +109,17 @@ def test_control_images_fit_the_pass_and_follow_the_only_masked_crop():
     # Only masked: the box of the picture the init image was cut to, at the work size.
     inside = fit_control_image(image, "Just Resize", 16, 16, crop=((30, 20, 60, 40), (96, 64)))
     assert float(inside.min()) == 1.0
+
+
+def test_png_info_and_send_to_restore_the_unit_widgets():
+    from webui.ui.pnginfo import infotext_fields
+
+    text = format_infotext("a circle", "", {"Steps": 3, "Seed": 1, **units_infotext(
+        [(ControlUnit(module="canny", weight=0.6, processor_res=384, control_mode="ControlNet is more important"),
+          "cn [12345678]")])})
+    fields = infotext_fields(text)
+    assert fields["controlnet.0.enabled"] is True and fields["controlnet.0.model"] == "cn [12345678]"
+    assert fields["controlnet.0.module"] == "canny" and fields["controlnet.0.weight"] == 0.6
+    assert fields["controlnet.0.processor_res"] == 384
+    assert fields["controlnet.0.control_mode"] == "ControlNet is more important"
+    assert fields["controlnet.1.enabled"] is False and fields["controlnet.2.enabled"] is False

@@ -70,12 +70,13 @@ def test_the_plan_lists_what_it_cannot_honour(settings):
     text = (f"a cat <lora:gone:1>\nNegative prompt: dog\nSteps: 20, Sampler: Euler Ancestral Turbo, CFG scale: 7, "
             f"Seed: 5, Size: 64x64, Model hash: {model.short_hash}, Model: tiny-sd1, VAE hash: 0123456789, "
             f"VAE: fancy.safetensors, Denoising strength: 0.4, Token merging ratio: 0.5, "
-            f"TI hashes: \"shiny: abcdef123456\", Lora hashes: \"gone: 0a1b2c3d4e5f\", Version: v1.10.1")
+            f"TI hashes: \"shiny: abcdef123456\", Lora hashes: \"gone: 0a1b2c3d4e5f\", "
+            f"ControlNet 0: \"Module: canny, Model: cn [12345678], Weight: 1.0\", Version: v1.10.1")
     plan = plan_reproduction(text, catalog, version="webui-0.1")
     unmet = "\n".join(plan.unmet)
     for expected in ("Euler Ancestral Turbo", "Token merging ratio", "VAE: fancy.safetensors is not here",
                      "Embedding shiny is not here", "LoRA gone [0a1b2c3d4e5f] is not here", "img2img",
-                     "made by v1.10.1"):
+                     "made by v1.10.1", "ControlNet 0: the control image is not stored in the PNG"):
         assert expected in unmet, expected
     request = plan.request
     assert request.checkpoint == model.title and request.seed == 5 and request.vae == "None"

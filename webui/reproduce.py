@@ -147,7 +147,9 @@ def plan_reproduction(infotext: str, catalog, *, version: str | None = None) -> 
         known.update(_IMG2IMG_KEYS)
         fields.pop("denoising_strength", None)
     for key, value in parsed.items():
-        if key not in known:
+        if key.startswith("ControlNet ") and key[len("ControlNet "):].isdigit():
+            unmet.append(f"{key}: the control image is not stored in the PNG; reproduced without this unit")
+        elif key not in known:
             unmet.append(f"{key}: {value} is not supported here")
     fields.pop("checkpoint", None)
     fields["checkpoint"] = _checkpoint(catalog, parsed, unmet)

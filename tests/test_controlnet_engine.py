@@ -122,6 +122,9 @@ def test_soft_injection_scales_follow_the_extension():
     scales = residual_scales(ControlUnit(weight=2.0, control_mode="My prompt is more important"), 13)
     assert scales[-1] == 2.0 and abs(scales[0] - 2.0 * 0.825 ** 12) < 1e-12
     assert residual_scales(ControlUnit(weight=0.5), 4) == [0.5] * 4
+    # The extension softens canny (and MLSD) units in the hires pass whatever their mode.
+    assert residual_scales(ControlUnit(module="canny"), 4, hires=True) == [0.825 ** 3, 0.825 ** 2, 0.825, 1.0]
+    assert residual_scales(ControlUnit(module="none"), 4, hires=True) == [1.0] * 4
 
 
 def test_sdxl_controlnets_in_both_layouts_and_family_mismatch_is_refused(engine):

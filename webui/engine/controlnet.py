@@ -22,6 +22,7 @@ from webui.controlnet.units import CONTROL_MODES, RESIZE_MODES, ControlUnit
 from webui.engine import imageprep
 
 SOFT_INJECTION_BASE = 0.825
+HIRES_SOFT_MODULES = ("canny", "mlsd")
 
 
 @dataclass
@@ -72,9 +73,14 @@ def guidance_active(unit: ControlUnit, step: int, total: int) -> bool:
     return step / total >= unit.guidance_start and (step + 1) / total <= unit.guidance_end + 1e-9
 
 
-def residual_scales(unit: ControlUnit, count: int) -> list[float]:
-    """The weight of each of ``count`` residuals (down blocks, then the middle one) for the unit's mode."""
-    if unit.control_mode == CONTROL_MODES[0]:
+def residual_scales(unit: ControlUnit, count: int, hires: bool = False) -> list[float]:
+    """The weight of each of ``count`` residuals (down blocks, then the middle one) for the unit's mode.
+
+    As the extension, canny and MLSD units use the soft scales in the hires pass whatever their mode
+    (it says this reduces artefacts there).
+    """
+    forced = hires and any(word in unit.module for word in HIRES_SOFT_MODULES)
+    if unit.control_mode == CONTROL_MODES[0] and not forced:
         return [unit.weight] * count
     return [unit.weight * SOFT_INJECTION_BASE ** float(count - 1 - i) for i in range(count)]
 
@@ -82,8 +88,9 @@ def residual_scales(unit: ControlUnit, count: int) -> list[float]:
 class ControlRun:
     """The units of one sampling pass at its size; gives the UNet its extra residual inputs per call."""
 
-    def __init__(self, units: list[PreparedUnit], width: int, height: int, device, dtype, crop: tuple | None = None):
-        self.units = units
+    def __init__(self, units: list[PreparedUnit], width: int, height: int, device, dtype, crop: tuple | None = None,
+                 hires: bool = False):
+        self.units, self.hires = units, hires
         self.hints = [fit_control_image(u.detected, u.unit.resize_mode, width, height, crop).to(device, dtype)
                       for u in units]
         self.dtype = dtype
@@ -102,7 +109,7 @@ class ControlRun:
             res_down, res_mid = prepared.model(sample[:, :prepared.model.config.in_channels].to(self.dtype),
                                                timestep, encoder_hidden_states=context, controlnet_cond=rows_hint,
                                                added_cond_kwargs=added, return_dict=False)
-            scales = residual_scales(unit, len(res_down) + 1)
+            scales = residual_scales(unit, len(res_down) + 1, self.hires)
             mark = conditional.view(-1, 1, 1, 1).to(res_mid.dtype) if unit.control_mode == CONTROL_MODES[2] else None
             res_down = [r * s if mark is None else r * s * mark for r, s in zip(res_down, scales)]
             res_mid = res_mid * scales[-1] if mark is None else res_mid * scales[-1] * mark

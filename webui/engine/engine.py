@@ -432,7 +432,8 @@ class Engine:
                           make_rng=first.make_rng, progress=progress, addons=first.addons)
         if first.controlnet is not None:  # the extension controls the hires pass too, its image resized
             param = next(model.unet.parameters())
-            job.controlnet = ControlRun(first.controlnet.units, target_w, target_h, param.device, param.dtype)
+            job.controlnet = ControlRun(first.controlnet.units, target_w, target_h, param.device, param.dtype,
+                                        hires=True)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
         first.stopped = job.stopped

@@ -34,6 +34,8 @@ def controlnet_files(tmp_path_factory):
                      "original")
     write_controlnet(folder / "cn-sd1-diffusers.safetensors",
                      random_controlnet(sd1_unet, embedding=EMBEDDING, seed=6), "diffusers", dtype=torch.float16)
+    write_controlnet(folder / "cn-sd1-factor4.safetensors",  # made for a VAE that downsamples by 4
+                     random_controlnet(sd1_unet, embedding=(8, 16, 32), seed=9))
     write_controlnet(folder / "cn-sdxl-original.safetensors",
                      random_controlnet(sdxl_unet, embedding=EMBEDDING, seed=7), "original")
     write_controlnet(folder / "cn-sdxl-diffusers.safetensors",
@@ -134,6 +136,8 @@ def test_sdxl_controlnets_in_both_layouts_and_family_mismatch_is_refused(engine)
         assert np.abs(pixels(engine.generate(txt([unit(model=name)], **xl))) - plain).max() > 0
     with pytest.raises(InvalidRequest, match=r"ControlNet cn-sd1-diffusers .* is for an SD 1.x/2.x-type model.* is an SDXL-type model"):
         engine.generate(txt([unit()], **xl))
+    with pytest.raises(InvalidRequest, match="reads its image at 1/4 of the pixels"):
+        engine.generate(txt([unit(model="cn-sd1-factor4")]))
     with pytest.raises(InvalidRequest, match="not found"):
         engine.generate(txt([unit(model="missing")]))
     with pytest.raises(InvalidRequest, match="has no image"):

@@ -19,8 +19,8 @@ from PIL import Image
 from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
-from webui.engine import imageprep, latent_preview, vae_ops
 from webui.controlnet import find_controlnet_args, parse_units, units_infotext
+from webui.engine import imageprep, latent_preview, vae_ops
 from webui.engine.controlnet import ControlRun, prepare_unit
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
@@ -431,9 +431,11 @@ class Engine:
                           init_latents=init_latents, strength=float(request.denoising_strength), fixed_steps=True,
                           make_rng=first.make_rng, progress=progress, addons=first.addons)
         if first.controlnet is not None:  # the extension controls the hires pass too, its image resized
+            units = first.controlnet.units
+            if switch:  # the hires checkpoint's own copy (refused if it is of another family)
+                units = [dataclasses.replace(u, model=self.models.controlnet(u.title)) for u in units]
             param = next(model.unet.parameters())
-            job.controlnet = ControlRun(first.controlnet.units, target_w, target_h, param.device, param.dtype,
-                                        hires=True)
+            job.controlnet = ControlRun(units, target_w, target_h, param.device, param.dtype, hires=True)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
         first.stopped = job.stopped
@@ -542,6 +544,11 @@ class Engine:
             except NotFound as exc:
                 raise InvalidRequest(str(exc), field=f"{where}.model") from None
             net = self.models.controlnet(info.title)
+            strides = 2 ** (len(net.config.conditioning_embedding_out_channels) - 1)
+            if strides != vae_ops.scale_factor(model.vae):  # its hint would not land on the latent grid
+                raise InvalidRequest(f"ControlNet {info.title} reads its image at 1/{strides} of the pixels, this "
+                                     f"checkpoint's latents are 1/{vae_ops.scale_factor(model.vae)}: it is made "
+                                     "for another model", field=f"{where}.model")
             unit = dataclasses.replace(unit, image=image)
             prepared.append(prepare_unit(unit, net, info.title, width, height,
                                          self.settings.model_folder("ControlNet") / "annotators", seeds[0]))

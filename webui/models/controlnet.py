@@ -150,7 +150,8 @@ def controlnet_config(shape_config: dict, unet_config: dict) -> dict:
             config["attention_head_dim"] = [max(1, c // width) for c in shape_config["block_out_channels"]]
     if isinstance(config.get("attention_head_dim"), (list, tuple)):
         config["attention_head_dim"] = list(config["attention_head_dim"])[:len(config["block_out_channels"])]
-    config.pop("num_attention_heads", None) if config.get("num_attention_heads") is None else None
+    if config.get("num_attention_heads") is None:
+        config.pop("num_attention_heads", None)
     return config
 
 

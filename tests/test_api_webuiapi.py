@@ -89,3 +89,29 @@ def test_webuiapi_sees_errors_as_json(served):
         api.txt2img(prompt="x", width=16, height=16, steps=-1)
     status, text = caught.value.args
     assert status == 422 and '"field":"steps"' in text.replace(" ", "")
+
+
+def test_webuiapi_controlnet_units_and_routes(served):
+    world, port = served
+    folder = world.services.settings.model_folder("ControlNet")
+    folder.mkdir(parents=True)
+    (folder / "control_v11p_sd15_canny.safetensors").write_bytes(b"weights are not read at submission")
+    world.services.catalog.refresh_controlnets()
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=port)
+    assert api.controlnet_version() == 2
+    [title] = api.controlnet_model_list()
+    assert title.startswith("control_v11p_sd15_canny [") and "canny" in api.controlnet_module_list()
+
+    drawing = Image.new("RGB", (32, 32), "black")
+    drawing.paste((255, 255, 255), (8, 8, 24, 24))
+    unit = webuiapi.ControlNetUnit(image=drawing, module="canny", model=title, weight=0.7, guidance_end=0.8,
+                                   control_mode=2, pixel_perfect=True)
+    api.txt2img(prompt="a square", width=16, height=16, steps=2, controlnet_units=[unit])
+    request = world.engine.requests[-1][1]
+    [sent] = request.alwayson_scripts["controlnet"]["args"]
+    assert sent["image"].size == (32, 32) and sent["mask"] is None and sent["model"] == title
+    assert (sent["module"], sent["weight"], sent["guidance_end"], sent["control_mode"], sent["pixel_perfect"]) == \
+        ("canny", 0.7, 0.8, "ControlNet is more important", True)
+
+    detected = api.controlnet_detect([drawing], module="canny", processor_res=64, threshold_a=100, threshold_b=200)
+    assert [image.size for image in detected.images] == [(64, 64)]  # short side at processor_res

@@ -56,6 +56,7 @@ class DetectBody(BaseModel):
 
     controlnet_module: str = "none"
     controlnet_input_images: list[str] = Field(default_factory=list)
+    controlnet_images: list[str] = Field(default_factory=list)  # the name the webuiapi client sends
     controlnet_masks: list[str] = Field(default_factory=list)
     controlnet_processor_res: int = 512
     controlnet_threshold_a: float = 64
@@ -116,7 +117,8 @@ def create_controlnet_router(services) -> APIRouter:
     def detect(body: DetectBody) -> dict:
         from webui.api.convert import decode_image
 
-        if not body.controlnet_input_images:
+        inputs = body.controlnet_input_images or body.controlnet_images
+        if not inputs:
             raise InvalidRequest("controlnet_input_images is empty: send at least one base64 image",
                                  field="controlnet_input_images")
         try:
@@ -125,7 +127,7 @@ def create_controlnet_router(services) -> APIRouter:
             raise InvalidRequest(str(exc), field="controlnet_module") from None
         annotators = services.settings.model_folder("ControlNet") / "annotators"
         images = []
-        for index, text in enumerate(body.controlnet_input_images):
+        for index, text in enumerate(inputs):
             image = decode_image(text, f"controlnet_input_images[{index}]", services.settings.max_image_pixels)
             try:
                 detected = run_module(body.controlnet_module, image, body.controlnet_processor_res,

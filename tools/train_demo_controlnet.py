@@ -1,4 +1,4 @@
-"""Train the shipped demo ControlNet: a white silhouette on black says where the demo model draws its shape.
+"""Train the demo ControlNet: a white silhouette on black says where the demo model draws its shape.
 
 Phases, each timed:
 
@@ -18,11 +18,15 @@ Phases, each timed:
 Held out of training (the test and the evaluation use them): centres within ``HELD_OUT_RADIUS`` px of
 ``HELD_OUT_CENTRES`` and half-sizes in ``HELD_OUT_HALF``; no training scene has either.
 
-The shipped file was made with the defaults (CPU, one thread; see bench/TRAINING.md)::
+Run it with the defaults, or on a GPU with more steps (bench/TRAINING.md: the CPU run on the shared development
+machine was stopped before it learnt the position, so no weights are shipped yet)::
 
     python tools/train_demo_controlnet.py
+    python tools/train_demo_controlnet.py --device cuda --steps 8000 --batch 64
 
-``--device cuda`` runs the same recipe on a GPU.
+``--stop-after N`` keeps the ``--steps`` learning-rate schedule and the seeded data stream, so it stops
+where the step-N ``--save-every`` snapshot was taken; a snapshot is evaluated and exported with
+``--phases eval,export --controlnet-dir DIR --stop-after N``.
 """
 from __future__ import annotations
 
@@ -138,7 +142,7 @@ def train_controlnet(controlnet, unet, vae, text_encoder, tokenizer, args, devic
     gen = torch.Generator().manual_seed(args.seed + 12)
     scale = vae.config.scaling_factor
     start = time.perf_counter()
-    for step in range(args.steps):
+    for step in range(min(args.steps, args.stop_after or args.steps)):
         for group in optimiser.param_groups:
             group["lr"] = base.lr_at(step, args.steps, args.lr, args.warmup)
         index = torch.randint(0, len(pool), (args.batch,), generator=gen).to(device)
@@ -264,7 +268,7 @@ def export_controlnet(path: Path, controlnet, args, report: dict, timings: dict)
                           "conditioning_channels": 3},
             "control_image": "white silhouette of the shape on black, RGB, scaled to 0..1",
             "frozen": ["unet", "vae", "text_encoder"], "seed": args.seed, "steps": args.steps, "batch": args.batch,
-            "lr": args.lr, "warmup": args.warmup, "dataset_size": args.dataset_size,
+            "stop_after": args.stop_after, "lr": args.lr, "warmup": args.warmup, "dataset_size": args.dataset_size,
             "uncond_prob": args.uncond_prob, "swap_shape_prob": args.swap_prob, "snr_gamma": args.snr_gamma,
             "held_out": {"centres": [list(c) for c in HELD_OUT_CENTRES], "radius": HELD_OUT_RADIUS,
                          "half": list(HELD_OUT_HALF)},
@@ -302,6 +306,10 @@ def parse_args(argv=None):
     p.add_argument("--eval-cfg", type=float, default=3.0)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--save-every", type=int, default=500, help="keep the weights every N steps in --work-dir (0: never)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many steps of the --steps schedule (what a --save-every snapshot holds)")
+    p.add_argument("--controlnet-dir", default=None,
+                   help="without the train phase: the weights to evaluate and export (default WORK_DIR/controlnet)")
     args = p.parse_args(argv)
     args.phases = base.split_phases(p, args.phases, PHASES)
     return args
@@ -328,7 +336,7 @@ def main(argv=None) -> int:
         timer.run("train", train_controlnet, controlnet, unet, vae, text_encoder, tokenizer, args, device, work)
         controlnet.save_pretrained(work / "controlnet")
     else:
-        controlnet = ControlNetModel.from_pretrained(work / "controlnet")
+        controlnet = ControlNetModel.from_pretrained(args.controlnet_dir or work / "controlnet")
     controlnet.to(device).eval()
 
     report: dict = {}

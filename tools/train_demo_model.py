@@ -202,9 +202,14 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, gen, device, snr
     noisy = scheduler.add_noise(latents, noise, timesteps)
     context = text_encoder(ids)[0]
     prediction = unet(noisy, timesteps, encoder_hidden_states=context).sample
+    return snr_weighted_mse(prediction, noise, scheduler, timesteps, snr_gamma)
+
+
+def snr_weighted_mse(prediction, noise, scheduler, timesteps, snr_gamma: float) -> torch.Tensor:
+    """Epsilon MSE per item, weighted by min(SNR, gamma) / SNR (min-SNR; gamma 0 = plain MSE)."""
     per_item = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
     if snr_gamma > 0:
-        alphas = scheduler.alphas_cumprod.to(device)[timesteps]
+        alphas = scheduler.alphas_cumprod.to(prediction.device)[timesteps]
         snr = alphas / (1 - alphas)
         per_item = per_item * torch.clamp(snr, max=snr_gamma) / snr
     return per_item.mean()
@@ -559,15 +564,21 @@ def parse_args(argv=None):
     p.add_argument("--eval-steps", type=int, default=20)
     p.add_argument("--log-every", type=int, default=200)
     args = p.parse_args(argv)
-    args.phases = [x for x in args.phases.split(",") if x]
-    unknown = set(args.phases) - set(PHASES)
-    if unknown:
-        p.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    args.phases = split_phases(p, args.phases, PHASES)
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def split_phases(parser: argparse.ArgumentParser, text: str, known) -> list[str]:
+    """The comma list of phases, refusing unknown names through the parser."""
+    phases = [x for x in text.split(",") if x]
+    unknown = set(phases) - set(known)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    return phases
+
+
+def prepare_torch(args) -> torch.device:
+    """Threads, seeds and exact (no TF32) maths; returns the device to train on."""
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -575,6 +586,12 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = prepare_torch(args)
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 

@@ -75,11 +75,7 @@ def colour_share(image, name: str) -> float:
 def classify(image) -> Classification:
     """Classify one demo image (PIL image or HxWx3 array)."""
     pixels = as_array(image)
-    ring = np.concatenate([
-        pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
-        pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3),
-    ])
-    background_rgb = np.median(ring, axis=0)
+    background_rgb = border_colour(pixels)
     background_index = int(nearest_colour_names(background_rgb))
     far = np.sqrt(((pixels - background_rgb) ** 2).sum(-1)) > FOREGROUND_DISTANCE
     if far.sum() == 0:
@@ -111,6 +107,36 @@ def classify(image) -> Classification:
         shape = "square" if corners > SQUARE_CORNERS else "circle"
     return Classification(shape, _NAMES[colour_index], _NAMES[background_index], float(fill), area, float(drop),
                           float(corners))
+
+
+def border_colour(pixels: np.ndarray) -> np.ndarray:
+    """Median RGB of the 2-pixel ring along the border (the background: shapes never touch it)."""
+    ring = np.concatenate([
+        pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
+        pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3),
+    ])
+    return np.median(ring, axis=0)
+
+
+def foreground_mask(image) -> np.ndarray:
+    """Boolean HxW mask of the pixels far from the background (the border ring's median colour)."""
+    pixels = as_array(image)
+    background_rgb = border_colour(pixels)
+    return np.sqrt(((pixels - background_rgb) ** 2).sum(-1)) > FOREGROUND_DISTANCE
+
+
+def shape_centroid(image) -> tuple[float, float] | None:
+    """(x, y) in pixels of the centre of mass of the largest foreground blob; None when there is none."""
+    blob = largest_component(foreground_mask(image))
+    return mask_centroid(blob)
+
+
+def mask_centroid(mask: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) pixel-centre coordinates of a boolean mask's centre of mass; None when it is empty."""
+    rows, cols = np.nonzero(mask)
+    if len(rows) == 0:
+        return None
+    return float(cols.mean() + 0.5), float(rows.mean() + 0.5)
 
 
 def corner_fill(box: np.ndarray) -> float:
@@ -148,4 +174,5 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == best_label if best_size else np.zeros_like(mask)
 
 
-__all__ = ["Classification", "classify", "colour_share", "nearest_colour_names", "largest_component", "as_array"]
+__all__ = ["Classification", "classify", "colour_share", "nearest_colour_names", "largest_component", "as_array",
+           "border_colour", "foreground_mask", "shape_centroid", "mask_centroid"]

@@ -133,6 +133,16 @@ def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
     return image
 
 
+def silhouette(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The scene's shape in white on black, uint8 HxWx3: the demo ControlNet's control image.
+
+    Colours and outline are left out: only the geometry (a segmentation mask) remains.
+    """
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    image[shape_mask(scene.shape, scene.cx, scene.cy, scene.half, size)] = 255
+    return image
+
+
 def _grown_triangle(scene: Scene, width: float, size: int) -> np.ndarray:
     # An up-pointing triangle of base = height = 2h has its incentre h*(sqrt5-1)/2 above the
     # base; growing the inradius by ``width`` scales the triangle about that point.
@@ -166,5 +176,5 @@ def batch(seed: int, count: int, *, outlined: bool = False, size: int = IMAGE_SI
 
 __all__ = [
     "COLOURS", "SHAPES", "IMAGE_SIZE", "OUTLINE_COLOUR", "OUTLINE_WIDTH", "Scene", "Sample",
-    "caption_for", "random_scene", "shape_mask", "render", "sample", "batch",
+    "caption_for", "random_scene", "shape_mask", "render", "silhouette", "sample", "batch",
 ]

@@ -63,7 +63,7 @@ class GenerationBody(ApiModel):
     disable_extra_networks: bool = False
     comments: dict | None = None
     script_name: str | None = None
-    script_args: list = Field(default_factory=list)
+    script_args: list | dict = Field(default_factory=list)  # A1111's positional args, or ours by name
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict = Field(default_factory=dict)

@@ -115,7 +115,7 @@ class Engine:
             finally:
                 if request.hr_checkpoint:  # the job's own checkpoint stays the live one, as before the job
                     self.models.ensure(checkpoint)
-        grid = saver.save_grid(request.batch_size)
+        grid = None if request.do_not_save_grid else saver.save_grid(request.batch_size)
         if grid is not None:
             log.info("saved grid %s", grid)
         result.warnings = list(dict.fromkeys(result.warnings))

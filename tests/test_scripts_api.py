@@ -157,3 +157,23 @@ def test_scripts_and_script_info_list_titles_and_args(app):
     assert xyz["is_alwayson"] is False and len(xyz["args"]) == 18
     assert [a["label"] for a in xyz["args"]][:4] == ["X type", "X values", "X values", "Y type"]
     assert "soft inpainting" in scripts["img2img"]  # the add-ons are still listed
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Txt2ImgBody"]["properties"]["script_args"]
+    named = {entry.get("title"): entry for entry in schema["anyOf"]}
+    assert named["X/Y/Z plot args"]["properties"]["margin_size"]["maximum"] == 500
+    assert set(named["SD upscale args"]["properties"]) == {"info", "overlap", "upscaler_index", "scale_factor"}
+
+
+def test_checkpoint_axis_leaves_the_jobs_own_checkpoint_loaded(settings, serve_app, tiny_checkpoint_dir):
+    import shutil
+
+    shutil.copy(tiny_checkpoint_dir / "tiny-sd1-b.safetensors", settings.models_dir / "Stable-diffusion")
+    client, services = serve_app(settings)
+    first = client.post("/sdapi/v1/txt2img", json={**BASE, "save_images": False})
+    assert first.status_code == 200
+    loaded = services.models.current_checkpoint.name
+    other = "tiny-sd1-b" if "tiny-sd1.safetensors" in loaded else "tiny-sd1"
+    response = client.post("/sdapi/v1/txt2img", json={**BASE, "save_images": False, "script_name": "X/Y/Z plot",
+                                                      "script_args": [11, other, [], 0, "", [], 0, "", [], False]})
+    assert response.status_code == 200, response.text
+    assert "Model: " + other in json.loads(response.json()["info"])["infotexts"][0]
+    assert services.models.current_checkpoint.name == loaded

@@ -31,7 +31,14 @@ class ScriptRunner:
         ctx = ScriptContext(self.engine, request, control, total=spec.image_count(values, request),
                             saver=self._saver(request), save_grids=not request.do_not_save_grid,
                             upscalers=self.upscalers)
-        result = spec.run(values, request, ctx)
+        models = getattr(self.engine, "models", None)
+        before = getattr(models, "current_checkpoint", None)
+        try:
+            result = spec.run(values, request, ctx)
+        finally:
+            # A checkpoint axis (or a line's --sd_model) switched models: the job's own one is live again after.
+            if before is not None and getattr(models.current_checkpoint, "sha256", None) != before.sha256:
+                models.ensure(before)
         result.warnings = list(dict.fromkeys(result.warnings))
         return result
 

@@ -82,6 +82,10 @@ def test_scripts_refuse_what_they_cannot_do_with_422_naming_the_field(app):
     for extra, field in cases:
         response = client.post("/sdapi/v1/txt2img", json={**BASE, **extra})
         assert response.status_code == 422 and response.json()["field"] == field, (extra, response.text)
+    native = client.post("/api/v1/jobs", json={"kind": "txt2img", "request": {
+        **BASE, "script_name": "X/Y/Z plot", "script_args": {"x_type": "FP8 mode", "x_values": "Enable"}}})
+    assert native.status_code == 422 and native.json()["field"] == "script_args"
+    assert "FP8 mode" in native.json()["detail"]
     assert services_jobs(client) == 0
 
 

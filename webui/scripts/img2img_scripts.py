@@ -312,4 +312,7 @@ class Outpainting(ScriptSpec):
             made = cls._expand(image, (0, 0, up, down), values, staged, ctx, rng)
         result = made if made is not None else ctx.made
         result.warnings = list(ctx.made.warnings)
+        if values["noise_q"] != 1.0:
+            result.warnings.append("Outpainting mk2: noise_q (fall-off exponent) is not used by this server's "
+                                   "colour-matched noise; ignored")
         return result

@@ -14,9 +14,6 @@ class ScriptRunner:
         self.options = options
         self.upscalers = upscalers
 
-    def __getattr__(self, name):  # the rest of the engine's surface (sampler_names, ...) unchanged
-        return getattr(self.engine, name)
-
     def run(self, kind: str, request, control=None):
         """Run one queued job: the request's script when it names one, else the engine's own run."""
         name = getattr(request, "script_name", "") if isinstance(request, GenerationRequest) else ""
@@ -41,8 +38,6 @@ class ScriptRunner:
                 models.ensure(before)
         result.warnings = list(dict.fromkeys(result.warnings))
         return result
-
-    __call__ = run
 
     def _saver(self, request: GenerationRequest):
         """A JobSaver for what the script itself saves (its grids, SD upscale's combined images)."""

@@ -77,6 +77,8 @@ def test_scripts_refuse_what_they_cannot_do_with_422_naming_the_field(app):
         ({"script_name": "X/Y/Z plot", "script_args": [9, "No Such Sampler", []]}, "script_args"),
         ({"script_name": "X/Y/Z plot", "script_args": [11, "missing-model", []]}, "script_args"),
         ({"script_name": "X/Y/Z plot", "script_args": [4, "1-x", []]}, "script_args"),
+        ({"script_name": "X/Y/Z plot", "script_args": ["VAE", "no-such-vae", []]}, "script_args"),
+        ({"script_name": "X/Y/Z plot", "script_args": ["Hires upscaler", "No Such Upscaler", []]}, "script_args"),
         ({"script_name": "X/Y/Z plot", "script_args": {"x_type": "Steps", "bogus": 1}}, "script_args"),
     ]
     for extra, field in cases:

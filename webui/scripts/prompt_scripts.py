@@ -71,7 +71,7 @@ class PromptMatrix(ScriptSpec):
 
     @classmethod
     def image_count(cls, values: dict, request: GenerationRequest) -> int:
-        return len(cls.combinations(values, request)) * request.batch_size * request.n_iter
+        return len(cls.combinations(values, request))  # one image per combination, as A1111
 
     @classmethod
     def run(cls, values: dict, request: GenerationRequest, ctx) -> GenerationResult:
@@ -81,6 +81,7 @@ class PromptMatrix(ScriptSpec):
         for index, prompt in enumerate(prompts):
             cell = copy_request(request)
             cell.seed = seed + index if values["different_seeds"] else seed
+            cell.batch_size = cell.n_iter = 1
             if values["prompt_type"] == "positive":
                 cell.prompt = prompt
             else:

@@ -84,11 +84,30 @@ def _check_schedules(values, request, env) -> None:
 
 
 def _check_checkpoints(values, request, env) -> None:
+    if env.catalog is None:
+        raise InvalidRequest("script_args: no checkpoint list to check the axis against", field="script_args")
     for value in values:
         try:
             env.catalog.find_checkpoint(value)
         except NotFound:
             raise InvalidRequest(f"script_args: no checkpoint named {value!r}", field="script_args") from None
+
+
+def _check_vaes(values, request, env) -> None:
+    for value in values:
+        if value.lower() in ("automatic", "auto", "none") or env.catalog is None:
+            continue
+        try:
+            env.catalog.find_vae(value)
+        except NotFound:
+            raise InvalidRequest(f"script_args: no VAE named {value!r}", field="script_args") from None
+
+
+def _check_hires_upscalers(values, request, env) -> None:
+    names = set(env.upscalers.names()) if env.upscalers is not None else set()
+    for value in values:
+        if not value.startswith("Latent") and names and value not in names:
+            raise InvalidRequest(f"script_args: no upscaler named {value!r}", field="script_args")
 
 
 def _check_prompt_sr(values, request, env) -> None:
@@ -193,9 +212,9 @@ AXES: tuple[Axis, ...] = (
     Axis("Denoising", float, _set("denoising_strength")),
     _refused("Initial noise multiplier", "initial_noise_multiplier is not supported by this server"),
     _refused("Extra noise", "img2img_extra_noise is not supported by this server"),
-    Axis("Hires upscaler", str, _set("hr_upscaler"), tab="txt2img"),
+    Axis("Hires upscaler", str, _set("hr_upscaler"), check=_check_hires_upscalers, tab="txt2img"),
     _refused("Cond. Image Mask Weight", "inpainting_mask_weight is not supported by this server", tab="img2img"),
-    Axis("VAE", str, _set("vae"), cost=0.7),
+    Axis("VAE", str, _set("vae"), check=_check_vaes, cost=0.7),
     Axis("Styles", str, _styles),
     Axis("UniPC Order", int, _uni_pc_order, cost=0.5),
     Axis("Face restore", str, _face_restore, format=format_bare),

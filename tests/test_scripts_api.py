@@ -41,6 +41,7 @@ def test_xyz_plot_with_a1111_positional_args_returns_grid_first_with_legends(app
     images = [_decode(text) for text in response.json()["images"]]
     info = json.loads(response.json()["info"])
     assert len(images) == 1 + 4 and len(info["infotexts"]) == 5  # the grid, then the 2x2 lone images
+    assert info["index_of_first_image"] == 1 and len(info["all_seeds"]) == 5
     grid, cells = images[0], images[1:]
     assert all(cell.size == (64, 64) for cell in cells)
     # Legends: a band above the columns and one left of the rows, with dark text in them.

@@ -21,6 +21,7 @@ def _fixed_seed(seed: int | None) -> int:
 
 def _with_grid(result: GenerationResult, grid, info: str) -> GenerationResult:
     """``result`` with ``grid`` first among the images, as A1111 returns a script's grid."""
+    result.parameters = {**result.parameters, "index_of_first_image": 1}
     result.images.insert(0, grid)
     result.infotexts.insert(0, info)
     for name in ("seeds", "subseeds", "prompts", "negative_prompts"):

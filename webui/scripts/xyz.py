@@ -199,6 +199,7 @@ class XYZPlot(ScriptSpec):
             record_seeds += seeds
             record_prompts += prompts
         result.images, result.infotexts = images, texts
+        result.parameters["index_of_first_image"] = len(images) - (len(cells) if values["include_lone_images"] else 0)
         result.seeds = [s if s is not None else -1 for s in record_seeds]
         result.prompts = record_prompts
         result.negative_prompts = [ctx.request.negative_prompt] * len(images)

@@ -62,6 +62,9 @@ class Engine:
     # ------------------------------------------------------------ public surface
     def run(self, kind: str, request, control: JobControl):
         """The single entry point of the queue worker."""
+        if getattr(request, "script_name", ""):  # the queue's ScriptRunner runs scripts; never ignore one
+            raise InvalidRequest(f"script {request.script_name!r}: scripts run through webui.scripts.ScriptRunner",
+                                 field="script_name")
         if kind in ("txt2img", "img2img"):
             return self.generate(request, control)
         if kind == "extras":

@@ -25,7 +25,7 @@ class Param:
         """The value as this field's type, or InvalidRequest naming ``where``."""
         kind = type(self.default)
         if kind in (list, tuple):  # a multi-choice field (A1111's CheckboxGroup or multiselect Dropdown)
-            if isinstance(value, str):
+            if value is None or isinstance(value, str):
                 value = [value] if value else []
             if not isinstance(value, (list, tuple)):
                 raise InvalidRequest(f"{where} must be a list, not {value!r}", field=where)

@@ -112,3 +112,17 @@ def test_named_fields_form_and_refusals():
         with pytest.raises(InvalidRequest) as error:
             resolve_script("X/Y/Z plot", args, "img2img", img2img, ScriptEnv())
         assert error.value.field == "script_args"
+
+
+def test_z_axis_sub_grids_without_legend():
+    engine = FakeEngine(step_seconds=0, size=8)
+    runner = ScriptRunner(engine)
+    # X: Seed 1,2 ; Y: Steps 1-3 ; Z: CFG Scale 5,7 ; no legend, include sub-grids, 4 px margins
+    args = [1, "1,2", [], 4, "1-3", [], 6, "5,7", [], False, False, True, False, False, False, False, 4, False]
+    result = runner.run("txt2img", _xyz(GenerationRequest(prompt="p", seed=1, save_images=False), args),
+                        _Recorder())
+    main, *subs = result.images
+    assert len(engine.calls) == 12 and len(subs) == 2
+    assert all(sub.size == (2 * 8, 3 * 8) for sub in subs)  # 2x3 cells; as in A1111 margins come with legends
+    assert main.size == (2 * subs[0].width, subs[0].height)
+    assert len(result.infotexts) == 3 and "Z Type: CFG Scale" in result.infotexts[0]

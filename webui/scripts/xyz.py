@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+from PIL import Image
+
 from webui.addons.base import Param
 from webui.infotext import quote_value
 from webui.schemas import GenerationRequest, GenerationResult, InvalidRequest
@@ -208,9 +210,8 @@ class XYZPlot(ScriptSpec):
         return result
 
 
-def _blank(size) -> "Image.Image":
-    from PIL import Image
-
+def _blank(size) -> Image.Image:
+    """A black cell where a run made no image (interrupted or skipped), as A1111 fills it."""
     return Image.new("RGB", size)
 
 

@@ -146,6 +146,7 @@ def format_nothing(axis: "Axis", value) -> str:
 
 
 PERMUTATIONS = "permutations"
+MAX_PERMUTED = 6  # 720 orders
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,8 @@ class Axis:
         if self.kind in (int, float):
             return parse_numbers(items, self.kind)
         if self.kind == PERMUTATIONS:
+            if len(items) > MAX_PERMUTED:
+                raise ValueError(f"at most {MAX_PERMUTED} tokens to reorder ({len(items)} would make too many cells)")
             return [list(p) for p in permutations(items)]
         return [str(v) for v in items]
 

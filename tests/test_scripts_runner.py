@@ -126,3 +126,17 @@ def test_z_axis_sub_grids_without_legend():
     assert all(sub.size == (2 * 8, 3 * 8) for sub in subs)  # 2x3 cells; as in A1111 margins come with legends
     assert main.size == (2 * subs[0].width, subs[0].height)
     assert len(result.infotexts) == 3 and "Z Type: CFG Scale" in result.infotexts[0]
+
+
+def test_prompt_order_and_size_axes_change_the_request():
+    from webui.scripts.xyz_axes import apply_axis, axes_for
+
+    axes = {axis.label: axis for axis in axes_for("txt2img")}
+    request = GenerationRequest(prompt="a red circle on white")
+    orders = axes["Prompt order"].expand(["red", "white"])
+    apply_axis(request, axes["Prompt order"], orders[1], orders)
+    assert request.prompt == "a white circle on red"
+    apply_axis(request, axes["Size"], "96x32", ["96x32"])
+    assert (request.width, request.height) == (96, 32)
+    apply_axis(request, axes["Schedule rho"], 5.0, [5.0])
+    assert request.sampler_overrides == {"rho": 5.0}

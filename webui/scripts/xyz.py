@@ -7,7 +7,7 @@ from PIL import Image
 
 from webui.addons.base import Param
 from webui.infotext import quote_value
-from webui.schemas import GenerationRequest, GenerationResult, InvalidRequest
+from webui.schemas import GenerationRequest, GenerationResult, InvalidRequest, JobInterrupted
 from webui.scripts.axis_values import join_values, split_values
 from webui.scripts.base import ScriptSpec
 from webui.scripts.grids import draw_legends, grid_of
@@ -126,13 +126,25 @@ class XYZPlot(ScriptSpec):
             if base.subseed is None or base.subseed < 0:
                 base.subseed = random.randrange(4294967294)
             axes = [(axis, cls._fix_seeds(axis, parsed)) for axis, parsed in axes]
-        (x_axis, xs), (y_axis, ys), (z_axis, zs) = axes
+        (_, xs), (_, ys), (_, zs) = axes
         count = len(xs) * len(ys) * len(zs)
         cells: list = [None] * count
         infotexts: list = [""] * count
         seeds: list = [None] * count
         prompts: list = [""] * count
 
+        try:
+            cls._run_cells(values, base, axes, ctx, cells, infotexts, seeds, prompts)
+        except JobInterrupted:
+            # As A1111: the grid still comes back, with blank cells for what was not made.
+            raise JobInterrupted("interrupted", partial=cls._assemble(values, axes, cells, infotexts, seeds, prompts,
+                                                                      ctx)) from None
+        return cls._assemble(values, axes, cells, infotexts, seeds, prompts, ctx)
+
+    @classmethod
+    def _run_cells(cls, values, base, axes, ctx, cells, infotexts, seeds, prompts) -> None:
+        """One engine run per cell, the costliest axis outermost; fills the lists by A1111's cell index."""
+        (_, xs), (_, ys), (_, zs) = axes
         outer, middle, inner = cls._loop_order(axes)
         sizes = (len(xs), len(ys), len(zs))
         for a in range(sizes[outer]):
@@ -156,7 +168,6 @@ class XYZPlot(ScriptSpec):
                         cells[index] = made.images[0] if len(made.images) == 1 else grid_of(made.images, 1)
                         infotexts[index], seeds[index] = made.infotexts[0], made.seeds[0] if made.seeds else None
                         prompts[index] = made.prompts[0] if made.prompts else cell.prompt
-        return cls._assemble(values, axes, cells, infotexts, seeds, prompts, ctx)
 
     @classmethod
     def _assemble(cls, values, axes, cells, infotexts, seeds, prompts, ctx) -> GenerationResult:
@@ -182,7 +193,7 @@ class XYZPlot(ScriptSpec):
         main = grid_of(sub_grids, 1)
         if values["draw_legend"]:
             main = draw_legends(main, max(g.width for g in sub_grids), max(g.height for g in sub_grids), z_labels, [""])
-        info = _with_plot_fields(next(t for t in infotexts if t), values, axes)
+        info = _with_plot_fields(next((t for t in infotexts if t), ""), values, axes)
         sub_infos = [_with_plot_fields(infotexts[iz * per_z] or info, values, axes) for iz in range(len(zs))]
         first_seed = next((s for s in seeds if s is not None), None)
         ctx.save_grid(main, info, basename="xyz_grid", seed=first_seed, prompt=prompts[0])

@@ -66,6 +66,10 @@ def test_xyz_plot_with_a1111_positional_args_returns_grid_first_with_legends(app
                                                       "do_not_save_grid": True})
     assert response.status_code == 200 and len(response.json()["images"]) == 1
     assert len(list((services.settings.outdir / "txt2img-grids").rglob("*.png"))) == 1
+    # A plain batch honours it too (its grid would otherwise be saved: grid_save is on).
+    batch = client.post("/sdapi/v1/txt2img", json={**BASE, "batch_size": 2, "do_not_save_grid": True})
+    assert batch.status_code == 200 and "do_not_save_grid" not in batch.json()["info"]
+    assert len(list((services.settings.outdir / "txt2img-grids").rglob("*.png"))) == 1
 
 
 def test_scripts_refuse_what_they_cannot_do_with_422_naming_the_field(app):

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from webui.api import convert
 from webui.api.field_report import check_refused_fields, ignored_field_warnings
 from webui.api.jobs_bridge import caller_of, run_job
-from webui.api.script_fields import attach_script
 from webui.api.models import ExtrasBatchBody, ExtrasSingleBody, Img2ImgBody, PngInfoBody, Txt2ImgBody
+from webui.api.script_fields import attach_script
 from webui.images import read_image_info
 from webui.infotext import parse_infotext
 from webui.schemas import ExtrasResult, GenerationResult, InvalidRequest

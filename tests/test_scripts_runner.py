@@ -143,3 +143,13 @@ def test_prompt_order_and_size_axes_change_the_request():
     assert (request.width, request.height) == (96, 32)
     apply_axis(request, axes["Schedule rho"], 5.0, [5.0])
     assert request.sampler_overrides == {"rho": 5.0}
+
+
+def test_script_module_examples_hold():
+    import doctest
+
+    from webui.scripts import axis_values, img2img_scripts, prompt_scripts
+
+    for module in (axis_values, img2img_scripts, prompt_scripts):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__

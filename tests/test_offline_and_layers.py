@@ -29,7 +29,7 @@ def test_loopback_stays_allowed():
 
 
 def test_engine_imports_neither_gradio_nor_fastapi():
-    code = ("import sys, webui.engine.engine, webui.models.manager, webui.prompts, webui.postprocess; "
+    code = ("import sys, webui.engine.engine, webui.models.manager, webui.prompts, webui.postprocess, webui.scripts; "
             "bad = [m for m in ('gradio', 'fastapi', 'uvicorn', 'starlette') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -176,11 +176,19 @@ class JobSaver:
                           prevent_empty=bool(self.opts.get("grid_prevent_empty_spots")),
                           background=str(self.opts.get("grid_background_color") or "#ffffff"))
         infotext, ctx = self._grid_first
-        ctx = replace(ctx, image=grid, grid=True)
-        return self._write(grid, infotext, ctx, grid=True, short=not self.opts.get("grid_extended_filename"),
-                           to_dirs=bool(self.opts.get("grid_save_to_dirs")))
+        return self.save_grid_image(grid, infotext, ctx)
 
-    def _write(self, image, infotext, ctx, *, grid: bool, short: bool, to_dirs: bool) -> Path:
+    def save_grid_image(self, grid: Image.Image, infotext: str | None, ctx: NameContext, *,
+                        basename: str = "grid") -> Path | None:
+        """Save a grid drawn elsewhere (a script's) in the grids folder, when saving and ``grid_save`` allow."""
+        if not (self.enabled and self.opts.get("grid_save")) or self.tab == "extras":
+            return None
+        ctx = replace(ctx, image=grid, grid=True, job_timestamp=ctx.job_timestamp or self.job_timestamp)
+        return self._write(grid, infotext, ctx, grid=True, short=not self.opts.get("grid_extended_filename"),
+                           to_dirs=bool(self.opts.get("grid_save_to_dirs")), basename=basename)
+
+    def _write(self, image, infotext, ctx, *, grid: bool, short: bool, to_dirs: bool,
+               basename: str = "grid") -> Path:
         opts = self.opts
         folder = output_folder(self.root, opts, self.tab, grid=grid)
         words = int(opts.get("directories_max_prompt_words", self.max_prompt_words))
@@ -193,7 +201,7 @@ class JobSaver:
                 "[seed]" if opts.get("save_to_dirs") else "[seed]-[prompt_spaces]")
             decoration = apply_pattern(pattern, ctx, max_prompt_words=words)
         fmt = str(opts.get("grid_format" if grid else "samples_format") or "png").lower()
-        return write_image(image, folder, decoration, fmt=fmt, infotext=infotext, basename="grid" if grid else "",
+        return write_image(image, folder, decoration, fmt=fmt, infotext=infotext, basename=basename if grid else "",
                            add_number=bool(opts.get("save_images_add_number", True)),
                            quality=int(opts.get("jpeg_quality", 80)), lossless=bool(opts.get("webp_lossless")),
                            save_txt=bool(opts.get("save_txt")))

@@ -157,6 +157,10 @@ class GenerationRequest(Serialisable):
     # A1111's always-on scripts by title, {"Dynamic Thresholding (CFG Scale Fix)": {"args": [True, 7]}}.
     addons: dict = field(default_factory=dict)
     alwayson_scripts: dict = field(default_factory=dict)
+    # A1111's selectable script (webui.scripts): its key and its named, validated values; "" = none.
+    script_name: str = ""
+    script_args: dict = field(default_factory=dict)
+    do_not_save_grid: bool = False
 
     @property
     def mode(self) -> str:

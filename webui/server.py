@@ -23,6 +23,7 @@ def build_services(settings: Settings, *, engine=None, start_model: bool = False
     from webui.postprocess.upscalers import UpscalerRegistry
     from webui.prompts.styles import StyleDatabase
     from webui.prompts.wildcards import WildcardIndex
+    from webui.scripts import ScriptRunner
 
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
@@ -39,11 +40,13 @@ def build_services(settings: Settings, *, engine=None, start_model: bool = False
     if engine is None:
         engine = Engine(settings, catalog, models, upscalers=upscalers, faces=faces, wildcards=wildcards,
                         styles=styles, options=options)
+    # Jobs with an A1111 script (X/Y/Z plot, ...) run the script; the rest go to the engine as they are.
+    runner = ScriptRunner(engine, settings=settings, options=options, upscalers=upscalers)
     if settings.queue_url:
-        queue = build_redis_queue(settings, engine, catalog, models)
+        queue = build_redis_queue(settings, runner, catalog, models)
     else:
         claim_queue_db(settings.queue_db_path)
-        queue = JobQueue(engine.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
+        queue = JobQueue(runner.run, db_path=settings.queue_db_path, max_length=settings.max_queue_length,
                          on_out_of_memory=models.free_after_out_of_memory,
                          preview_every=settings.live_preview_every, max_per_owner=settings.max_queue_per_client)
     services = Services(settings=settings, catalog=catalog, models=models, engine=engine, queue=queue,

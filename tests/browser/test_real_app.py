@@ -132,3 +132,18 @@ def test_real_hires_fix_doubles_the_size_and_records_it(real_page):
     assert "Done" in ui.generate(page, "txt2img")
     assert [im.size for im in ui.gallery_images(page, "txt2img")] == [(128, 128)]
     assert "Hires upscale: 2" in ui.textbox_value(page, "txt2img_infotext")
+
+
+def test_real_xyz_plot_from_the_script_dropdown_gives_a_grid_with_legends(real_page):
+    page = real_page
+    ui.fill_text(page, "txt2img_prompt", "a green triangle")
+    _small_settings(page, "txt2img")
+    ui.choose(page, "txt2img_script", "X/Y/Z plot")
+    page.wait_for_selector("#txt2img_script_xyz_plot_x_values", state="visible")
+    ui.choose(page, "txt2img_script_xyz_plot_x_type", "Steps")
+    ui.fill_text(page, "txt2img_script_xyz_plot_x_values", "1-2")
+    assert "Done" in ui.generate(page, "txt2img")
+    [grid] = ui.gallery_images(page, "txt2img")
+    assert grid.width == 128 and grid.height > 64  # two 64 px cells side by side under their labels
+    assert "Script: X/Y/Z plot, X Type: Steps, X Values: 1-2" in ui.textbox_value(page, "txt2img_infotext")
+    ui.choose(page, "txt2img_script", "None")

@@ -24,6 +24,18 @@ class Param:
     def coerce(self, value, where: str):
         """The value as this field's type, or InvalidRequest naming ``where``."""
         kind = type(self.default)
+        if kind in (list, tuple):  # a multi-choice field (A1111's CheckboxGroup or multiselect Dropdown)
+            if value is None or isinstance(value, str):
+                value = [value] if value else []
+            if not isinstance(value, (list, tuple)):
+                raise InvalidRequest(f"{where} must be a list, not {value!r}", field=where)
+            items = [str(v) for v in value]
+            if self.choices is not None:
+                bad = [v for v in items if v not in self.choices]
+                if bad:
+                    raise InvalidRequest(f"{where}: {', '.join(bad)} not among {', '.join(self.choices)}",
+                                         field=where)
+            return items
         try:
             if kind is bool:
                 if isinstance(value, str):
@@ -99,6 +111,12 @@ class AddonSpec:
         if not isinstance(args, (list, tuple)):
             raise InvalidRequest(f"{where} must be a list", field=where)
         return cls.from_named({p.name: v for p, v in zip(cls.params, args)}, where)
+
+    @classmethod
+    def args_info(cls) -> list[dict]:
+        """The fields as A1111's ``/sdapi/v1/script-info`` lists a script's args, in positional order."""
+        return [{"label": p.label, "value": p.default, "minimum": p.minimum, "maximum": p.maximum,
+                 "step": p.step, "choices": list(p.choices) if p.choices else None} for p in cls.params]
 
     @classmethod
     def infotext(cls, values: dict) -> dict:

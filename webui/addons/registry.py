@@ -87,7 +87,6 @@ def script_info() -> list[dict]:
         for spec in ADDONS:
             if spec.title.lower() not in script_titles(img2img):
                 continue
-            args = [{"label": p.label, "value": p.default, "minimum": p.minimum, "maximum": p.maximum,
-                     "step": p.step, "choices": list(p.choices) if p.choices else None} for p in spec.params]
-            entries.append({"name": spec.title.lower(), "is_alwayson": True, "is_img2img": img2img, "args": args})
+            entries.append({"name": spec.title.lower(), "is_alwayson": True, "is_img2img": img2img,
+                            "args": spec.args_info()})
     return entries

@@ -209,6 +209,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         checkpoint=resolve_checkpoint(services.catalog, checkpoint) if checkpoint else None,
         vae=vae or None,
         save_images=bool(body.save_images) and not body.do_not_save_samples,
+        do_not_save_grid=bool(body.do_not_save_grid),
         override_settings=saving_overrides(body, services),
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,

@@ -20,12 +20,10 @@ HONOURED_OVERRIDES = frozenset({
 
 
 def check_refused_fields(body: GenerationBody, services) -> None:
-    """Raise a 422 naming the field where A1111 refuses the request: an unknown script or refiner."""
-    if body.script_name:
-        # This server has no selectable scripts yet (X/Y/Z plot and the rest): A1111 answers 422 for
-        # a script it does not have.
-        raise InvalidRequest(f"script_name: no script named {body.script_name!r} on this server",
-                             field="script_name")
+    """Raise a 422 naming the field where A1111 refuses the request: an unknown refiner.
+
+    An unknown ``script_name`` is refused where the script is read (webui.api.script_fields).
+    """
     refiner = (body.refiner_checkpoint or "").strip()
     if refiner and refiner != "None":
         try:
@@ -49,8 +47,6 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
         ignored("refiner_switch_at", "the refiner switch is not supported by this server")
     if body.tiling:
         ignored("tiling", "seamless tiling is not supported by this server")
-    if body.do_not_save_grid:
-        ignored("do_not_save_grid")
     if not body.override_settings_restore_afterwards:
         ignored("override_settings_restore_afterwards",
                 "override_settings always apply to this job only; the options were not changed")
@@ -62,7 +58,7 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
         ignored("comments")
     if body.force_task_id:
         ignored("force_task_id", "task ids of A1111's /internal/progress are not supported")
-    if body.script_args:
+    if body.script_args and not body.script_name:
         ignored("script_args", "no script_name was given")
     if isinstance(body, Txt2ImgBody):
         if body.firstpass_image:

@@ -9,6 +9,7 @@ from webui.api import convert
 from webui.api.field_report import check_refused_fields, ignored_field_warnings
 from webui.api.jobs_bridge import caller_of, run_job
 from webui.api.models import ExtrasBatchBody, ExtrasSingleBody, Img2ImgBody, PngInfoBody, Txt2ImgBody
+from webui.api.script_fields import attach_script
 from webui.images import read_image_info
 from webui.infotext import parse_infotext
 from webui.schemas import ExtrasResult, GenerationResult, InvalidRequest
@@ -42,7 +43,7 @@ def create_generation_router(services) -> APIRouter:
     def txt2img(body: Txt2ImgBody, http: Request):
         """Make images from a prompt; waits for the queued job (A1111's TextToImageResponse)."""
         check_refused_fields(body, services)
-        request = convert.txt2img_request(body, services)
+        request = attach_script(body, convert.txt2img_request(body, services), services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "txt2img", request, caller_of(http).owner)
         return _generation_response(body, request, result, services, timestamp)
@@ -51,7 +52,7 @@ def create_generation_router(services) -> APIRouter:
     def img2img(body: Img2ImgBody, http: Request):
         """Change an init image (inpaint when a mask comes too); waits for the queued job."""
         check_refused_fields(body, services)
-        request = convert.img2img_request(body, services)
+        request = attach_script(body, convert.img2img_request(body, services), services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "img2img", request, caller_of(http).owner)
         return _generation_response(body, request, result, services, timestamp)

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from webui.api.script_models import ScriptArgs
 from webui.schemas import MAX_BATCH_SIZE, MAX_N_ITER, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS
 
 
@@ -63,7 +64,7 @@ class GenerationBody(ApiModel):
     disable_extra_networks: bool = False
     comments: dict | None = None
     script_name: str | None = None
-    script_args: list = Field(default_factory=list)
+    script_args: ScriptArgs = Field(default_factory=list)  # A1111's positional args, or ours by name
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict = Field(default_factory=dict)

@@ -240,13 +240,16 @@ def build_api_request(services, kind: str, payload: dict):
     from pydantic import ValidationError
 
     from webui.api import convert, models
+    from webui.api.script_fields import attach_script
 
     max_pixels = services.settings.max_image_pixels
     try:
         if kind == "txt2img":
-            return convert.txt2img_request(models.Txt2ImgBody(**payload), services)
+            body = models.Txt2ImgBody(**payload)
+            return attach_script(body, convert.txt2img_request(body, services), services)
         if kind == "img2img":
-            return convert.img2img_request(models.Img2ImgBody(**payload), services)
+            body = models.Img2ImgBody(**payload)
+            return attach_script(body, convert.img2img_request(body, services), services)
         if "imageList" in payload:
             body = models.ExtrasBatchBody(**payload)
             images = [convert.decode_image(item.data, f"imageList.{i}.data", max_pixels)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body
 from webui.addons import registry as addons
 from webui.api.convert import check_api_option_changes, resolve_checkpoint
 from webui.engine.sampling import table as sampling_table
+from webui.scripts import registry as selectable_scripts
 from webui.schemas import InvalidRequest
 
 LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
@@ -311,13 +312,14 @@ def create_resources_router(services) -> APIRouter:
 
     @router.get("/scripts")
     def scripts():
-        """The always-on scripts (guidance add-ons) by A1111's lower-case titles."""
-        return {"txt2img": addons.script_titles(False), "img2img": addons.script_titles(True)}
+        """Selectable scripts (``script_name``) and always-on ones (add-ons) by A1111's lower-case titles."""
+        return {"txt2img": selectable_scripts.script_titles(False) + addons.script_titles(False),
+                "img2img": selectable_scripts.script_titles(True) + addons.script_titles(True)}
 
     @router.get("/script-info")
     def script_info():
-        """Each add-on's args in positional order with their UI defaults, as A1111 lists them."""
-        return addons.script_info()
+        """Each script's and add-on's args in positional order with their UI defaults, as A1111 lists them."""
+        return selectable_scripts.script_info() + addons.script_info()
 
     @router.get("/extensions")
     def extensions():

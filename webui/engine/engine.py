@@ -73,6 +73,9 @@ class Engine:
     # ------------------------------------------------------------ public surface
     def run(self, kind: str, request, control: JobControl):
         """The single entry point of the queue worker."""
+        if getattr(request, "script_name", ""):  # the queue's ScriptRunner runs scripts; never ignore one
+            raise InvalidRequest(f"script {request.script_name!r}: scripts run through webui.scripts.ScriptRunner",
+                                 field="script_name")
         if kind in ("txt2img", "img2img"):
             return self.generate(request, control)
         if kind == "extras":
@@ -126,7 +129,7 @@ class Engine:
             finally:
                 if request.hr_checkpoint:  # the job's own checkpoint stays the live one, as before the job
                     self.models.ensure(checkpoint)
-        grid = saver.save_grid(request.batch_size)
+        grid = None if request.do_not_save_grid else saver.save_grid(request.batch_size)
         if grid is not None:
             log.info("saved grid %s", grid)
         result.warnings = list(dict.fromkeys(result.warnings))

@@ -10,7 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from webui.schemas import GenerationRequest
-from webui.ui import addons, controlnet, networks, params, results
+from webui.ui import addons, controlnet, networks, params, results, scripts
 
 
 @dataclass
@@ -51,6 +51,7 @@ def build_generation_tab(
             addon_widgets = addons.build_addon_accordions(name, name, services, checkpoint)
             if name in ("txt2img", "img2img"):  # as the extension: its accordion in txt2img and img2img
                 addon_widgets.update(controlnet.build_controlnet_accordion(name, services))
+            script_widgets = scripts.build_script_panel(name, name, services)
         with gr.Column(scale=1, elem_id=f"{name}_results"):
             panel = results.build_result_panel(name)
     fields = {
@@ -61,6 +62,7 @@ def build_generation_tab(
         **params.widget_fields(sampling),
         **hr,
         **addon_widgets,
+        **script_widgets,
         **{k: v for k, v in inputs.items() if k in params.FIELD_TYPES},
     }
     tab = GenerationTab(name, prompt, fields, panel, inputs)
@@ -77,11 +79,12 @@ def build_generation_tab(
             units = controlnet.take_unit_values(named)
             if units:
                 named["alwayson_scripts"] = {"controlnet": {"args": units}}
+            script_title, script_values = scripts.take_script(named)
             if not named.get("checkpoint"):
                 named.pop("checkpoint", None)
             if extra_fields:
                 named = extra_fields({k: values.get(c) for k, c in own.items()}, named)
-            return GenerationRequest(**named)
+            return scripts.attach_ui_script(GenerationRequest(**named), script_title, script_values, services)
 
         yield from results.submit_and_follow(panel, services, "txt2img" if name == "txt2img" else "img2img", build, request)
 

@@ -91,7 +91,8 @@ def test_every_a1111_txt2img_field_is_honoured_refused_or_warned(world):
     base = {"prompt": "a", "width": 16, "height": 16, "steps": 2, "seed": 1, "save_images": True}
     verdicts = _check_every_field(world, "/sdapi/v1/txt2img", TXT2IMG_FIELDS, base)
     assert verdicts["script_name"] == "refused"
-    assert verdicts["tiling"] == verdicts["refiner_checkpoint"] == verdicts["firstpass_image"] == "warned"
+    assert verdicts["refiner_checkpoint"] == verdicts["firstpass_image"] == "warned"
+    assert verdicts["tiling"] == verdicts["disable_extra_networks"] == "honoured"
     assert verdicts["hr_prompt"] == verdicts["do_not_save_samples"] == "honoured"
 
 
@@ -104,11 +105,12 @@ def test_every_a1111_img2img_field_is_honoured_refused_or_warned(world):
 
 
 def test_warned_fields_are_not_echoed_as_applied(world):
-    body = {"prompt": "a", "width": 16, "height": 16, "tiling": True, "override_settings": {"no_such_option": 1}}
+    body = {"prompt": "a", "width": 16, "height": 16, "comments": {"a": "b"},
+            "override_settings": {"no_such_option": 1}}
     info = json.loads(world.client.post("/sdapi/v1/txt2img", json=body).json()["info"])
-    assert "tiling: seamless tiling is not supported by this server; ignored" in info["warnings"]
+    assert "comments: not supported by this server; ignored" in info["warnings"]
     assert any(w.startswith("override_settings.no_such_option") for w in info["warnings"])
-    assert "Tiling" not in info["extra_generation_params"] and "tiling" not in info
+    assert "Comments" not in info["extra_generation_params"] and "comments" not in info
 
 
 def test_unknown_script_and_refiner_are_422_naming_the_field(world):

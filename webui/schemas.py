@@ -157,6 +157,24 @@ class GenerationRequest(Serialisable):
     # A1111's always-on scripts by title, {"Dynamic Thresholding (CFG Scale Fix)": {"args": [True, 7]}}.
     addons: dict = field(default_factory=dict)
     alwayson_scripts: dict = field(default_factory=dict)
+    # A1111's per-job switches: seamless tiling (circular padding), extra-network tags left unapplied.
+    tiling: bool = False
+    disable_extra_networks: bool = False
+    # Refiner (A1111): switch to this checkpoint after ``refiner_switch_at`` of the steps.
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float = 0.8
+    # img2img extras, A1111's names: one init image per batch item (the first is ``init_image``),
+    # the mask blurred separately across and down (None: ``mask_blur`` both ways), the noise scaled
+    # by ``initial_noise_multiplier``, a mask kept soft when ``mask_round`` is false, and a
+    # ``latent_mask`` for the sampler while ``mask`` is pasted back.
+    extra_init_images: list[Image.Image] = field(default_factory=list)
+    mask_blur_x: int | None = None
+    mask_blur_y: int | None = None
+    initial_noise_multiplier: float = 1.0
+    mask_round: bool = True
+    latent_mask: Image.Image | None = None
+    # txt2img hires fix from a given first-pass image (A1111's firstpass_image).
+    firstpass_image: Image.Image | None = None
 
     @property
     def mode(self) -> str:

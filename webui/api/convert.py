@@ -214,6 +214,8 @@ def _common_fields(body: GenerationBody, services) -> dict:
         sampler_overrides=sampler_overrides,
         addons=dict(body.addons),
         alwayson_scripts=dict(body.alwayson_scripts),
+        tiling=bool(body.tiling),
+        disable_extra_networks=bool(body.disable_extra_networks),
     )
 
 

@@ -47,8 +47,6 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
         ignored("refiner_checkpoint", "the refiner switch is not supported by this server")
     if body.refiner_switch_at is not None:
         ignored("refiner_switch_at", "the refiner switch is not supported by this server")
-    if body.tiling:
-        ignored("tiling", "seamless tiling is not supported by this server")
     if body.do_not_save_grid:
         ignored("do_not_save_grid")
     if not body.override_settings_restore_afterwards:
@@ -56,8 +54,6 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
                 "override_settings always apply to this job only; the options were not changed")
     for key in sorted(set(body.override_settings) - HONOURED_OVERRIDES):
         ignored(f"override_settings.{key}", "this option cannot be overridden per job here")
-    if body.disable_extra_networks:
-        ignored("disable_extra_networks")
     if body.comments:
         ignored("comments")
     if body.force_task_id:

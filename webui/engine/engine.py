@@ -24,6 +24,7 @@ from webui.engine.diffusion import Conditioning, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
 from webui.engine.prompting import encode_prompts, prepare_prompts
+from webui.engine.seamless import CircularPadding
 from webui.engine.sampling import table
 from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_zero_terminal_snr
 from webui.engine.sampling.runner import Plan
@@ -95,7 +96,7 @@ class Engine:
         progress = Progress(image_count=count, started_at=time.time())
         saver = self._saver(request, "img2img" if request.init_image is not None else "txt2img")
 
-        with self.models.lock:
+        with self.models.lock, CircularPadding(request.tiling) as seamless:
             # 2. Model, and what the prompt asks of it
             model = self.models.ensure(request.checkpoint)
             checkpoint = self.models.current_checkpoint
@@ -108,7 +109,7 @@ class Engine:
                     progress.image_index = batch_index * request.batch_size
                     self._generate_batch(request, all_seeds[batch], all_subseeds[batch], model, checkpoint,
                                          addons, spec, schedule, control, progress, result,
-                                         saving=(saver, all_seeds, batch_index))
+                                         saving=(saver, all_seeds, batch_index), seamless=seamless)
             except JobInterrupted as stop:
                 stop.partial = result
                 raise
@@ -171,12 +172,15 @@ class Engine:
             raise InvalidRequest("subseed_strength must be a number from 0 to 1", field="subseed_strength")
 
     def _generate_batch(self, request, seeds, subseeds, model, checkpoint, addons, spec, schedule, control, progress,
-                        result: GenerationResult, saving=None) -> None:
+                        result: GenerationResult, saving=None, seamless: CircularPadding | None = None) -> None:
         device = next(model.unet.parameters()).device
         # 3. Prompts: styles, wildcards (per seed), LoRA tags, schedules
         plans = prepare_prompts(request, seeds, self.wildcards, self.styles)
         vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
-        report = addons.prepare(plans[0].loras, vae_choice)
+        # disable_extra_networks (A1111): the tags are still taken out of the prompt, but nothing is applied.
+        report = addons.prepare([] if request.disable_extra_networks else plans[0].loras, vae_choice)
+        seamless = seamless or CircularPadding(False)
+        seamless.apply(model.unet, model.vae)  # after prepare: the job's VAE file may have replaced the VAE
         result.warnings.extend(report.warnings)
         for plan in plans:
             result.warnings.extend(plan.warnings)
@@ -235,7 +239,7 @@ class Engine:
         hires_fields = {}
         if request.enable_hr and request.init_image is None and stopped is None:
             latents, hires_fields, stopped, model = self._stoppable_hires_pass(
-                request, model, addons, plans, spec, schedule, latents, job, control, progress)
+                request, model, addons, plans, spec, schedule, latents, job, control, progress, seamless)
         # 9. Decode, restore faces, paste back, save
         images, upcast = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
         if upcast:
@@ -245,7 +249,8 @@ class Engine:
             plan = plans[i]
             image_hires = {k: v[i] if isinstance(v, list) else v for k, v in hires_fields.items()}
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, image_hires,
-                                           inpaint is not None or request.init_image is not None, subseeds[i])
+                                           inpaint is not None or request.init_image is not None, subseeds[i],
+                                           addons.embedding_hashes(plan.prompt, plan.negative_prompt))
             fields = self._with_sampling_fields(fields, job.plan)
             context = self._name_context(request, seeds[i], plan, checkpoint, report, saving, i)
             self._emit(request, image, plan, seeds[i], subseeds[i], fields, result, saving[0] if saving else None,
@@ -339,14 +344,14 @@ class Engine:
         return torch.tensor([neg] * batch + [ids] * batch, dtype=torch.float32)
 
     def _stoppable_hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob,
-                              control, progress):
+                              control, progress, seamless=None):
         """The hires pass, or the first pass's latents when the user stopped before it made any step.
 
         Returns (latents, infotext fields, how the run was stopped or None, the model to decode with).
         """
         try:
             out, fields, model_used = self._hires_pass(request, model, addons, plans, spec, schedule, latents, first,
-                                                       control, progress)
+                                                       control, progress, seamless)
         except JobInterrupted:  # stopped while upscaling between the passes
             return latents, {}, "interrupt", model
         if out is None:
@@ -362,7 +367,7 @@ class Engine:
         return imageprep.round_to_multiple(int(target_w)), imageprep.round_to_multiple(int(target_h))
 
     def _hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob, control,
-                    progress):
+                    progress, seamless=None):
         target_w, target_h = self._hires_target(request)
         upscaler = request.hr_upscaler or "Latent"
         factor = vae_ops.scale_factor(model.vae)
@@ -401,7 +406,9 @@ class Engine:
             fields["Hires checkpoint"] = f"{info.model_name} [{info.short_hash}]"  # A1111's short title
         if switch or hr_plans is not plans:  # the hires prompt's own LoRAs (the next batch sets its own again)
             vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
-            addons.prepare(hr_plans[0].loras, vae_choice)
+            addons.prepare([] if request.disable_extra_networks else hr_plans[0].loras, vae_choice)
+            if seamless is not None:
+                seamless.apply(model.unet, model.vae)
         if images is not None:  # encoded by the second pass's own VAE (hr_checkpoint may have switched it)
             init_latents = vae_ops.encode(model.vae, images, tiling=vae_ops.tiling_from_options(self.options),
                                           control=control)
@@ -498,7 +505,7 @@ class Engine:
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,
-                         subseed) -> dict:
+                         subseed, ti_hashes=None) -> dict:
         fields = {
             "Steps": request.steps, "Sampler": request.sampler_name, "Schedule type": request.scheduler,
             "CFG scale": request.cfg_scale, "Seed": seed, "Size": f"{request.width}x{request.height}",  # first pass, as A1111
@@ -514,6 +521,7 @@ class Engine:
             if request.eta_noise_seed_delta and sampler_uses_ensd(request.sampler_name) else None,
             "RNG": request.randn_source if request.randn_source != "GPU" else None,
             "Face restoration": request.face_restorer if request.restore_faces else None,
+            "Tiling": True if request.tiling else None,
         }
         if request.mask is not None:
             fields.update({
@@ -526,6 +534,8 @@ class Engine:
         fields.update(hires_fields)
         if report.lora_hashes:
             fields["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in report.lora_hashes.items())
+        if ti_hashes:
+            fields["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in ti_hashes.items())
         if plan.template:
             fields["Template"] = plan.template
         if plan.negative_template:

@@ -1,0 +1,75 @@
+"""A1111 job fields through the real engine on tiny random checkpoints: tiling, extra networks, hashes."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from test_engine_addons_and_queue import engine, request, write_kohya_lora  # noqa: F401  (fixture)
+from webui.engine.seamless import CircularPadding
+from webui.infotext import parse_infotext
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(result.images[0].convert("RGB"), dtype=np.int16)
+
+
+def test_tiling_pads_circularly_for_the_job_only_and_is_recorded(engine):
+    plain = engine.generate(request())
+    tiled = engine.generate(request(tiling=True))
+    assert not np.array_equal(pixels(plain), pixels(tiled))
+    assert parse_infotext(tiled.infotexts[0])["Tiling"] == "True"
+    assert "Tiling" not in parse_infotext(plain.infotexts[0])
+    model = engine.models.loaded
+    convs = [m for part in (model.unet, model.vae) for m in part.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and {m.padding_mode for m in convs} == {"zeros"}  # restored after the job
+    assert np.array_equal(pixels(engine.generate(request())), pixels(plain))
+
+
+def test_circular_padding_makes_the_vae_decode_wrap_around(engine):
+    """Seamless: shifting the latent one column shifts the decoded image by one latent pixel's width, edges included."""
+    engine.generate(request())
+    vae = engine.models.loaded.vae
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    latent = torch.randn(1, vae.config.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    shifted = torch.roll(latent, 1, dims=3)
+
+    def decode(z):
+        with torch.no_grad():
+            return vae.decode(z).sample
+
+    assert (torch.roll(decode(latent), factor, dims=3) - decode(shifted)).abs().max() > 1e-3  # zero padding: seams
+    with CircularPadding(True) as seamless:
+        seamless.apply(vae)
+        wrapped = (torch.roll(decode(latent), factor, dims=3) - decode(shifted)).abs().max()
+    assert wrapped < 1e-4
+
+
+def test_lora_hash_is_a1111s_tensor_data_hash_and_disable_extra_networks_skips_it(engine, settings):
+    plain = engine.generate(request())
+    path = settings.model_folder("Lora") / "tiny.safetensors"
+    engine.generate(request())  # loads the model the LoRA is shaped for
+    write_kohya_lora(path, engine.models.loaded.unet)
+    engine.catalog.refresh_loras()
+    raw = path.read_bytes()
+    expected = hashlib.sha256(raw[8 + int.from_bytes(raw[:8], "little"):]).hexdigest()[:12]
+    assert expected != hashlib.sha256(raw).hexdigest()[:12]
+    with_lora = engine.generate(request("a red circle <lora:tiny:1>"))
+    assert parse_infotext(with_lora.infotexts[0])["Lora hashes"] == f"tiny: {expected}"
+    assert f'Lora hashes: "tiny: {expected}"' in with_lora.infotexts[0]
+    disabled = engine.generate(request("a red circle <lora:tiny:1>", disable_extra_networks=True))
+    assert np.array_equal(pixels(disabled), pixels(plain))
+    assert "Lora hashes" not in parse_infotext(disabled.infotexts[0])
+
+
+def test_ti_hashes_name_the_embeddings_a_prompt_uses(engine, settings):
+    engine.generate(request())
+    vectors = torch.randn(2, engine.models.loaded.text_encoders[0].config.hidden_size)
+    path = settings.model_folder("embeddings") / "shinything.pt"
+    torch.save({"string_to_param": {"*": vectors}, "name": "shinything"}, path)
+    engine.catalog.refresh_embeddings()
+    used = engine.generate(request("a circle", negative_prompt="shinything"))
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    assert parse_infotext(used.infotexts[0])["TI hashes"] == f"shinything: {expected}"
+    assert "TI hashes" not in parse_infotext(engine.generate(request("a circle")).infotexts[0])

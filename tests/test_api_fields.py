@@ -100,7 +100,9 @@ def test_every_a1111_img2img_field_is_honoured_refused_or_warned(world):
     base = {"prompt": "a", "width": 16, "height": 16, "steps": 2, "seed": 1, "save_images": True,
             "init_images": [_PIXEL]}
     verdicts = _check_every_field(world, "/sdapi/v1/img2img", IMG2IMG_FIELDS, base)
-    assert verdicts["init_images"] == verdicts["latent_mask"] == verdicts["mask_round"] == "warned"
+    assert verdicts["init_images"] == "refused"  # two images for a batch of one, as A1111
+    for name in ("latent_mask", "mask_round", "initial_noise_multiplier", "mask_blur_x", "mask_blur_y"):
+        assert verdicts[name] == "honoured", name
     assert verdicts["include_init_images"] == "honoured in the response"
 
 
@@ -119,3 +121,14 @@ def test_unknown_script_and_refiner_are_422_naming_the_field(world):
         response = world.client.post("/sdapi/v1/txt2img", json={"width": 16, "height": 16, **body})
         assert response.status_code == 422 and response.json()["field"] == field, response.text
     assert world.engine.requests == []
+
+
+def test_one_init_image_per_batch_item_and_mask_blur_per_direction(world):
+    body = {"prompt": "a", "width": 16, "height": 16, "batch_size": 2, "init_images": [_PIXEL, _PIXEL],
+            "mask": _PIXEL, "mask_blur_x": 8, "mask_blur_y": 0, "initial_noise_multiplier": 0.5}
+    assert world.client.post("/sdapi/v1/img2img", json=body).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert len(request.extra_init_images) == 1 and request.batch_size == 2
+    assert (request.mask_blur_x, request.mask_blur_y, request.initial_noise_multiplier) == (8, 0, 0.5)
+    both = world.client.post("/sdapi/v1/img2img", json={**body, "mask_blur": 3}).status_code
+    assert both == 200 and (world.engine.requests[-1][1].mask_blur_x, world.engine.requests[-1][1].mask_blur_y) == (3, 3)

@@ -73,3 +73,73 @@ def test_ti_hashes_name_the_embeddings_a_prompt_uses(engine, settings):
     expected = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     assert parse_infotext(used.infotexts[0])["TI hashes"] == f"shinything: {expected}"
     assert "TI hashes" not in parse_infotext(engine.generate(request("a circle")).infotexts[0])
+
+
+def picture(seed: int, size=(64, 64)):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).resize(size)
+
+
+def square(box=(16, 16, 48, 48)):
+    from PIL import Image
+
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, box)
+    return mask
+
+
+def test_several_init_images_make_one_image_each(engine):
+    first, second = picture(1), picture(2)
+    both = engine.generate(request(init_image=first, extra_init_images=[second], batch_size=2,
+                                   denoising_strength=0.0))
+    alone = [engine.generate(request(init_image=image, denoising_strength=0.0)) for image in (first, second)]
+    assert len(both.images) == 2
+    for made, single in zip(both.images, alone):
+        assert np.abs(np.asarray(made, dtype=np.int16) - pixels(single)).max() <= 1
+    from webui.schemas import InvalidRequest
+
+    try:
+        engine.generate(request(init_image=first, extra_init_images=[second], batch_size=1))
+    except InvalidRequest as exc:
+        assert exc.field == "init_images"
+    else:
+        raise AssertionError("two init images for a batch of one must be refused")
+
+
+def test_mask_blur_across_and_down_separately():
+    from webui.engine.imageprep import blur_mask_xy
+
+    mask = square()
+    across = np.asarray(blur_mask_xy(mask, 6, 0), dtype=np.int16)
+    assert set(np.unique(across[:, 32])) == {0, 255}  # nothing blurred down a column
+    assert 0 < across[32, 16] < 255 and 0 < across[32, 47] < 255  # the left and right edges soften
+    down = np.asarray(blur_mask_xy(mask, 0, 6), dtype=np.int16)
+    assert np.array_equal(down.T, across)
+
+
+def test_noise_multiplier_mask_round_and_latent_mask_change_what_is_made(engine):
+    init = picture(3)
+    base = engine.generate(request(init_image=init, denoising_strength=0.6))
+    quieter = engine.generate(request(init_image=init, denoising_strength=0.6, initial_noise_multiplier=0.5))
+    assert not np.array_equal(pixels(base), pixels(quieter))
+    assert parse_infotext(quieter.infotexts[0])["Noise multiplier"] == "0.5"
+    assert "Noise multiplier" not in parse_infotext(base.infotexts[0])
+
+    inpaint = dict(init_image=init, mask=square(), mask_blur_x=12, mask_blur_y=2, denoising_strength=1.0)
+    rounded = engine.generate(request(**inpaint))
+    soft = engine.generate(request(**inpaint, mask_round=False))
+    assert not np.array_equal(pixels(rounded), pixels(soft))
+    assert "Mask blur" not in parse_infotext(rounded.infotexts[0])  # A1111 writes it only when x == y
+
+    # A black latent mask: the sampler repaints nothing, so the masked area shows the VAE round trip.
+    from PIL import Image
+
+    sharp = dict(init_image=init, mask=square(), mask_blur=0, denoising_strength=1.0)
+    kept = engine.generate(request(**sharp, latent_mask=Image.new("L", (64, 64), 0)))
+    rounded = engine.generate(request(**sharp))
+    round_trip = engine.generate(request(init_image=init, denoising_strength=0.0))
+    inside = (slice(16, 48), slice(16, 48))
+    assert np.abs(pixels(kept)[inside] - pixels(round_trip)[inside]).max() <= 2
+    assert np.abs(pixels(rounded)[inside] - pixels(round_trip)[inside]).max() > 10

@@ -270,20 +270,33 @@ def _hires_checkpoint(body: Txt2ImgBody, services) -> str | None:
 
 
 def img2img_request(body: Img2ImgBody, services) -> GenerationRequest:
-    """A GenerationRequest from an A1111 img2img body; the first init image is used."""
+    """A GenerationRequest from an A1111 img2img body: one init image per batch item, or one for all."""
     body = apply_infotext(body)
     if not body.init_images:
         raise InvalidRequest("init_images is required: a list with one base64 image", field="init_images")
+    if len(body.init_images) > body.batch_size:
+        raise InvalidRequest(f"{len(body.init_images)} init images for a batch size of {body.batch_size}: "
+                             "send at most batch_size images (one per image of a batch)", field="init_images")
     max_pixels = services.settings.max_image_pixels
-    init = decode_image(body.init_images[0], "init_images", max_pixels)
+    inits = [decode_image(text, "init_images", max_pixels) for text in body.init_images]
     mask = decode_image(body.mask, "mask", max_pixels) if body.mask else None
+    latent_mask = decode_image(body.latent_mask, "latent_mask", max_pixels) if body.latent_mask else None
+    noise_multiplier = body.initial_noise_multiplier
+    if noise_multiplier is None:
+        noise_multiplier = _override(body, services.options, "initial_noise_multiplier", 1.0)
     fields = _common_fields(body, services)
     fields.update(
-        init_image=init,
+        init_image=inits[0],
+        extra_init_images=inits[1:],
         mask=mask,
+        latent_mask=latent_mask,
+        mask_round=bool(body.mask_round),
+        initial_noise_multiplier=float(noise_multiplier),
         denoising_strength=float(body.denoising_strength),
         resize_mode=body.resize_mode,
         mask_blur=body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x, body.mask_blur_y),
+        mask_blur_x=body.mask_blur if body.mask_blur is not None else body.mask_blur_x,
+        mask_blur_y=body.mask_blur if body.mask_blur is not None else body.mask_blur_y,
         inpainting_fill=body.inpainting_fill,
         inpaint_full_res=bool(body.inpaint_full_res),
         inpaint_full_res_padding=body.inpaint_full_res_padding,

@@ -67,17 +67,6 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
             if getattr(body, name):
                 ignored(name, "a legacy field (A1111 ignores it too)")
     if isinstance(body, Img2ImgBody):
-        if body.init_images and len(body.init_images) > 1:
-            warnings.append(f"init_images: only the first of {len(body.init_images)} images is used")
-        if body.mask_blur is None and body.mask_blur_x != body.mask_blur_y:
-            warnings.append(f"mask_blur_x and mask_blur_y differ: both blurred by "
-                            f"{max(body.mask_blur_x, body.mask_blur_y)}")
         if body.image_cfg_scale is not None:
             ignored("image_cfg_scale", "only instruct-pix2pix models use it; not supported by this server")
-        if not body.mask_round:
-            ignored("mask_round")
-        if body.initial_noise_multiplier is not None and body.initial_noise_multiplier != 1.0:
-            ignored("initial_noise_multiplier")
-        if body.latent_mask:
-            ignored("latent_mask")
     return warnings

@@ -49,6 +49,7 @@ class SamplingJob:
     time_ids: torch.Tensor | None = None  # SDXL size/crop ids for [negative; positive]
     init_latents: torch.Tensor | None = None  # img2img / inpaint start (already scaled)
     strength: float = 1.0
+    noise_multiplier: float = 1.0  # img2img: A1111's initial_noise_multiplier scales the noise added to the init
     fixed_steps: bool = False  # hires second pass: exactly ``steps`` steps on a longer schedule (A1111)
     mask: torch.Tensor | None = None  # [B,1,h,w] 1 = repaint (inpaint), latent resolution
     masked_image_latents: torch.Tensor | None = None  # for 9-channel inpainting UNets
@@ -85,6 +86,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     init = None
     if job.init_latents is not None:
         init = job.init_latents.to(device=device, dtype=torch.float32)
+        if job.noise_multiplier != 1.0:
+            noise = noise * job.noise_multiplier
         if job.mask is not None and job.noise_fill != "original":
             fill = noise if job.noise_fill == "latent noise" else torch.zeros_like(init)
             init = init * (1 - job.mask) + fill * job.mask

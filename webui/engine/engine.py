@@ -146,6 +146,13 @@ class Engine:
                 setattr(r, name, rounded)
         if r.mask is not None and r.init_image is None:
             raise InvalidRequest("a mask needs an init image", field="mask")
+        if r.extra_init_images:
+            # A1111: several init images make a batch of that many (one image each); more than batch_size is an error.
+            count = 1 + len(r.extra_init_images)
+            if count > r.batch_size:
+                raise InvalidRequest(f"{count} init images for a batch size of {r.batch_size}: send at most "
+                                     "batch_size images (one per image of a batch)", field="init_images")
+            r.batch_size = count
         if r.resize_mode not in range(4):
             raise InvalidRequest("resize_mode must be 0, 1, 2 or 3", field="resize_mode")
         if r.inpainting_fill not in range(4):
@@ -217,6 +224,7 @@ class Engine:
                 job.init_latents = torch.nn.functional.interpolate(job.init_latents, size=job.latent_size,
                                                                    mode="bilinear")
             job.strength = float(request.denoising_strength)
+            job.noise_multiplier = float(request.initial_noise_multiplier)
         if inpaint is not None:
             self._attach_mask(job, model, inpaint, request)
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
@@ -261,31 +269,42 @@ class Engine:
 
     # ------------------------------------------------------------ img2img / inpaint helpers
     def _prepare_init(self, request, width, height):
-        init = request.init_image.convert("RGB")
+        """The batch's init images (one per item: the request's images, or its one image repeated) and,
+        for inpaint, the masks and paste-back information."""
+        sources = [image.convert("RGB") for image in [request.init_image, *request.extra_init_images]]
+        if len(sources) == 1:
+            sources = sources * request.batch_size
         if request.mask is None:
-            image = imageprep.resize_image(init, request.resize_mode, width, height)
-            return [image] * request.batch_size, None
-        image = imageprep.resize_image(init, request.resize_mode if request.resize_mode != 3 else 0, width, height)
-        mask = imageprep.prepare_mask(request.mask, image.size, bool(request.inpainting_mask_invert))
+            return [imageprep.resize_image(init, request.resize_mode, width, height) for init in sources], None
+        mode = request.resize_mode if request.resize_mode != 3 else 0
+        images = [imageprep.resize_image(init, mode, width, height) for init in sources]
+        mask = imageprep.prepare_mask(request.mask, images[0].size, bool(request.inpainting_mask_invert))
         if mask.getbbox() is None:
-            return [image], {"empty": True, "image": image}
-        soft = imageprep.blur_mask(mask, request.mask_blur)
-        info = {"original": image, "mask": mask, "soft_mask": soft, "work_size": (width, height), "box": None}
-        work_image, work_mask = image, soft
+            return images[:1], {"empty": True, "image": images[0]}
+        soft = imageprep.blur_mask_xy(mask, *_mask_blur_xy(request))
+        # A1111's latent_mask: what the sampler keeps or repaints, while ``mask`` decides the paste-back.
+        latent_mask = (imageprep.prepare_mask(request.latent_mask, images[0].size, False)
+                       if request.latent_mask is not None else soft)
+        info = {"originals": images, "mask": mask, "soft_mask": soft, "work_size": (width, height), "box": None}
+        work_images, work_mask = images, soft
         if request.inpaint_full_res:
             box = imageprep.mask_box(mask, request.inpaint_full_res_padding, width, height)
             info["box"] = box
-            work_image = image.crop(box).resize((width, height), Image.LANCZOS)
+            work_images = [image.crop(box).resize((width, height), Image.LANCZOS) for image in images]
             work_mask = soft.crop(box).resize((width, height), Image.LANCZOS)
+            latent_mask = latent_mask.crop(box).resize((width, height), Image.LANCZOS)
         if request.inpainting_fill == 0:
-            work_image = imageprep.fill_masked(work_image, work_mask)
+            work_images = [imageprep.fill_masked(image, work_mask) for image in work_images]
         info["work_mask"] = work_mask
-        return [work_image] * request.batch_size, info
+        info["latent_mask"] = latent_mask
+        return work_images, info
 
     def _attach_mask(self, job: SamplingJob, model, inpaint: dict, request) -> None:
         h, w = job.latent_size
-        small = inpaint["work_mask"].resize((w, h), Image.BILINEAR)
+        small = inpaint["latent_mask"].resize((w, h), Image.BILINEAR)
         mask = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).reshape(1, 1, h, w)
+        if request.mask_round and "soft_inpainting" not in job.addons:
+            mask = mask.round()  # A1111 rounds the latent mask unless asked not to (soft inpainting never does)
         batch = len(job.seeds)
         job.mask = mask.repeat(batch, 1, 1, 1).to(job.init_latents.device)
         job.noise_fill = {0: "original", 1: "original", 2: "latent noise", 3: "latent nothing"}[request.inpainting_fill]
@@ -316,7 +335,7 @@ class Engine:
                 raise JobInterrupted() from None
         if inpaint is None:
             return image
-        original = inpaint["original"]
+        original = inpaint["originals"][index % len(inpaint["originals"])]
         mask = inpaint["soft_mask"]
         adaptive = inpaint.get("composite_masks")  # soft inpainting: keep generated pixels where they changed
         if inpaint["box"] is not None:
@@ -522,10 +541,12 @@ class Engine:
             "RNG": request.randn_source if request.randn_source != "GPU" else None,
             "Face restoration": request.face_restorer if request.restore_faces else None,
             "Tiling": True if request.tiling else None,
+            "Noise multiplier": request.initial_noise_multiplier
+            if img2img and request.initial_noise_multiplier != 1.0 else None,
         }
         if request.mask is not None:
             fields.update({
-                "Mask blur": request.mask_blur,
+                "Mask blur": _mask_blur_label(request),
                 "Inpaint area": "Only masked" if request.inpaint_full_res else None,
                 "Masked area padding": request.inpaint_full_res_padding if request.inpaint_full_res else None,
                 "Masked content": imageprep.MASKED_CONTENT[request.inpainting_fill],
@@ -608,3 +629,15 @@ class Engine:
             if path is not None:
                 result.saved_paths.append(str(path))
         return result
+
+
+def _mask_blur_xy(request) -> tuple[int, int]:
+    """The mask blur across and down: ``mask_blur_x``/``mask_blur_y`` where given, else ``mask_blur``."""
+    return (request.mask_blur if request.mask_blur_x is None else request.mask_blur_x,
+            request.mask_blur if request.mask_blur_y is None else request.mask_blur_y)
+
+
+def _mask_blur_label(request) -> int | None:
+    """A1111's "Mask blur" infotext: the blur when both directions agree, else nothing."""
+    blur_x, blur_y = _mask_blur_xy(request)
+    return blur_x if blur_x == blur_y else None

@@ -143,3 +143,15 @@ def test_noise_multiplier_mask_round_and_latent_mask_change_what_is_made(engine)
     inside = (slice(16, 48), slice(16, 48))
     assert np.abs(pixels(kept)[inside] - pixels(round_trip)[inside]).max() <= 2
     assert np.abs(pixels(rounded)[inside] - pixels(round_trip)[inside]).max() > 10
+
+
+def test_override_settings_change_options_the_engine_reads_for_that_job_only(engine):
+    from webui.options import Options
+
+    engine.options = Options()
+    plain = engine.generate(request(width=128, height=64))
+    tiled = engine.generate(request(width=128, height=64,
+                                    override_settings={"vae_tiling_min_pixels": 1, "vae_tile_size": 64}))
+    assert not np.array_equal(pixels(plain), pixels(tiled))  # decoded tile by tile
+    assert engine.options.get("vae_tiling_min_pixels") == 1024 * 1024
+    assert np.array_equal(pixels(engine.generate(request(width=128, height=64))), pixels(plain))

@@ -97,13 +97,20 @@ def check_api_option_changes(changes: dict, services, field_prefix: str = "") ->
                                   "(start it with --allow-api-outdir to allow it)", field=field_prefix + key)
 
 
-def saving_overrides(body: GenerationBody, services) -> dict:
-    """The saving options a request's ``override_settings`` sets for its job, checked (422/403 naming the key)."""
-    wanted = {k: v for k, v in body.override_settings.items() if k in SAVING_OPTIONS}
+# Options a request maps onto its own fields (the checkpoint is resolved through the catalog).
+_OPTIONS_AS_FIELDS = frozenset({"sd_model_checkpoint"})
+
+
+def option_overrides(body: GenerationBody, services) -> dict:
+    """The server options a request's ``override_settings`` sets for its job, checked (422/403 naming the key).
+
+    Keys the server has no option for are left out (``field_report`` warns about them).
+    """
+    known = services.options.as_dict() if services.options is not None else dict(SAVING_OPTIONS)
+    wanted = {k: v for k, v in body.override_settings.items() if k in known and k not in _OPTIONS_AS_FIELDS}
     if not wanted:
         return {}
     check_api_option_changes(wanted, services, "override_settings.")
-    known = services.options.as_dict() if services.options is not None else dict(SAVING_OPTIONS)
     try:
         return type(services.options)(defaults=known).update(wanted) if services.options is not None else wanted
     except InvalidRequest as exc:
@@ -208,7 +215,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         checkpoint=resolve_checkpoint(services.catalog, checkpoint) if checkpoint else None,
         vae=vae or None,
         save_images=bool(body.save_images) and not body.do_not_save_samples,
-        override_settings=saving_overrides(body, services),
+        override_settings=option_overrides(body, services),
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,
         sampler_overrides=sampler_overrides,
@@ -341,6 +348,19 @@ def encode_images(images, infotexts, options=None, overrides=None) -> list[str]:
         out.append(encode_image_base64(image, text, fmt, quality=int(opts["jpeg_quality"]),
                                        lossless=bool(opts["webp_lossless"])))
     return out
+
+
+def keep_overrides(body: GenerationBody, request: GenerationRequest, services) -> dict:
+    """``override_settings_restore_afterwards: false``: the job's overrides become the server's options (A1111).
+
+    Returns the options changed; the checkpoint the job loaded stays loaded as it is.
+    """
+    if body.override_settings_restore_afterwards or services.options is None:
+        return {}
+    changes = dict(request.override_settings)
+    if request.checkpoint:
+        changes["sd_model_checkpoint"] = request.checkpoint
+    return services.options.update(changes) if changes else {}
 
 
 def echo_parameters(body: GenerationBody) -> dict:

@@ -8,15 +8,17 @@ where A1111 refuses it too, or reported under ``warnings`` in the response's
 from __future__ import annotations
 
 from webui.api.models import GenerationBody, Img2ImgBody, Txt2ImgBody
-from webui.engine.sampling import table as sampling_table
-from webui.saving import SAVING_OPTIONS
+from webui.options import DEFAULT_OPTIONS
 from webui.schemas import InvalidRequest, NotFound
 
-# override_settings keys a job honours (convert.py maps them; saving and sampler options by their tables).
-HONOURED_OVERRIDES = frozenset({
-    "CLIP_stop_at_last_layers", "sd_model_checkpoint", "sd_vae", "randn_source", "eta_noise_seed_delta",
-    "face_restoration_model", "code_former_weight",
-}) | frozenset(SAVING_OPTIONS) | frozenset(sampling_table.OPTION_KEYS)
+# Options that hold for the whole server, not for one job: an override of one is named in the warnings.
+SERVER_WIDE_OPTIONS = frozenset({
+    "sd_checkpoints_limit", "show_progress_every_n_steps", "upscaler_for_img2img", "ESRGAN_tile",
+    "ESRGAN_tile_overlap", "sd_lora",
+})
+# override_settings keys a job honours: every option of the server's (the engine reads them through the
+# job's JobOptions; convert.py maps a few onto request fields) but the server-wide ones.
+HONOURED_OVERRIDES = frozenset(DEFAULT_OPTIONS) - SERVER_WIDE_OPTIONS
 
 
 def check_refused_fields(body: GenerationBody, services) -> None:
@@ -49,11 +51,10 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
         ignored("refiner_switch_at", "the refiner switch is not supported by this server")
     if body.do_not_save_grid:
         ignored("do_not_save_grid")
-    if not body.override_settings_restore_afterwards:
-        ignored("override_settings_restore_afterwards",
-                "override_settings always apply to this job only; the options were not changed")
     for key in sorted(set(body.override_settings) - HONOURED_OVERRIDES):
-        ignored(f"override_settings.{key}", "this option cannot be overridden per job here")
+        why = ("a server-wide option that does not change per job" if key in SERVER_WIDE_OPTIONS
+               else "not an option this server has")
+        ignored(f"override_settings.{key}", why)
     if body.comments:
         ignored("comments")
     if body.force_task_id:

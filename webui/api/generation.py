@@ -45,6 +45,7 @@ def create_generation_router(services) -> APIRouter:
         request = convert.txt2img_request(body, services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "txt2img", request, caller_of(http).owner)
+        convert.keep_overrides(body, request, services)
         return _generation_response(body, request, result, services, timestamp)
 
     @router.post("/img2img")
@@ -54,6 +55,7 @@ def create_generation_router(services) -> APIRouter:
         request = convert.img2img_request(body, services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "img2img", request, caller_of(http).owner)
+        convert.keep_overrides(body, request, services)
         return _generation_response(body, request, result, services, timestamp)
 
     @router.post("/extra-single-image")

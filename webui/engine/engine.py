@@ -6,6 +6,7 @@ JobControl it is handed.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import random
@@ -30,6 +31,7 @@ from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_z
 from webui.engine.sampling.runner import Plan
 from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
 from webui.models.manager import ModelManager
+from webui.option_overlay import JobOptions
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
     JobInterrupted, MAX_BATCH_SIZE, MAX_N_ITER, MAX_SIDE, MAX_STEPS, NullControl, Progress, check_request_limits,
@@ -79,8 +81,18 @@ class Engine:
         return list(LATENT_UPSCALE_MODES)
 
     # ------------------------------------------------------------ generation
+    def for_job(self, overrides) -> "Engine":
+        """This engine seeing the options under a job's ``override_settings`` (itself when there are none)."""
+        if not overrides or isinstance(self.options, JobOptions):
+            return self
+        job_engine = copy.copy(self)
+        job_engine.options = JobOptions(self.options, overrides)
+        return job_engine
+
     def generate(self, request: GenerationRequest, control: JobControl | None = None) -> GenerationResult:
         """Make the images a request asks for; saves them when the request says so."""
+        if request.override_settings and not isinstance(self.options, JobOptions):
+            return self.for_job(request.override_settings).generate(request, control)
         control = control or NullControl()
         # 1. Check inputs
         warnings = self._check_inputs(request)
@@ -615,6 +627,8 @@ class Engine:
         from webui.infotext import format_parameters
         from webui.postprocess.extras import run_extras
 
+        if request.override_settings and not isinstance(self.options, JobOptions):
+            return self.for_job(request.override_settings).extras(request, control)
         control = control or NullControl()
         if not request.images:
             raise InvalidRequest("no image given", field="image")

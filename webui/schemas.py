@@ -22,7 +22,18 @@ from PIL import Image
 
 # ---------------------------------------------------------------- image helpers
 def image_to_base64(image: Image.Image, pnginfo=None) -> str:
-    """PNG-encode an image as base64 text (no ``data:`` prefix)."""
+    """PNG-encode an image as base64 text (no ``data:`` prefix).
+
+    Without ``pnginfo`` the image's own text metadata (its infotext) travels with it.
+    """
+    if pnginfo is None:
+        texts = {k: v for k, v in (image.info or {}).items() if isinstance(k, str) and isinstance(v, str)}
+        if texts:
+            from PIL import PngImagePlugin
+
+            pnginfo = PngImagePlugin.PngInfo()
+            for key, value in texts.items():
+                pnginfo.add_text(key, value)
     buffer = io.BytesIO()
     # Save a private copy: Pillow keeps save options on the image object, which other threads may share.
     image.copy().save(buffer, format="PNG", pnginfo=pnginfo)
@@ -222,7 +233,8 @@ class GenerationResult(Serialisable):
 @dataclass
 class ExtrasResult(Serialisable):
     images: list[Image.Image] = field(default_factory=list)
-    infotexts: list[str] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)  # what was done: A1111's "postprocessing" text
+    source_infotexts: list[str] = field(default_factory=list)  # each source image's own infotext ("" if none)
     saved_paths: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

@@ -19,7 +19,7 @@ from webui.engine.sampling import table as sampling_table
 from webui.images import encode_image_base64, read_infotext
 from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.saving import OUTDIR_OPTIONS, SAVING_OPTIONS, effective_options
-from webui.schemas import ExtrasRequest, GenerationRequest, GenerationResult, InvalidRequest, NotFound
+from webui.schemas import ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, NotFound
 
 VERSION = "webui-0.1"
 
@@ -361,6 +361,17 @@ def keep_overrides(body: GenerationBody, request: GenerationRequest, services) -
     if request.checkpoint:
         changes["sd_model_checkpoint"] = request.checkpoint
     return services.options.update(changes) if changes else {}
+
+
+def encode_extras_images(result: ExtrasResult, options=None) -> list[str]:
+    """Base64 extras outputs as A1111 returns them: the source's own infotext kept, a ``postprocessing`` chunk added."""
+    opts = effective_options(options)
+    fmt = str(opts["samples_format"]).lower()
+    sources = list(result.source_infotexts) + [""] * (len(result.images) - len(result.source_infotexts))
+    posts = list(result.infotexts) + [""] * (len(result.images) - len(result.infotexts))
+    return [encode_image_base64(image, source or None, fmt, quality=int(opts["jpeg_quality"]),
+                                lossless=bool(opts["webp_lossless"]), chunks={"postprocessing": post})
+            for image, source, post in zip(result.images, sources, posts)]
 
 
 def echo_parameters(body: GenerationBody) -> dict:

@@ -64,7 +64,7 @@ def create_generation_router(services) -> APIRouter:
         image = convert.decode_image(body.image, "image", max_pixels)
         result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, [image], []),
                                         caller_of(http).owner))
-        encoded = convert.encode_images(result.images, result.infotexts, services.options)
+        encoded = convert.encode_extras_images(result, services.options)
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
             "image": (encoded[0] if encoded else None) if body.show_extras_results else None,
@@ -82,7 +82,7 @@ def create_generation_router(services) -> APIRouter:
                                         caller_of(http).owner))
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
-            "images": (convert.encode_images(result.images, result.infotexts, services.options)
+            "images": (convert.encode_extras_images(result, services.options)
                        if body.show_extras_results else []),
         }
 

@@ -30,6 +30,7 @@ from webui.engine.sampling import table
 from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_zero_terminal_snr
 from webui.engine.sampling.runner import Plan
 from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
+from webui.images import read_infotext
 from webui.models.manager import ModelManager
 from webui.option_overlay import JobOptions
 from webui.schemas import (
@@ -635,11 +636,15 @@ class Engine:
         outputs = run_extras(request, self.upscalers, self.faces, control)
         result = ExtrasResult()
         saver = self._saver(request, "extras")
-        for image, info in outputs:
+        for index, (image, info) in enumerate(outputs):
             text = format_parameters(info)
+            # As A1111: the image keeps its own infotext ("parameters") and gains a "postprocessing"
+            # chunk; the saved file names the same text "extras" too.
+            source = read_infotext(request.images[index]) if index < len(request.images) else None
             result.images.append(image)
             result.infotexts.append(text)
-            path = saver.save(image, text, NameContext())
+            result.source_infotexts.append(source or "")
+            path = saver.save(image, source, NameContext(), chunks={"postprocessing": text, "extras": text})
             if path is not None:
                 result.saved_paths.append(str(path))
         return result

@@ -184,6 +184,8 @@ class GenerationRequest(Serialisable):
     initial_noise_multiplier: float = 1.0
     mask_round: bool = True
     latent_mask: Image.Image | None = None
+    # A1111's force_task_id: the client's name for this job, which /internal/progress answers to.
+    task_id: str | None = None
     # txt2img hires fix from a given first-pass image (A1111's firstpass_image).
     firstpass_image: Image.Image | None = None
 

@@ -222,6 +222,7 @@ def _common_fields(body: GenerationBody, services) -> dict:
         addons=dict(body.addons),
         alwayson_scripts=dict(body.alwayson_scripts),
         tiling=bool(body.tiling),
+        task_id=body.force_task_id or None,
         disable_extra_networks=bool(body.disable_extra_networks),
     )
 

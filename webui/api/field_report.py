@@ -57,8 +57,6 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
         ignored(f"override_settings.{key}", why)
     if body.comments:
         ignored("comments")
-    if body.force_task_id:
-        ignored("force_task_id", "task ids of A1111's /internal/progress are not supported")
     if body.script_args:
         ignored("script_args", "no script_name was given")
     if isinstance(body, Txt2ImgBody):

@@ -95,8 +95,10 @@ def test_every_a1111_txt2img_field_is_honoured_refused_or_warned(world):
             "override_settings": {"eta_ancestral": 0.5}}
     verdicts = _check_every_field(world, "/sdapi/v1/txt2img", TXT2IMG_FIELDS, base)
     assert verdicts["script_name"] == "refused"
-    assert verdicts["refiner_checkpoint"] == verdicts["firstpass_image"] == "warned"
-    assert verdicts["tiling"] == verdicts["disable_extra_networks"] == "honoured"
+    assert verdicts["firstpass_image"] == "warned"
+    for name in ("tiling", "disable_extra_networks", "refiner_checkpoint", "force_task_id"):
+        assert verdicts[name] == "honoured", name
+    assert verdicts["refiner_switch_at"] == "warned"  # alone, without a refiner_checkpoint
     assert verdicts["hr_prompt"] == verdicts["do_not_save_samples"] == "honoured"
     assert verdicts["override_settings_restore_afterwards"] == "honoured in the options"
 
@@ -169,3 +171,13 @@ def test_options_list_every_option_and_unknown_keys_are_warned(world):
     assert response.status_code == 200
     assert response.json()["warnings"] == ["sd_hypernetwork: not an option this server has; ignored"]
     assert world.client.get("/sdapi/v1/options").json()["eta_ancestral"] == 0.5
+
+
+def test_refiner_fields_reach_the_request(world):
+    title = world.services.catalog.checkpoints()[0].title
+    body = {"prompt": "a", "width": 16, "height": 16, "refiner_checkpoint": "tiny"}
+    assert world.client.post("/sdapi/v1/txt2img", json=body).status_code == 200
+    request = world.engine.requests[-1][1]
+    assert (request.refiner_checkpoint, request.refiner_switch_at) == (title, 0.8)
+    response = world.client.post("/sdapi/v1/txt2img", json={**body, "refiner_switch_at": 1.5})
+    assert response.status_code == 422 and response.json()["field"] == "refiner_switch_at"

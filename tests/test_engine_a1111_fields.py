@@ -155,3 +155,45 @@ def test_override_settings_change_options_the_engine_reads_for_that_job_only(eng
     assert not np.array_equal(pixels(plain), pixels(tiled))  # decoded tile by tile
     assert engine.options.get("vae_tiling_min_pixels") == 1024 * 1024
     assert np.array_equal(pixels(engine.generate(request(width=128, height=64))), pixels(plain))
+
+
+def test_refiner_takes_over_part_way_and_the_base_stays_loaded(engine, settings, tiny_checkpoint_dir):
+    import shutil
+
+    shutil.copy(tiny_checkpoint_dir / "tiny-sd1-b.safetensors", settings.model_folder("Stable-diffusion"))
+    engine.catalog.refresh()
+    base_title = engine.catalog.find_checkpoint("tiny-sd1").title
+    refiner = engine.catalog.find_checkpoint("tiny-sd1-b")
+    base = engine.generate(request(checkpoint=base_title, steps=4))
+    refined = engine.generate(request(checkpoint=base_title, steps=4, refiner_checkpoint=refiner.title,
+                                      refiner_switch_at=0.5))
+    assert not np.array_equal(pixels(refined), pixels(base))
+    fields = parse_infotext(refined.infotexts[0])
+    assert fields["Refiner"] == f"tiny-sd1-b [{refiner.short_hash}]" and fields["Refiner switch at"] == "0.5"
+    assert fields["Model"] == "tiny-sd1"
+    assert engine.models.current_checkpoint.title == base_title
+    never = engine.generate(request(checkpoint=base_title, steps=4, refiner_checkpoint=refiner.title,
+                                    refiner_switch_at=1.0))
+    assert np.array_equal(pixels(never), pixels(base)) and "Refiner" not in parse_infotext(never.infotexts[0])
+
+
+def test_sdxl_refiner_file_is_recognised_and_refines_an_sdxl_image(settings, tiny_checkpoint_dir):
+    import shutil
+
+    from webui.catalog import Catalog
+    from webui.engine.engine import Engine
+    from webui.models.manager import ModelManager
+    from webui.models.random_checkpoint import write_random_checkpoint
+
+    folder = settings.model_folder("Stable-diffusion")
+    shutil.copy(tiny_checkpoint_dir / "tiny-sdxl.safetensors", folder)
+    write_random_checkpoint(folder / "tiny-refiner.safetensors", "sdxl_refiner", seed=5)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    assert catalog.find_checkpoint("tiny-refiner").detection.family == "sdxl_refiner"
+    engine = Engine(settings, catalog, ModelManager(settings, catalog))
+    result = engine.generate(request(checkpoint=catalog.find_checkpoint("tiny-sdxl").title, steps=3,
+                                     refiner_checkpoint=catalog.find_checkpoint("tiny-refiner").title,
+                                     refiner_switch_at=0.3))
+    assert result.images[0].size == (64, 64)
+    assert parse_infotext(result.infotexts[0])["Refiner"].startswith("tiny-refiner [")

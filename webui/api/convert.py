@@ -223,8 +223,24 @@ def _common_fields(body: GenerationBody, services) -> dict:
         alwayson_scripts=dict(body.alwayson_scripts),
         tiling=bool(body.tiling),
         task_id=body.force_task_id or None,
+        **_refiner_fields(body, services),
         disable_extra_networks=bool(body.disable_extra_networks),
     )
+
+
+def _refiner_fields(body: GenerationBody, services) -> dict:
+    """A1111's refiner: its checkpoint title and switch point (0.8, A1111's UI default, when not sent)."""
+    name = (body.refiner_checkpoint or "").strip()
+    if not name or name == "None":
+        return {}
+    at = 0.8 if body.refiner_switch_at is None else float(body.refiner_switch_at)
+    if not 0.0 <= at <= 1.0:
+        raise InvalidRequest("refiner_switch_at must be a number from 0 to 1", field="refiner_switch_at")
+    try:
+        title = resolve_checkpoint(services.catalog, name)
+    except NotFound:
+        raise InvalidRequest(f"refiner_checkpoint: no checkpoint named {name!r}", field="refiner_checkpoint") from None
+    return {"refiner_checkpoint": title, "refiner_switch_at": at}
 
 
 def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:

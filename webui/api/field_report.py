@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from webui.api.models import GenerationBody, Img2ImgBody, Txt2ImgBody
 from webui.options import DEFAULT_OPTIONS
-from webui.schemas import InvalidRequest, NotFound
+from webui.schemas import InvalidRequest
 
 # Options that hold for the whole server, not for one job: an override of one is named in the warnings.
 SERVER_WIDE_OPTIONS = frozenset({
@@ -28,13 +28,7 @@ def check_refused_fields(body: GenerationBody, services) -> None:
         # a script it does not have.
         raise InvalidRequest(f"script_name: no script named {body.script_name!r} on this server",
                              field="script_name")
-    refiner = (body.refiner_checkpoint or "").strip()
-    if refiner and refiner != "None":
-        try:
-            services.catalog.find_checkpoint(refiner)
-        except NotFound:
-            raise InvalidRequest(f"refiner_checkpoint: no checkpoint named {refiner!r}",
-                                 field="refiner_checkpoint") from None
+    # An unknown refiner_checkpoint is refused where the request is built (convert._refiner_fields).
 
 
 def ignored_field_warnings(body: GenerationBody) -> list[str]:
@@ -45,10 +39,8 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
         warnings.append(f"{field}: {why}; ignored")
 
     refiner = (body.refiner_checkpoint or "").strip()
-    if refiner and refiner != "None":
-        ignored("refiner_checkpoint", "the refiner switch is not supported by this server")
-    if body.refiner_switch_at is not None:
-        ignored("refiner_switch_at", "the refiner switch is not supported by this server")
+    if body.refiner_switch_at is not None and (not refiner or refiner == "None"):
+        ignored("refiner_switch_at", "no refiner_checkpoint was given")
     if body.do_not_save_grid:
         ignored("do_not_save_grid")
     for key in sorted(set(body.override_settings) - HONOURED_OVERRIDES):

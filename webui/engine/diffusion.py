@@ -36,6 +36,33 @@ class Conditioning:
 
 
 @dataclass
+class ModelSwitch:
+    """A1111's refiner: once ``at`` of the way through, the rest of the sampling runs on another model.
+
+    "Of the way" is by noise level (A1111's default: ``(999 - timestep) / 1000``), or by the
+    share of steps done when ``by_steps``. ``load`` returns the other model's
+    (unet, positive_at, negative_at, time_ids); ``done`` says whether the switch happened.
+    """
+
+    at: float
+    load: Callable[[], tuple]
+    by_steps: bool = False
+    done: bool = False
+    model: object = None  # the loaded refiner, once switched (to decode with)
+    infotext: dict = field(default_factory=dict)  # A1111's "Refiner", "Refiner switch at", once switched
+
+    def due(self, t: torch.Tensor, step: int, total: int) -> bool:
+        """Whether the sampler has come far enough to switch, at timestep ``t`` of step ``step`` of ``total``."""
+        if self.done:
+            return False
+        if self.by_steps:
+            done = step / max(total, 1)
+        else:
+            done = (999 - round(float(t.reshape(-1)[0]))) / 1000
+        return done >= self.at
+
+
+@dataclass
 class SamplingJob:
     """Everything one denoising run needs besides the model."""
 
@@ -57,6 +84,7 @@ class SamplingJob:
     make_rng: Callable[[tuple[int, ...], list[int], torch.device], ImageRNG] | None = None
     addons: dict = field(default_factory=dict)  # enabled guidance add-ons {key: values} (webui.addons)
     progress: Progress = field(default_factory=Progress)
+    switch: ModelSwitch | None = None  # a refiner taking over part way
     stopped: str | None = None  # set by denoise: "interrupt" or "skip" when the user stopped this run early
 
 
@@ -109,6 +137,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
 
     contexts: dict[tuple, tuple] = {}
     calls = [0]
+    model = [unet]  # the refiner replaces it part way (job.switch)
     scale = job.cfg_scale * (CFGPP_SCALE if plan.sampler.options.get("cfgpp") else 1.0)
     s_min_uncond = plan.settings.s_min_uncond
     multiplier = plan.call_multiplier()
@@ -120,6 +149,10 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
             raise _Skipped()
         step = calls[0] // multiplier  # prompt editing counts model calls, as A1111's CFGDenoiser
         calls[0] += 1
+        if job.switch is not None and job.switch.due(t, step, job.progress.steps):
+            model[0], job.positive_at, job.negative_at, job.time_ids = job.switch.load()
+            job.switch.done = True
+            contexts.clear()
         positive, negative = job.positive_at(step), job.negative_at(step)
         key = (id(positive), id(negative))
         if key not in contexts:  # built once per distinct conditioning, not per call
@@ -136,7 +169,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
         timestep = t.to(device=device, dtype=torch.float32).reshape(-1)[:1].expand(model_in.shape[0])
         if hooks is not None:
             hooks.before_unet(step, sigma)
-        out = unet(model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added).sample.float()
+        out = model[0](model_in.to(dtype), timestep, encoder_hidden_states=context,
+                       added_cond_kwargs=added).sample.float()
         out_pos = out[-len(rows):]
         if skip_uncond:
             first_part = [int((rows == i).nonzero()[0]) for i in range(batch)]
@@ -153,8 +187,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
         def positive_again():  # the positive rows once more, for add-ons that perturb the UNet (PAG)
             n = len(rows)
             extra = {k: v[-n:] for k, v in added.items()} if added else None
-            return unet(model_in[-n:].to(dtype), timestep[-n:], encoder_hidden_states=context[-n:],
-                        added_cond_kwargs=extra).sample.float()
+            return model[0](model_in[-n:].to(dtype), timestep[-n:], encoder_hidden_states=context[-n:],
+                            added_cond_kwargs=extra).sample.float()
         return hooks.combine(guided, GuideCall(x_in, t, sigma, out_neg, out_pos, rows, weights, used_scale, step,
                                                positive_again))
 

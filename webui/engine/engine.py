@@ -21,7 +21,7 @@ from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
 from webui.engine import imageprep, latent_preview, vae_ops
-from webui.engine.diffusion import Conditioning, SamplingJob, denoise
+from webui.engine.diffusion import Conditioning, ModelSwitch, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
 from webui.engine.prompting import encode_prompts, prepare_prompts
@@ -116,7 +116,8 @@ class Engine:
             addons = self.models.addons()
             try:
                 for batch_index in range(request.n_iter):
-                    if request.hr_checkpoint and batch_index:  # the last batch's hires pass switched models
+                    # the last batch's hires pass or refiner switched models
+                    if (request.hr_checkpoint or request.refiner_checkpoint) and batch_index:
                         model, addons = self.models.ensure(checkpoint), self.models.addons()
                     batch = slice(batch_index * request.batch_size, (batch_index + 1) * request.batch_size)
                     progress.image_index = batch_index * request.batch_size
@@ -127,7 +128,8 @@ class Engine:
                 stop.partial = result
                 raise
             finally:
-                if request.hr_checkpoint:  # the job's own checkpoint stays the live one, as before the job
+                # the job's own checkpoint stays the live one, as before the job
+                if request.hr_checkpoint or request.refiner_checkpoint:
                     self.models.ensure(checkpoint)
         grid = saver.save_grid(request.batch_size)
         if grid is not None:
@@ -240,6 +242,9 @@ class Engine:
             job.noise_multiplier = float(request.initial_noise_multiplier)
         if inpaint is not None:
             self._attach_mask(job, model, inpaint, request)
+        hires = request.enable_hr and request.init_image is None
+        if not hires:  # with hires fix the refiner runs in the second pass (A1111's default)
+            job.switch = self._refiner_switch(request, plans, width, height, len(seeds), vae_choice, seamless)
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
         preview = None
         if previews_on:
@@ -248,6 +253,9 @@ class Engine:
         # 7. Denoising loop
         latents = denoise(model.unet, job, control, preview)
         stopped = job.stopped
+        refiner_fields = {}
+        if job.switch is not None and job.switch.done:
+            model, refiner_fields = job.switch.model, job.switch.infotext
         if latents is None:  # stopped before the first step: nothing to show
             if stopped == "interrupt":
                 raise JobInterrupted()
@@ -272,6 +280,7 @@ class Engine:
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, image_hires,
                                            inpaint is not None or request.init_image is not None, subseeds[i],
                                            addons.embedding_hashes(plan.prompt, plan.negative_prompt))
+            fields.update(refiner_fields)
             fields = self._with_sampling_fields(fields, job.plan)
             context = self._name_context(request, seeds[i], plan, checkpoint, report, saving, i)
             self._emit(request, image, plan, seeds[i], subseeds[i], fields, result, saving[0] if saving else None,
@@ -436,8 +445,8 @@ class Engine:
             addons = self.models.addons()
             info = self.models.current_checkpoint
             fields["Hires checkpoint"] = f"{info.model_name} [{info.short_hash}]"  # A1111's short title
+        vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
         if switch or hr_plans is not plans:  # the hires prompt's own LoRAs (the next batch sets its own again)
-            vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
             addons.prepare([] if request.disable_extra_networks else hr_plans[0].loras, vae_choice)
             if seamless is not None:
                 seamless.apply(model.unet, model.vae)
@@ -454,9 +463,14 @@ class Engine:
                           plan=plan, time_ids=self._time_ids(model, target_w, target_h, len(first.seeds)),
                           init_latents=init_latents, strength=float(request.denoising_strength), fixed_steps=True,
                           make_rng=first.make_rng, progress=progress, addons=first.addons)
+        job.switch = self._refiner_switch(request, hires_plans, target_w, target_h, len(first.seeds), vae_choice,
+                                          seamless)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
         first.stopped = job.stopped
+        if job.switch is not None and job.switch.done:
+            model = job.switch.model
+            fields.update(job.switch.infotext)
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
                   if not (request.hr_resize_x or request.hr_resize_y) else None,
                   "Hires resize": f"{target_w}x{target_h}" if (request.hr_resize_x or request.hr_resize_y) else None,
@@ -466,6 +480,34 @@ class Engine:
         fields["Hires negative prompt"] = [h.negative_prompt if h.negative_prompt != p.negative_prompt else None
                                            for h, p in zip(hr_plans, plans)]
         return out, fields, model
+
+    def _refiner_switch(self, request, plans, width, height, batch, vae_choice, seamless) -> ModelSwitch | None:
+        """A1111's refiner for one sampling run: a ModelSwitch that brings ``refiner_checkpoint`` in part way.
+
+        None without a refiner, or when it is the model already running (A1111 does not switch then).
+        """
+        current = self.models.current_checkpoint
+        if not request.refiner_checkpoint or (current is not None and current.title == request.refiner_checkpoint):
+            return None
+        by_steps = bool(self.options.get("refiner_switch_by_sample_steps", False)) if self.options is not None \
+            else False
+
+        def load():
+            model = self.models.ensure(request.refiner_checkpoint)
+            addons = self.models.addons()
+            addons.prepare([], vae_choice)  # the prompt's LoRAs are the base model's; not applied to the refiner
+            if seamless is not None:
+                seamless.apply(model.unet, model.vae)
+            positive_at, negative_at = encode_prompts(model, addons, plans, request.clip_skip)
+            info = self.models.current_checkpoint
+            switch.model = model
+            switch.infotext = {"Refiner": f"{info.model_name} [{info.short_hash}]",
+                               "Refiner switch at": request.refiner_switch_at,
+                               "Refiner switch by sampling steps": True if by_steps else None}
+            return model.unet, positive_at, negative_at, self._time_ids(model, width, height, batch)
+
+        switch = ModelSwitch(float(request.refiner_switch_at), load, by_steps=by_steps)
+        return switch
 
     def _preview_factors(self, model):
         """The live preview's latent -> RGB map for this model's VAE, worked out once per loaded VAE."""

@@ -181,3 +181,12 @@ def test_refiner_fields_reach_the_request(world):
     assert (request.refiner_checkpoint, request.refiner_switch_at) == (title, 0.8)
     response = world.client.post("/sdapi/v1/txt2img", json={**body, "refiner_switch_at": 1.5})
     assert response.status_code == 422 and response.json()["field"] == "refiner_switch_at"
+
+
+def test_firstpass_image_reaches_the_hires_request(world):
+    body = {"prompt": "a", "width": 16, "height": 16, "enable_hr": True, "firstpass_image": _PIXEL}
+    response = world.client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200 and "warnings" not in json.loads(response.json()["info"])
+    assert world.engine.requests[-1][1].firstpass_image.size == (1, 1)
+    bad = world.client.post("/sdapi/v1/txt2img", json={**body, "firstpass_image": "not an image"})
+    assert bad.status_code == 422 and bad.json()["field"] == "firstpass_image"

@@ -197,3 +197,16 @@ def test_sdxl_refiner_file_is_recognised_and_refines_an_sdxl_image(settings, tin
                                      refiner_switch_at=0.3))
     assert result.images[0].size == (64, 64)
     assert parse_infotext(result.infotexts[0])["Refiner"].startswith("tiny-refiner [")
+
+
+def test_firstpass_image_stands_for_the_first_pass(engine):
+    from PIL import Image
+
+    hires = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos", denoising_strength=0.0, steps=2)
+    red, blue = Image.new("RGB", (64, 64), (220, 20, 20)), Image.new("RGB", (64, 64), (20, 20, 220))
+    from_red = engine.generate(request(firstpass_image=red, **hires))
+    assert from_red.images[0].size == (96, 96)
+    # No first pass ran: another seed changes nothing (the second pass adds no noise at strength 0) ...
+    assert np.array_equal(pixels(engine.generate(request(firstpass_image=red, seed=99, **hires))), pixels(from_red))
+    # ... while another picture does.
+    assert not np.array_equal(pixels(engine.generate(request(firstpass_image=blue, **hires))), pixels(from_red))

@@ -266,6 +266,8 @@ def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
         hr_scheduler=_hires_choice(body.hr_scheduler, "Use same scheduler", "hr_scheduler"),
         hr_prompt=body.hr_prompt,
         hr_negative_prompt=body.hr_negative_prompt,
+        firstpass_image=(decode_image(body.firstpass_image, "firstpass_image", services.settings.max_image_pixels)
+                         if body.firstpass_image and body.enable_hr else None),
         denoising_strength=0.75 if body.denoising_strength is None else float(body.denoising_strength),
     )
     return GenerationRequest(**fields)

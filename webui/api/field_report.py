@@ -52,8 +52,8 @@ def ignored_field_warnings(body: GenerationBody) -> list[str]:
     if body.script_args:
         ignored("script_args", "no script_name was given")
     if isinstance(body, Txt2ImgBody):
-        if body.firstpass_image:
-            ignored("firstpass_image")
+        if body.firstpass_image and not body.enable_hr:
+            ignored("firstpass_image", "used only with enable_hr (as A1111)")
         for name in ("firstphase_width", "firstphase_height"):
             if getattr(body, name):
                 ignored(name, "a legacy field (A1111 ignores it too)")

@@ -251,7 +251,12 @@ class Engine:
             factors = self._preview_factors(model)
             preview = lambda lat: latent_preview.cheap_preview(lat, factors)  # noqa: E731
         # 7. Denoising loop
-        latents = denoise(model.unet, job, control, preview)
+        if hires and request.firstpass_image is not None:
+            # A1111's firstpass_image: the given picture stands for the first pass; only the hires pass runs.
+            given = imageprep.resize_image(request.firstpass_image, 0, width, height)
+            latents = vae_ops.encode(model.vae, [given] * len(seeds), tiling=tiling, control=control)
+        else:
+            latents = denoise(model.unet, job, control, preview)
         stopped = job.stopped
         refiner_fields = {}
         if job.switch is not None and job.switch.done:

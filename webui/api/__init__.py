@@ -14,6 +14,7 @@ BYTES_PER_PIXEL_BUDGET = 8  # base64 of an uncompressed RGBA image is ~5.3 bytes
 def create_api(services) -> APIRouter:
     """All API routes (generation, resources and the queue's) in one router."""
     from webui.api.generation import create_generation_router
+    from webui.api.img2img_batch import create_img2img_batch_router
     from webui.api.reproduce import create_reproduce_router
     from webui.api.resources import create_resources_router
     from webui.api.task_progress import create_task_progress_router
@@ -21,6 +22,7 @@ def create_api(services) -> APIRouter:
     router = APIRouter()
     router.include_router(create_generation_router(services))
     router.include_router(create_reproduce_router(services))
+    router.include_router(create_img2img_batch_router(services))
     router.include_router(create_resources_router(services))
     router.include_router(create_task_progress_router(services))
     queue_router = _queue_router(services)

@@ -115,3 +115,31 @@ def test_webuiapi_controlnet_units_and_routes(served):
 
     detected = api.controlnet_detect([drawing], module="canny", processor_res=64, threshold_a=100, threshold_b=200)
     assert [image.size for image in detected.images] == [(64, 64)]  # short side at processor_res
+
+
+def test_webuiapi_listing_and_control_methods(served):
+    """The rest of webuiapi 0.9.17's core methods (those needing no extension or captioning model)."""
+    world, port = served
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=port)
+    api.util_wait_for_ready(check_interval=0.1)  # returns once the server is idle
+    assert [m["title"] for m in api.get_sd_models()] == api.util_get_model_names()
+    assert "Euler a" in api.util_get_sampler_names() and "karras" in api.util_get_scheduler_names()
+    assert "Latent" in [m["name"] for m in api.get_latent_upscale_modes()]
+    for listing in (api.get_schedulers(), api.get_face_restorers(), api.get_realesrgan_models(),
+                    api.get_prompt_styles(), api.get_hypernetworks()):
+        assert isinstance(listing, list)
+    assert isinstance(api.get_embeddings(), dict) and isinstance(api.get_scripts(), dict)
+    assert "port" in api.get_cmd_flags()
+    api.set_options({"eta_ancestral": 0.25, "samples_format": "png"})
+    assert api.get_options()["eta_ancestral"] == 0.25
+    api.refresh_checkpoints()
+    assert api.get_progress()["progress"] == 0.0
+    api.interrupt()
+    api.skip()
+    result = api.txt2img(prompt="x", width=16, height=16, steps=2, tiling=True,
+                         override_settings={"eta_ancestral": 0.5}, override_settings_restore_afterwards=False)
+    assert world.engine.requests[-1][1].tiling is True and "warnings" not in result.info
+    assert api.get_options()["eta_ancestral"] == 0.5
+    with pytest.raises(RuntimeError) as caught:
+        api.interrogate(result.image)
+    assert 400 <= caught.value.args[0] < 500

@@ -45,14 +45,27 @@ class HashCache:
 
     def sha256(self, path: Path) -> str:
         """The file's full sha256, from the cache when size and mtime still match."""
+        return self._cached(str(path.resolve()), path, 0)
+
+    def lora_sha256(self, path: Path) -> str:
+        """A1111's LoRA hash: for .safetensors the sha256 of the bytes after the header (kohya's
+        "addnet" hash, what Civitai looks LoRAs up by), for other files the whole file's sha256."""
+        if path.suffix.lower() != ".safetensors":
+            return self.sha256(path)
+        with path.open("rb") as handle:
+            skip = 8 + int.from_bytes(handle.read(8), "little")
+        return self._cached("addnet:" + str(path.resolve()), path, skip)
+
+    def _cached(self, key: str, path: Path, skip: int) -> str:
+        """sha256 of the file's bytes from offset ``skip`` on, cached under ``key`` by size and mtime."""
         stat = path.stat()
-        key = str(path.resolve())
         with self._lock:
             entry = self._entries.get(key)
             if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime:
                 return entry["sha256"]
         digest = hashlib.sha256()
         with path.open("rb") as handle:
+            handle.seek(skip)
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         value = digest.hexdigest()
@@ -119,7 +132,7 @@ class CheckpointInfo:
 class LoraInfo:
     name: str  # file stem relative to its folder, what <lora:NAME:w> refers to
     path: Path
-    sha256: str
+    sha256: str  # A1111's LoRA hash (HashCache.lora_sha256): tensor bytes only for .safetensors
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -290,7 +303,7 @@ class Catalog:
                 except (OSError, ValueError) as exc:
                     log.warning("LoRA %s unreadable: %s", name, exc)
                     continue
-            found.append(LoraInfo(os.path.splitext(name)[0], path, self.hashes.sha256(path), metadata))
+            found.append(LoraInfo(os.path.splitext(name)[0], path, self.hashes.lora_sha256(path), metadata))
         with self._lock:
             self._loras = found
 

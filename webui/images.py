@@ -37,11 +37,15 @@ _FORMAT_KEYS = frozenset({
 
 
 # ---------------------------------------------------------------- metadata
-def _pnginfo(infotext: str | None) -> PngImagePlugin.PngInfo | None:
-    if not infotext:
+def _pnginfo(infotext: str | None, chunks: dict | None = None) -> PngImagePlugin.PngInfo | None:
+    chunks = {k: v for k, v in (chunks or {}).items() if v}
+    if not infotext and not chunks:
         return None
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)  # becomes iTXt by itself when not Latin-1
+    if infotext:
+        info.add_text("parameters", infotext)  # becomes iTXt by itself when not Latin-1
+    for key, value in chunks.items():  # more text chunks, e.g. extras' "postprocessing"
+        info.add_text(key, value)
     return info
 
 
@@ -111,13 +115,14 @@ def encode_png_base64(image: Image.Image, infotext: str | None) -> str:
 
 
 def encode_image_base64(image: Image.Image, infotext: str | None, fmt: str = "png", *, quality: int = 80,
-                        lossless: bool = False) -> str:
+                        lossless: bool = False, chunks: dict | None = None) -> str:
     """Base64 image (no ``data:`` prefix) in ``fmt`` (png, jpg, webp) carrying ``infotext`` where that format keeps it.
 
     A1111's API encodes its images in the ``samples_format`` option, with the
     infotext in the PNG chunk or the EXIF UserComment; so does this.
     """
-    return base64.b64encode(encode_image(image, fmt, infotext, quality=quality, lossless=lossless)).decode("ascii")
+    return base64.b64encode(encode_image(image, fmt, infotext, quality=quality, lossless=lossless,
+                                         chunks=chunks)).decode("ascii")
 
 
 def check_format(fmt: str) -> str:
@@ -137,8 +142,12 @@ def fitting_format(image: Image.Image, fmt: str) -> str:
 
 
 def encode_image(image: Image.Image, fmt: str, infotext: str | None, *, quality: int = 80,
-                 lossless: bool = False) -> bytes:
-    """The file bytes of ``image`` in ``fmt`` with ``infotext``: PNG ``parameters`` chunk, else EXIF UserComment."""
+                 lossless: bool = False, chunks: dict | None = None) -> bytes:
+    """The file bytes of ``image`` in ``fmt`` with ``infotext``: PNG ``parameters`` chunk, else EXIF UserComment.
+
+    ``chunks`` are more PNG text chunks (name -> text); other formats keep only the infotext, or
+    the first chunk's text when there is no infotext.
+    """
     kind = FORMATS[check_format(fmt)]
     buffer = io.BytesIO()
     # PIL keeps save options on the image object (``encoderinfo``); two threads saving one
@@ -146,8 +155,10 @@ def encode_image(image: Image.Image, fmt: str, infotext: str | None, *, quality:
     # then override ours (pnginfo=None: no chunk). A private copy starts clean.
     image = image.copy()
     if kind == "PNG":
-        image.save(buffer, format="PNG", pnginfo=_pnginfo(infotext))
+        image.save(buffer, format="PNG", pnginfo=_pnginfo(infotext, chunks))
         return buffer.getvalue()
+    if not infotext and chunks:
+        infotext = next((v for v in chunks.values() if v), None)
     if image.mode not in ("RGB", "L") and not (kind == "WEBP" and image.mode == "RGBA"):
         image = image.convert("RGB")
     extra = {"lossless": bool(lossless)} if kind == "WEBP" else {}
@@ -244,7 +255,7 @@ def _publish(tmp: Path, final: Path, text: str | None) -> bool:
 
 def write_image(image: Image.Image, folder: Path, decoration: str, *, fmt: str = "png", infotext: str | None = None,
                 basename: str = "", add_number: bool = True, quality: int = 80, lossless: bool = False,
-                save_txt: bool = False) -> Path:
+                save_txt: bool = False, chunks: dict | None = None) -> Path:
     """Write ``image`` into ``folder`` under a new name, atomically, and return its path.
 
     Names follow A1111: ``NNNNN-decoration.fmt`` (``basename-NNNN-decoration.fmt``
@@ -259,7 +270,7 @@ def write_image(image: Image.Image, folder: Path, decoration: str, *, fmt: str =
     add_number = add_number or not decoration
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data = encode_image(image, fmt, infotext, quality=quality, lossless=lossless)
+    data = encode_image(image, fmt, infotext, quality=quality, lossless=lossless, chunks=chunks)
     text = infotext if save_txt and infotext else None
     handle, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=f".{fmt}", dir=folder)
     tmp = Path(tmp_name)

@@ -213,6 +213,7 @@ _REQUEST_FIELDS: dict[str, tuple[str, object]] = {
     "ENSD": ("eta_noise_seed_delta", _to_int),
     "VAE": ("vae", str),
     "Face restoration": ("face_restorer", str),
+    "Tiling": ("tiling", _to_bool),
 }
 
 

@@ -34,6 +34,8 @@ DEFAULT_OPTIONS: dict = {
     "eta_noise_seed_delta": 0,
     "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",
+    "initial_noise_multiplier": 1.0,
+    "refiner_switch_by_sample_steps": False,  # refiner_switch_at counts steps, not noise level (A1111's)  # img2img noise scale when a request does not set its own (A1111's)
     **SAVING_OPTIONS,  # file names, formats, grids, output folders (webui/saving.py)
     **SAMPLER_OPTION_DEFAULTS,  # eta_ancestral, eta_ddim, s_churn, sigma_min, rho, ... (A1111's keys)
 }

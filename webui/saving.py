@@ -153,8 +153,11 @@ class JobSaver:
         """A1111's ``[job_timestamp]``: when the job started, ``YYYYMMDDhhmmss``."""
         return self.started.strftime("%Y%m%d%H%M%S")
 
-    def save(self, image: Image.Image, infotext: str | None, ctx: NameContext) -> Path | None:
-        """Save one image (when saving is on) and keep it for the grid; returns its path or None."""
+    def save(self, image: Image.Image, infotext: str | None, ctx: NameContext,
+             chunks: dict | None = None) -> Path | None:
+        """Save one image (when saving is on) and keep it for the grid; returns its path or None.
+
+        ``chunks`` are more PNG text chunks beside ``parameters`` (extras' ``postprocessing``)."""
         ctx = replace(ctx, image=image, job_timestamp=ctx.job_timestamp or self.job_timestamp)
         self._grid_images.append(image)
         if self._grid_first is None:
@@ -163,7 +166,7 @@ class JobSaver:
             return None
         short = self.tab == "extras"
         to_dirs = bool(self.opts.get("save_to_dirs")) and not short
-        return self._write(image, infotext, ctx, grid=False, short=short, to_dirs=to_dirs)
+        return self._write(image, infotext, ctx, grid=False, short=short, to_dirs=to_dirs, chunks=chunks)
 
     def save_grid(self, batch_size: int) -> Path | None:
         """Save the grid of every image this job saved, when ``grid_save`` asks and there are enough."""
@@ -188,7 +191,7 @@ class JobSaver:
                            to_dirs=bool(self.opts.get("grid_save_to_dirs")), basename=basename)
 
     def _write(self, image, infotext, ctx, *, grid: bool, short: bool, to_dirs: bool,
-               basename: str = "grid") -> Path:
+               basename: str = "grid", chunks=None) -> Path:
         opts = self.opts
         folder = output_folder(self.root, opts, self.tab, grid=grid)
         words = int(opts.get("directories_max_prompt_words", self.max_prompt_words))
@@ -204,4 +207,4 @@ class JobSaver:
         return write_image(image, folder, decoration, fmt=fmt, infotext=infotext, basename=basename if grid else "",
                            add_number=bool(opts.get("save_images_add_number", True)),
                            quality=int(opts.get("jpeg_quality", 80)), lossless=bool(opts.get("webp_lossless")),
-                           save_txt=bool(opts.get("save_txt")))
+                           save_txt=bool(opts.get("save_txt")), chunks=chunks)

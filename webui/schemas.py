@@ -22,7 +22,18 @@ from PIL import Image
 
 # ---------------------------------------------------------------- image helpers
 def image_to_base64(image: Image.Image, pnginfo=None) -> str:
-    """PNG-encode an image as base64 text (no ``data:`` prefix)."""
+    """PNG-encode an image as base64 text (no ``data:`` prefix).
+
+    Without ``pnginfo`` the image's own text metadata (its infotext) travels with it.
+    """
+    if pnginfo is None:
+        texts = {k: v for k, v in (image.info or {}).items() if isinstance(k, str) and isinstance(v, str)}
+        if texts:
+            from PIL import PngImagePlugin
+
+            pnginfo = PngImagePlugin.PngInfo()
+            for key, value in texts.items():
+                pnginfo.add_text(key, value)
     buffer = io.BytesIO()
     # Save a private copy: Pillow keeps save options on the image object, which other threads may share.
     image.copy().save(buffer, format="PNG", pnginfo=pnginfo)
@@ -161,6 +172,26 @@ class GenerationRequest(Serialisable):
     script_name: str = ""
     script_args: dict = field(default_factory=dict)
     do_not_save_grid: bool = False
+    # A1111's per-job switches: seamless tiling (circular padding), extra-network tags left unapplied.
+    tiling: bool = False
+    disable_extra_networks: bool = False
+    # Refiner (A1111): switch to this checkpoint after ``refiner_switch_at`` of the steps.
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float = 0.8
+    # img2img extras, A1111's names: one init image per batch item (the first is ``init_image``),
+    # the mask blurred separately across and down (None: ``mask_blur`` both ways), the noise scaled
+    # by ``initial_noise_multiplier``, a mask kept soft when ``mask_round`` is false, and a
+    # ``latent_mask`` for the sampler while ``mask`` is pasted back.
+    extra_init_images: list[Image.Image] = field(default_factory=list)
+    mask_blur_x: int | None = None
+    mask_blur_y: int | None = None
+    initial_noise_multiplier: float = 1.0
+    mask_round: bool = True
+    latent_mask: Image.Image | None = None
+    # A1111's force_task_id: the client's name for this job, which /internal/progress answers to.
+    task_id: str | None = None
+    # txt2img hires fix from a given first-pass image (A1111's firstpass_image).
+    firstpass_image: Image.Image | None = None
 
     @property
     def mode(self) -> str:
@@ -208,7 +239,8 @@ class GenerationResult(Serialisable):
 @dataclass
 class ExtrasResult(Serialisable):
     images: list[Image.Image] = field(default_factory=list)
-    infotexts: list[str] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)  # what was done: A1111's "postprocessing" text
+    source_infotexts: list[str] = field(default_factory=list)  # each source image's own infotext ("" if none)
     saved_paths: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

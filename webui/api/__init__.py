@@ -15,14 +15,18 @@ def create_api(services) -> APIRouter:
     """All API routes (generation, resources and the queue's) in one router."""
     from webui.api.controlnet import create_controlnet_router
     from webui.api.generation import create_generation_router
+    from webui.api.img2img_batch import create_img2img_batch_router
     from webui.api.reproduce import create_reproduce_router
     from webui.api.resources import create_resources_router
+    from webui.api.task_progress import create_task_progress_router
 
     router = APIRouter()
     router.include_router(create_generation_router(services))
     router.include_router(create_reproduce_router(services))
+    router.include_router(create_img2img_batch_router(services))
     router.include_router(create_resources_router(services))
     router.include_router(create_controlnet_router(services))
+    router.include_router(create_task_progress_router(services))
     queue_router = _queue_router(services)
     if queue_router is not None:
         router.include_router(queue_router)

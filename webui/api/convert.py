@@ -20,7 +20,7 @@ from webui.engine.sampling import table as sampling_table
 from webui.images import encode_image_base64, read_infotext
 from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.saving import OUTDIR_OPTIONS, SAVING_OPTIONS, effective_options
-from webui.schemas import ExtrasRequest, GenerationRequest, GenerationResult, InvalidRequest, NotFound
+from webui.schemas import ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, NotFound
 
 VERSION = "webui-0.1"
 
@@ -98,13 +98,20 @@ def check_api_option_changes(changes: dict, services, field_prefix: str = "") ->
                                   "(start it with --allow-api-outdir to allow it)", field=field_prefix + key)
 
 
-def saving_overrides(body: GenerationBody, services) -> dict:
-    """The saving options a request's ``override_settings`` sets for its job, checked (422/403 naming the key)."""
-    wanted = {k: v for k, v in body.override_settings.items() if k in SAVING_OPTIONS}
+# Options a request maps onto its own fields (the checkpoint is resolved through the catalog).
+_OPTIONS_AS_FIELDS = frozenset({"sd_model_checkpoint"})
+
+
+def option_overrides(body: GenerationBody, services) -> dict:
+    """The server options a request's ``override_settings`` sets for its job, checked (422/403 naming the key).
+
+    Keys the server has no option for are left out (``field_report`` warns about them).
+    """
+    known = services.options.as_dict() if services.options is not None else dict(SAVING_OPTIONS)
+    wanted = {k: v for k, v in body.override_settings.items() if k in known and k not in _OPTIONS_AS_FIELDS}
     if not wanted:
         return {}
     check_api_option_changes(wanted, services, "override_settings.")
-    known = services.options.as_dict() if services.options is not None else dict(SAVING_OPTIONS)
     try:
         return type(services.options)(defaults=known).update(wanted) if services.options is not None else wanted
     except InvalidRequest as exc:
@@ -210,13 +217,32 @@ def _common_fields(body: GenerationBody, services) -> dict:
         vae=vae or None,
         save_images=bool(body.save_images) and not body.do_not_save_samples,
         do_not_save_grid=bool(body.do_not_save_grid),
-        override_settings=saving_overrides(body, services),
+        override_settings=option_overrides(body, services),
         eta=body.eta, s_churn=body.s_churn, s_tmin=body.s_tmin, s_tmax=body.s_tmax, s_noise=body.s_noise,
         s_min_uncond=body.s_min_uncond,
         sampler_overrides=sampler_overrides,
         addons=dict(body.addons),
         alwayson_scripts=normalise_controlnet(dict(body.alwayson_scripts), services),
+        tiling=bool(body.tiling),
+        task_id=body.force_task_id or None,
+        **_refiner_fields(body, services),
+        disable_extra_networks=bool(body.disable_extra_networks),
     )
+
+
+def _refiner_fields(body: GenerationBody, services) -> dict:
+    """A1111's refiner: its checkpoint title and switch point (0.8, A1111's UI default, when not sent)."""
+    name = (body.refiner_checkpoint or "").strip()
+    if not name or name == "None":
+        return {}
+    at = 0.8 if body.refiner_switch_at is None else float(body.refiner_switch_at)
+    if not 0.0 <= at <= 1.0:
+        raise InvalidRequest("refiner_switch_at must be a number from 0 to 1", field="refiner_switch_at")
+    try:
+        title = resolve_checkpoint(services.catalog, name)
+    except NotFound:
+        raise InvalidRequest(f"refiner_checkpoint: no checkpoint named {name!r}", field="refiner_checkpoint") from None
+    return {"refiner_checkpoint": title, "refiner_switch_at": at}
 
 
 def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
@@ -242,6 +268,8 @@ def txt2img_request(body: Txt2ImgBody, services) -> GenerationRequest:
         hr_scheduler=_hires_choice(body.hr_scheduler, "Use same scheduler", "hr_scheduler"),
         hr_prompt=body.hr_prompt,
         hr_negative_prompt=body.hr_negative_prompt,
+        firstpass_image=(decode_image(body.firstpass_image, "firstpass_image", services.settings.max_image_pixels)
+                         if body.firstpass_image and body.enable_hr else None),
         denoising_strength=0.75 if body.denoising_strength is None else float(body.denoising_strength),
     )
     return GenerationRequest(**fields)
@@ -270,20 +298,33 @@ def _hires_checkpoint(body: Txt2ImgBody, services) -> str | None:
 
 
 def img2img_request(body: Img2ImgBody, services) -> GenerationRequest:
-    """A GenerationRequest from an A1111 img2img body; the first init image is used."""
+    """A GenerationRequest from an A1111 img2img body: one init image per batch item, or one for all."""
     body = apply_infotext(body)
     if not body.init_images:
         raise InvalidRequest("init_images is required: a list with one base64 image", field="init_images")
+    if len(body.init_images) > body.batch_size:
+        raise InvalidRequest(f"{len(body.init_images)} init images for a batch size of {body.batch_size}: "
+                             "send at most batch_size images (one per image of a batch)", field="init_images")
     max_pixels = services.settings.max_image_pixels
-    init = decode_image(body.init_images[0], "init_images", max_pixels)
+    inits = [decode_image(text, "init_images", max_pixels) for text in body.init_images]
     mask = decode_image(body.mask, "mask", max_pixels) if body.mask else None
+    latent_mask = decode_image(body.latent_mask, "latent_mask", max_pixels) if body.latent_mask else None
+    noise_multiplier = body.initial_noise_multiplier
+    if noise_multiplier is None:
+        noise_multiplier = _override(body, services.options, "initial_noise_multiplier", 1.0)
     fields = _common_fields(body, services)
     fields.update(
-        init_image=init,
+        init_image=inits[0],
+        extra_init_images=inits[1:],
         mask=mask,
+        latent_mask=latent_mask,
+        mask_round=bool(body.mask_round),
+        initial_noise_multiplier=float(noise_multiplier),
         denoising_strength=float(body.denoising_strength),
         resize_mode=body.resize_mode,
         mask_blur=body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x, body.mask_blur_y),
+        mask_blur_x=body.mask_blur if body.mask_blur is not None else body.mask_blur_x,
+        mask_blur_y=body.mask_blur if body.mask_blur is not None else body.mask_blur_y,
         inpainting_fill=body.inpainting_fill,
         inpaint_full_res=bool(body.inpaint_full_res),
         inpaint_full_res_padding=body.inpaint_full_res_padding,
@@ -328,6 +369,30 @@ def encode_images(images, infotexts, options=None, overrides=None) -> list[str]:
         out.append(encode_image_base64(image, text, fmt, quality=int(opts["jpeg_quality"]),
                                        lossless=bool(opts["webp_lossless"])))
     return out
+
+
+def keep_overrides(body: GenerationBody, request: GenerationRequest, services) -> dict:
+    """``override_settings_restore_afterwards: false``: the job's overrides become the server's options (A1111).
+
+    Returns the options changed; the checkpoint the job loaded stays loaded as it is.
+    """
+    if body.override_settings_restore_afterwards or services.options is None:
+        return {}
+    changes = dict(request.override_settings)
+    if request.checkpoint:
+        changes["sd_model_checkpoint"] = request.checkpoint
+    return services.options.update(changes) if changes else {}
+
+
+def encode_extras_images(result: ExtrasResult, options=None) -> list[str]:
+    """Base64 extras outputs as A1111 returns them: the source's own infotext kept, a ``postprocessing`` chunk added."""
+    opts = effective_options(options)
+    fmt = str(opts["samples_format"]).lower()
+    sources = list(result.source_infotexts) + [""] * (len(result.images) - len(result.source_infotexts))
+    posts = list(result.infotexts) + [""] * (len(result.images) - len(result.infotexts))
+    return [encode_image_base64(image, source or None, fmt, quality=int(opts["jpeg_quality"]),
+                                lossless=bool(opts["webp_lossless"]), chunks={"postprocessing": post})
+            for image, source, post in zip(result.images, sources, posts)]
 
 
 def echo_parameters(body: GenerationBody) -> dict:

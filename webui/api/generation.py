@@ -6,7 +6,7 @@ import dataclasses
 from fastapi import APIRouter, Request
 
 from webui.api import convert
-from webui.api.field_report import check_refused_fields, ignored_field_warnings
+from webui.api.field_report import ignored_field_warnings
 from webui.api.jobs_bridge import caller_of, run_job
 from webui.api.models import ExtrasBatchBody, ExtrasSingleBody, Img2ImgBody, PngInfoBody, Txt2ImgBody
 from webui.api.script_fields import attach_script
@@ -42,19 +42,19 @@ def create_generation_router(services) -> APIRouter:
     @router.post("/txt2img")
     def txt2img(body: Txt2ImgBody, http: Request):
         """Make images from a prompt; waits for the queued job (A1111's TextToImageResponse)."""
-        check_refused_fields(body, services)
         request = attach_script(body, convert.txt2img_request(body, services), services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "txt2img", request, caller_of(http).owner)
+        convert.keep_overrides(body, request, services)
         return _generation_response(body, request, result, services, timestamp)
 
     @router.post("/img2img")
     def img2img(body: Img2ImgBody, http: Request):
         """Change an init image (inpaint when a mask comes too); waits for the queued job."""
-        check_refused_fields(body, services)
         request = attach_script(body, convert.img2img_request(body, services), services)
         timestamp = convert.job_timestamp()
         result = run_job(services.queue, "img2img", request, caller_of(http).owner)
+        convert.keep_overrides(body, request, services)
         return _generation_response(body, request, result, services, timestamp)
 
     @router.post("/extra-single-image")
@@ -63,7 +63,7 @@ def create_generation_router(services) -> APIRouter:
         image = convert.decode_image(body.image, "image", max_pixels)
         result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, [image], []),
                                         caller_of(http).owner))
-        encoded = convert.encode_images(result.images, result.infotexts, services.options)
+        encoded = convert.encode_extras_images(result, services.options)
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
             "image": (encoded[0] if encoded else None) if body.show_extras_results else None,
@@ -81,7 +81,7 @@ def create_generation_router(services) -> APIRouter:
                                         caller_of(http).owner))
         return {
             "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
-            "images": (convert.encode_images(result.images, result.infotexts, services.options)
+            "images": (convert.encode_extras_images(result, services.options)
                        if body.show_extras_results else []),
         }
 

@@ -157,8 +157,9 @@ def create_resources_router(services) -> APIRouter:
     def set_options(changes: dict[str, Any] = Body(...)):
         """Change options; ``sd_model_checkpoint`` loads that checkpoint now (404 when unknown).
 
-        Keys this server does not have are ignored, as A1111 does; a known key with
-        a value of the wrong type is a 422 naming it, and then nothing changes.
+        Keys this server does not have are ignored, as A1111 does, and named under
+        ``warnings``; a known key with a value of the wrong type is a 422 naming it,
+        and then nothing changes.
         """
         known = services.options.as_dict()
         wanted = {k: v for k, v in changes.items() if k in known}
@@ -175,7 +176,8 @@ def create_resources_router(services) -> APIRouter:
             title = getattr(info, "title", None) or current_title() or checkpoint
             wanted["sd_model_checkpoint"] = title
         updated = services.options.update(wanted)
-        return {"updated": updated, "ignored": ignored}
+        warnings = [f"{key}: not an option this server has; ignored" for key in ignored]
+        return {"updated": updated, "ignored": ignored, "warnings": warnings}
 
     @router.get("/cmd-flags")
     def cmd_flags():

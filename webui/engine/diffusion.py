@@ -36,6 +36,33 @@ class Conditioning:
 
 
 @dataclass
+class ModelSwitch:
+    """A1111's refiner: once ``at`` of the way through, the rest of the sampling runs on another model.
+
+    "Of the way" is by noise level (A1111's default: ``(999 - timestep) / 1000``), or by the
+    share of steps done when ``by_steps``. ``load`` returns the other model's
+    (unet, positive_at, negative_at, time_ids); ``done`` says whether the switch happened.
+    """
+
+    at: float
+    load: Callable[[], tuple]
+    by_steps: bool = False
+    done: bool = False
+    model: object = None  # the loaded refiner, once switched (to decode with)
+    infotext: dict = field(default_factory=dict)  # A1111's "Refiner", "Refiner switch at", once switched
+
+    def due(self, t: torch.Tensor, step: int, total: int) -> bool:
+        """Whether the sampler has come far enough to switch, at timestep ``t`` of step ``step`` of ``total``."""
+        if self.done:
+            return False
+        if self.by_steps:
+            done = step / max(total, 1)
+        else:
+            done = (999 - round(float(t.reshape(-1)[0]))) / 1000
+        return done >= self.at
+
+
+@dataclass
 class SamplingJob:
     """Everything one denoising run needs besides the model."""
 
@@ -49,6 +76,7 @@ class SamplingJob:
     time_ids: torch.Tensor | None = None  # SDXL size/crop ids for [negative; positive]
     init_latents: torch.Tensor | None = None  # img2img / inpaint start (already scaled)
     strength: float = 1.0
+    noise_multiplier: float = 1.0  # img2img: A1111's initial_noise_multiplier scales the noise added to the init
     fixed_steps: bool = False  # hires second pass: exactly ``steps`` steps on a longer schedule (A1111)
     mask: torch.Tensor | None = None  # [B,1,h,w] 1 = repaint (inpaint), latent resolution
     masked_image_latents: torch.Tensor | None = None  # for 9-channel inpainting UNets
@@ -57,6 +85,7 @@ class SamplingJob:
     addons: dict = field(default_factory=dict)  # enabled guidance add-ons {key: values} (webui.addons)
     controlnet: object | None = None  # webui.engine.controlnet.ControlRun: the ControlNet units of this pass
     progress: Progress = field(default_factory=Progress)
+    switch: ModelSwitch | None = None  # a refiner taking over part way
     stopped: str | None = None  # set by denoise: "interrupt" or "skip" when the user stopped this run early
 
 
@@ -86,6 +115,8 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     init = None
     if job.init_latents is not None:
         init = job.init_latents.to(device=device, dtype=torch.float32)
+        if job.noise_multiplier != 1.0:
+            noise = noise * job.noise_multiplier
         if job.mask is not None and job.noise_fill != "original":
             fill = noise if job.noise_fill == "latent noise" else torch.zeros_like(init)
             init = init * (1 - job.mask) + fill * job.mask
@@ -107,6 +138,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
 
     contexts: dict[tuple, tuple] = {}
     calls = [0]
+    model = [unet]  # the refiner replaces it part way (job.switch)
     scale = job.cfg_scale * (CFGPP_SCALE if plan.sampler.options.get("cfgpp") else 1.0)
     s_min_uncond = plan.settings.s_min_uncond
     multiplier = plan.call_multiplier()
@@ -118,6 +150,10 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
             raise _Skipped()
         step = calls[0] // multiplier  # prompt editing counts model calls, as A1111's CFGDenoiser
         calls[0] += 1
+        if job.switch is not None and job.switch.due(t, step, job.progress.steps):
+            model[0], job.positive_at, job.negative_at, job.time_ids = job.switch.load()
+            job.switch.done = True
+            contexts.clear()
         positive, negative = job.positive_at(step), job.negative_at(step)
         key = (id(positive), id(negative))
         if key not in contexts:  # built once per distinct conditioning, not per call
@@ -142,7 +178,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
                 conditional, image_rows = conditional[batch:], image_rows[batch:]
             control_in = job.controlnet.unet_inputs(model_in.to(dtype), timestep, context, added, image_rows,
                                                     conditional, step, job.progress.steps)
-        out = unet(model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added,
+        out = model[0](model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added,
                    **control_in).sample.float()
         out_pos = out[-len(rows):]
         if skip_uncond:
@@ -165,7 +201,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
                 residuals = {"down_block_additional_residuals": tuple(r[-n:] for r in
                                                                       control_in["down_block_additional_residuals"]),
                              "mid_block_additional_residual": control_in["mid_block_additional_residual"][-n:]}
-            return unet(model_in[-n:].to(dtype), timestep[-n:], encoder_hidden_states=context[-n:],
+            return model[0](model_in[-n:].to(dtype), timestep[-n:], encoder_hidden_states=context[-n:],
                         added_cond_kwargs=extra, **residuals).sample.float()
         return hooks.combine(guided, GuideCall(x_in, t, sigma, out_neg, out_pos, rows, weights, used_scale, step,
                                                positive_again))

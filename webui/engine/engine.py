@@ -6,6 +6,7 @@ JobControl it is handed.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import random
@@ -22,15 +23,18 @@ from webui.config import Settings
 from webui.controlnet import find_controlnet_args, parse_units, units_infotext
 from webui.engine import imageprep, latent_preview, vae_ops
 from webui.engine.controlnet import ControlRun, prepare_unit
-from webui.engine.diffusion import Conditioning, SamplingJob, denoise
+from webui.engine.diffusion import Conditioning, ModelSwitch, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
 from webui.engine.prompting import encode_prompts, prepare_prompts
+from webui.engine.seamless import CircularPadding
 from webui.engine.sampling import table
 from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_zero_terminal_snr
 from webui.engine.sampling.runner import Plan
 from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
+from webui.images import read_infotext
 from webui.models.manager import ModelManager
+from webui.option_overlay import JobOptions
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
     JobInterrupted, MAX_BATCH_SIZE, MAX_N_ITER, MAX_SIDE, MAX_STEPS, NotFound, NullControl, Progress,
@@ -92,8 +96,18 @@ class Engine:
         return list(LATENT_UPSCALE_MODES)
 
     # ------------------------------------------------------------ generation
+    def for_job(self, overrides) -> "Engine":
+        """This engine seeing the options under a job's ``override_settings`` (itself when there are none)."""
+        if not overrides or isinstance(self.options, JobOptions):
+            return self
+        job_engine = copy.copy(self)
+        job_engine.options = JobOptions(self.options, overrides)
+        return job_engine
+
     def generate(self, request: GenerationRequest, control: JobControl | None = None) -> GenerationResult:
         """Make the images a request asks for; saves them when the request says so."""
+        if request.override_settings and not isinstance(self.options, JobOptions):
+            return self.for_job(request.override_settings).generate(request, control)
         control = control or NullControl()
         # 1. Check inputs
         warnings = self._check_inputs(request)
@@ -109,25 +123,27 @@ class Engine:
         progress = Progress(image_count=count, started_at=time.time())
         saver = self._saver(request, "img2img" if request.init_image is not None else "txt2img")
 
-        with self.models.lock:
+        with self.models.lock, CircularPadding(request.tiling) as seamless:
             # 2. Model, and what the prompt asks of it
             model = self.models.ensure(request.checkpoint)
             checkpoint = self.models.current_checkpoint
             addons = self.models.addons()
             try:
                 for batch_index in range(request.n_iter):
-                    if request.hr_checkpoint and batch_index:  # the last batch's hires pass switched models
+                    # the last batch's hires pass or refiner switched models
+                    if (request.hr_checkpoint or request.refiner_checkpoint) and batch_index:
                         model, addons = self.models.ensure(checkpoint), self.models.addons()
                     batch = slice(batch_index * request.batch_size, (batch_index + 1) * request.batch_size)
                     progress.image_index = batch_index * request.batch_size
                     self._generate_batch(request, all_seeds[batch], all_subseeds[batch], model, checkpoint,
                                          addons, spec, schedule, control, progress, result,
-                                         saving=(saver, all_seeds, batch_index))
+                                         saving=(saver, all_seeds, batch_index), seamless=seamless)
             except JobInterrupted as stop:
                 stop.partial = result
                 raise
             finally:
-                if request.hr_checkpoint:  # the job's own checkpoint stays the live one, as before the job
+                # the job's own checkpoint stays the live one, as before the job
+                if request.hr_checkpoint or request.refiner_checkpoint:
                     self.models.ensure(checkpoint)
         grid = None if request.do_not_save_grid else saver.save_grid(request.batch_size)
         if grid is not None:
@@ -159,6 +175,13 @@ class Engine:
                 setattr(r, name, rounded)
         if r.mask is not None and r.init_image is None:
             raise InvalidRequest("a mask needs an init image", field="mask")
+        if r.extra_init_images:
+            # A1111: several init images make a batch of that many (one image each); more than batch_size is an error.
+            count = 1 + len(r.extra_init_images)
+            if count > r.batch_size:
+                raise InvalidRequest(f"{count} init images for a batch size of {r.batch_size}: send at most "
+                                     "batch_size images (one per image of a batch)", field="init_images")
+            r.batch_size = count
         if r.resize_mode not in range(4):
             raise InvalidRequest("resize_mode must be 0, 1, 2 or 3", field="resize_mode")
         if r.inpainting_fill not in range(4):
@@ -185,12 +208,15 @@ class Engine:
             raise InvalidRequest("subseed_strength must be a number from 0 to 1", field="subseed_strength")
 
     def _generate_batch(self, request, seeds, subseeds, model, checkpoint, addons, spec, schedule, control, progress,
-                        result: GenerationResult, saving=None) -> None:
+                        result: GenerationResult, saving=None, seamless: CircularPadding | None = None) -> None:
         device = next(model.unet.parameters()).device
         # 3. Prompts: styles, wildcards (per seed), LoRA tags, schedules
         plans = prepare_prompts(request, seeds, self.wildcards, self.styles)
         vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
-        report = addons.prepare(plans[0].loras, vae_choice)
+        # disable_extra_networks (A1111): the tags are still taken out of the prompt, but nothing is applied.
+        report = addons.prepare([] if request.disable_extra_networks else plans[0].loras, vae_choice)
+        seamless = seamless or CircularPadding(False)
+        seamless.apply(model.unet, model.vae)  # after prepare: the job's VAE file may have replaced the VAE
         result.warnings.extend(report.warnings)
         for plan in plans:
             result.warnings.extend(plan.warnings)
@@ -231,16 +257,28 @@ class Engine:
                 job.init_latents = torch.nn.functional.interpolate(job.init_latents, size=job.latent_size,
                                                                    mode="bilinear")
             job.strength = float(request.denoising_strength)
+            job.noise_multiplier = float(request.initial_noise_multiplier)
         if inpaint is not None:
             self._attach_mask(job, model, inpaint, request)
+        hires = request.enable_hr and request.init_image is None
+        if not hires:  # with hires fix the refiner runs in the second pass (A1111's default)
+            job.switch = self._refiner_switch(request, plans, width, height, len(seeds), vae_choice, seamless)
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
         preview = None
         if previews_on:
             factors = self._preview_factors(model)
             preview = lambda lat: latent_preview.cheap_preview(lat, factors)  # noqa: E731
         # 7. Denoising loop
-        latents = denoise(model.unet, job, control, preview)
+        if hires and request.firstpass_image is not None:
+            # A1111's firstpass_image: the given picture stands for the first pass; only the hires pass runs.
+            given = imageprep.resize_image(request.firstpass_image, 0, width, height)
+            latents = vae_ops.encode(model.vae, [given] * len(seeds), tiling=tiling, control=control)
+        else:
+            latents = denoise(model.unet, job, control, preview)
         stopped = job.stopped
+        refiner_fields = {}
+        if job.switch is not None and job.switch.done:
+            model, refiner_fields = job.switch.model, job.switch.infotext
         if latents is None:  # stopped before the first step: nothing to show
             if stopped == "interrupt":
                 raise JobInterrupted()
@@ -253,7 +291,7 @@ class Engine:
         hires_fields = {}
         if request.enable_hr and request.init_image is None and stopped is None:
             latents, hires_fields, stopped, model = self._stoppable_hires_pass(
-                request, model, addons, plans, spec, schedule, latents, job, control, progress)
+                request, model, addons, plans, spec, schedule, latents, job, control, progress, seamless)
         # 9. Decode, restore faces, paste back, save
         images, upcast = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
         if upcast:
@@ -263,7 +301,9 @@ class Engine:
             plan = plans[i]
             image_hires = {k: v[i] if isinstance(v, list) else v for k, v in hires_fields.items()}
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, image_hires,
-                                           inpaint is not None or request.init_image is not None, subseeds[i])
+                                           inpaint is not None or request.init_image is not None, subseeds[i],
+                                           addons.embedding_hashes(plan.prompt, plan.negative_prompt))
+            fields.update(refiner_fields)
             fields = self._with_sampling_fields(fields, job.plan)
             context = self._name_context(request, seeds[i], plan, checkpoint, report, saving, i)
             self._emit(request, image, plan, seeds[i], subseeds[i], fields, result, saving[0] if saving else None,
@@ -274,31 +314,42 @@ class Engine:
 
     # ------------------------------------------------------------ img2img / inpaint helpers
     def _prepare_init(self, request, width, height):
-        init = request.init_image.convert("RGB")
+        """The batch's init images (one per item: the request's images, or its one image repeated) and,
+        for inpaint, the masks and paste-back information."""
+        sources = [image.convert("RGB") for image in [request.init_image, *request.extra_init_images]]
+        if len(sources) == 1:
+            sources = sources * request.batch_size
         if request.mask is None:
-            image = imageprep.resize_image(init, request.resize_mode, width, height)
-            return [image] * request.batch_size, None
-        image = imageprep.resize_image(init, request.resize_mode if request.resize_mode != 3 else 0, width, height)
-        mask = imageprep.prepare_mask(request.mask, image.size, bool(request.inpainting_mask_invert))
+            return [imageprep.resize_image(init, request.resize_mode, width, height) for init in sources], None
+        mode = request.resize_mode if request.resize_mode != 3 else 0
+        images = [imageprep.resize_image(init, mode, width, height) for init in sources]
+        mask = imageprep.prepare_mask(request.mask, images[0].size, bool(request.inpainting_mask_invert))
         if mask.getbbox() is None:
-            return [image], {"empty": True, "image": image}
-        soft = imageprep.blur_mask(mask, request.mask_blur)
-        info = {"original": image, "mask": mask, "soft_mask": soft, "work_size": (width, height), "box": None}
-        work_image, work_mask = image, soft
+            return images[:1], {"empty": True, "image": images[0]}
+        soft = imageprep.blur_mask_xy(mask, *_mask_blur_xy(request))
+        # A1111's latent_mask: what the sampler keeps or repaints, while ``mask`` decides the paste-back.
+        latent_mask = (imageprep.prepare_mask(request.latent_mask, images[0].size, False)
+                       if request.latent_mask is not None else soft)
+        info = {"originals": images, "mask": mask, "soft_mask": soft, "work_size": (width, height), "box": None}
+        work_images, work_mask = images, soft
         if request.inpaint_full_res:
             box = imageprep.mask_box(mask, request.inpaint_full_res_padding, width, height)
             info["box"] = box
-            work_image = image.crop(box).resize((width, height), Image.LANCZOS)
+            work_images = [image.crop(box).resize((width, height), Image.LANCZOS) for image in images]
             work_mask = soft.crop(box).resize((width, height), Image.LANCZOS)
+            latent_mask = latent_mask.crop(box).resize((width, height), Image.LANCZOS)
         if request.inpainting_fill == 0:
-            work_image = imageprep.fill_masked(work_image, work_mask)
+            work_images = [imageprep.fill_masked(image, work_mask) for image in work_images]
         info["work_mask"] = work_mask
-        return [work_image] * request.batch_size, info
+        info["latent_mask"] = latent_mask
+        return work_images, info
 
     def _attach_mask(self, job: SamplingJob, model, inpaint: dict, request) -> None:
         h, w = job.latent_size
-        small = inpaint["work_mask"].resize((w, h), Image.BILINEAR)
+        small = inpaint["latent_mask"].resize((w, h), Image.BILINEAR)
         mask = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).reshape(1, 1, h, w)
+        if request.mask_round and "soft_inpainting" not in job.addons:
+            mask = mask.round()  # A1111 rounds the latent mask unless asked not to (soft inpainting never does)
         batch = len(job.seeds)
         job.mask = mask.repeat(batch, 1, 1, 1).to(job.init_latents.device)
         job.noise_fill = {0: "original", 1: "original", 2: "latent noise", 3: "latent nothing"}[request.inpainting_fill]
@@ -329,7 +380,7 @@ class Engine:
                 raise JobInterrupted() from None
         if inpaint is None:
             return image
-        original = inpaint["original"]
+        original = inpaint["originals"][index % len(inpaint["originals"])]
         mask = inpaint["soft_mask"]
         adaptive = inpaint.get("composite_masks")  # soft inpainting: keep generated pixels where they changed
         if inpaint["box"] is not None:
@@ -357,14 +408,14 @@ class Engine:
         return torch.tensor([neg] * batch + [ids] * batch, dtype=torch.float32)
 
     def _stoppable_hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob,
-                              control, progress):
+                              control, progress, seamless=None):
         """The hires pass, or the first pass's latents when the user stopped before it made any step.
 
         Returns (latents, infotext fields, how the run was stopped or None, the model to decode with).
         """
         try:
             out, fields, model_used = self._hires_pass(request, model, addons, plans, spec, schedule, latents, first,
-                                                       control, progress)
+                                                       control, progress, seamless)
         except JobInterrupted:  # stopped while upscaling between the passes
             return latents, {}, "interrupt", model
         if out is None:
@@ -380,7 +431,7 @@ class Engine:
         return imageprep.round_to_multiple(int(target_w)), imageprep.round_to_multiple(int(target_h))
 
     def _hires_pass(self, request, model, addons, plans, spec, schedule, latents, first: SamplingJob, control,
-                    progress):
+                    progress, seamless=None):
         target_w, target_h = self._hires_target(request)
         upscaler = request.hr_upscaler or "Latent"
         factor = vae_ops.scale_factor(model.vae)
@@ -417,9 +468,11 @@ class Engine:
             addons = self.models.addons()
             info = self.models.current_checkpoint
             fields["Hires checkpoint"] = f"{info.model_name} [{info.short_hash}]"  # A1111's short title
+        vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
         if switch or hr_plans is not plans:  # the hires prompt's own LoRAs (the next batch sets its own again)
-            vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
-            addons.prepare(hr_plans[0].loras, vae_choice)
+            addons.prepare([] if request.disable_extra_networks else hr_plans[0].loras, vae_choice)
+            if seamless is not None:
+                seamless.apply(model.unet, model.vae)
         if images is not None:  # encoded by the second pass's own VAE (hr_checkpoint may have switched it)
             init_latents = vae_ops.encode(model.vae, images, tiling=vae_ops.tiling_from_options(self.options),
                                           control=control)
@@ -439,9 +492,14 @@ class Engine:
                 units = [dataclasses.replace(u, model=self.models.controlnet(u.title)) for u in units]
             param = next(model.unet.parameters())
             job.controlnet = ControlRun(units, target_w, target_h, param.device, param.dtype, hires=True)
+        job.switch = self._refiner_switch(request, hires_plans, target_w, target_h, len(first.seeds), vae_choice,
+                                          seamless)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
         out = denoise(model.unet, job, control, None)
         first.stopped = job.stopped
+        if job.switch is not None and job.switch.done:
+            model = job.switch.model
+            fields.update(job.switch.infotext)
         fields = {"Denoising strength": request.denoising_strength, "Hires upscale": request.hr_scale
                   if not (request.hr_resize_x or request.hr_resize_y) else None,
                   "Hires resize": f"{target_w}x{target_h}" if (request.hr_resize_x or request.hr_resize_y) else None,
@@ -451,6 +509,34 @@ class Engine:
         fields["Hires negative prompt"] = [h.negative_prompt if h.negative_prompt != p.negative_prompt else None
                                            for h, p in zip(hr_plans, plans)]
         return out, fields, model
+
+    def _refiner_switch(self, request, plans, width, height, batch, vae_choice, seamless) -> ModelSwitch | None:
+        """A1111's refiner for one sampling run: a ModelSwitch that brings ``refiner_checkpoint`` in part way.
+
+        None without a refiner, or when it is the model already running (A1111 does not switch then).
+        """
+        current = self.models.current_checkpoint
+        if not request.refiner_checkpoint or (current is not None and current.title == request.refiner_checkpoint):
+            return None
+        by_steps = bool(self.options.get("refiner_switch_by_sample_steps", False)) if self.options is not None \
+            else False
+
+        def load():
+            model = self.models.ensure(request.refiner_checkpoint)
+            addons = self.models.addons()
+            addons.prepare([], vae_choice)  # the prompt's LoRAs are the base model's; not applied to the refiner
+            if seamless is not None:
+                seamless.apply(model.unet, model.vae)
+            positive_at, negative_at = encode_prompts(model, addons, plans, request.clip_skip)
+            info = self.models.current_checkpoint
+            switch.model = model
+            switch.infotext = {"Refiner": f"{info.model_name} [{info.short_hash}]",
+                               "Refiner switch at": request.refiner_switch_at,
+                               "Refiner switch by sampling steps": True if by_steps else None}
+            return model.unet, positive_at, negative_at, self._time_ids(model, width, height, batch)
+
+        switch = ModelSwitch(float(request.refiner_switch_at), load, by_steps=by_steps)
+        return switch
 
     def _preview_factors(self, model):
         """The live preview's latent -> RGB map for this model's VAE, worked out once per loaded VAE."""
@@ -563,7 +649,7 @@ class Engine:
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,
-                         subseed) -> dict:
+                         subseed, ti_hashes=None) -> dict:
         fields = {
             "Steps": request.steps, "Sampler": request.sampler_name, "Schedule type": request.scheduler,
             "CFG scale": request.cfg_scale, "Seed": seed, "Size": f"{request.width}x{request.height}",  # first pass, as A1111
@@ -579,10 +665,13 @@ class Engine:
             if request.eta_noise_seed_delta and sampler_uses_ensd(request.sampler_name) else None,
             "RNG": request.randn_source if request.randn_source != "GPU" else None,
             "Face restoration": request.face_restorer if request.restore_faces else None,
+            "Tiling": True if request.tiling else None,
+            "Noise multiplier": request.initial_noise_multiplier
+            if img2img and request.initial_noise_multiplier != 1.0 else None,
         }
         if request.mask is not None:
             fields.update({
-                "Mask blur": request.mask_blur,
+                "Mask blur": _mask_blur_label(request),
                 "Inpaint area": "Only masked" if request.inpaint_full_res else None,
                 "Masked area padding": request.inpaint_full_res_padding if request.inpaint_full_res else None,
                 "Masked content": imageprep.MASKED_CONTENT[request.inpainting_fill],
@@ -591,6 +680,8 @@ class Engine:
         fields.update(hires_fields)
         if report.lora_hashes:
             fields["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in report.lora_hashes.items())
+        if ti_hashes:
+            fields["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in ti_hashes.items())
         if plan.template:
             fields["Template"] = plan.template
         if plan.negative_template:
@@ -649,17 +740,35 @@ class Engine:
         from webui.infotext import format_parameters
         from webui.postprocess.extras import run_extras
 
+        if request.override_settings and not isinstance(self.options, JobOptions):
+            return self.for_job(request.override_settings).extras(request, control)
         control = control or NullControl()
         if not request.images:
             raise InvalidRequest("no image given", field="image")
         outputs = run_extras(request, self.upscalers, self.faces, control)
         result = ExtrasResult()
         saver = self._saver(request, "extras")
-        for image, info in outputs:
+        for index, (image, info) in enumerate(outputs):
             text = format_parameters(info)
+            # As A1111: the image keeps its own infotext ("parameters") and gains a "postprocessing"
+            # chunk; the saved file names the same text "extras" too.
+            source = read_infotext(request.images[index]) if index < len(request.images) else None
             result.images.append(image)
             result.infotexts.append(text)
-            path = saver.save(image, text, NameContext())
+            result.source_infotexts.append(source or "")
+            path = saver.save(image, source, NameContext(), chunks={"postprocessing": text, "extras": text})
             if path is not None:
                 result.saved_paths.append(str(path))
         return result
+
+
+def _mask_blur_xy(request) -> tuple[int, int]:
+    """The mask blur across and down: ``mask_blur_x``/``mask_blur_y`` where given, else ``mask_blur``."""
+    return (request.mask_blur if request.mask_blur_x is None else request.mask_blur_x,
+            request.mask_blur if request.mask_blur_y is None else request.mask_blur_y)
+
+
+def _mask_blur_label(request) -> int | None:
+    """A1111's "Mask blur" infotext: the blur when both directions agree, else nothing."""
+    blur_x, blur_y = _mask_blur_xy(request)
+    return blur_x if blur_x == blur_y else None

@@ -44,6 +44,33 @@ def blur_mask(mask: Image.Image, radius: int) -> Image.Image:
     return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask
 
 
+def blur_mask_xy(mask: Image.Image, blur_x: int, blur_y: int) -> Image.Image:
+    """A1111's mask blur with its own strength across (x) and down (y); equal strengths blur as ``blur_mask``."""
+    if blur_x == blur_y:
+        return blur_mask(mask, blur_x)
+    array = np.asarray(mask, dtype=np.float32)
+    for axis, sigma in ((1, blur_x), (0, blur_y)):
+        if sigma > 0:
+            array = _gaussian_1d(array, float(sigma), axis)
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
+
+
+def _gaussian_1d(array: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """Gaussian blur along one axis with OpenCV's kernel size for A1111's mask blur (2*int(2.5*s+0.5)+1)."""
+    radius = int(2.5 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-(offsets ** 2) / (2 * sigma * sigma))
+    kernel /= kernel.sum()
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (radius, radius)
+    padded = np.pad(array, pad, mode="reflect")
+    out = np.zeros_like(array)
+    length = array.shape[axis]
+    for weight, start in zip(kernel, range(2 * radius + 1)):
+        out += weight * np.take(padded, range(start, start + length), axis=axis)
+    return out
+
+
 def mask_box(mask: Image.Image, padding: int, target_w: int, target_h: int) -> tuple[int, int, int, int]:
     """The masked area's box plus padding, grown to the target's aspect ratio and clipped to the image."""
     box = mask.getbbox()

@@ -66,6 +66,12 @@ class ModelAddons:
         """Prompt text with embedding names expanded to their tokens."""
         return self.embeddings.expand_prompt(text)
 
+    def embedding_hashes(self, *texts: str) -> dict[str, str]:
+        """A1111's ``TI hashes``: name -> first 12 hex of the file's sha256, for embeddings the texts use."""
+        paths = {f.stem: f.path for f in self.catalog.embeddings()}
+        names = self.embeddings.used_in(" ".join(texts))
+        return {name: self.catalog.hashes.sha256(paths[name])[:12] for name in names if name in paths}
+
     def _install_embeddings(self) -> None:
         files = [(f.stem, f.path) for f in self.catalog.embeddings()]
         key = tuple((name, str(path), path.stat().st_mtime) for name, path in files if path.exists())

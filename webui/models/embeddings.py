@@ -175,6 +175,14 @@ class EmbeddingSet:
             return text
         return self._pattern.sub(lambda m: " ".join(self._tokens[m.group(0).lower()]), text)
 
+    def used_in(self, text: str) -> list[str]:
+        """Names of the installed embeddings that ``text`` mentions, in order of first mention."""
+        if self._pattern is None:
+            return []
+        by_lower = {name.lower(): name for name in self._files}
+        found = (by_lower.get(m.group(0).lower()) for m in self._pattern.finditer(text))
+        return list(dict.fromkeys(name for name in found if name))
+
     def uninstall(self) -> None:
         """Give the tokenizers and text encoders back exactly as they were before :meth:`install`."""
         for tokenizer, backend in reversed(self._saved_tokenizers):

@@ -11,6 +11,7 @@ import gradio as gr
 from PIL import Image
 
 from webui.schemas import ExtrasRequest, InvalidRequest
+from webui.security.folders import allowed_folders, checked_folder
 from webui.ui import common, results
 from webui.ui.capped_images import DEFAULT_PIXEL_LIMIT, capped
 
@@ -31,21 +32,12 @@ class ExtrasTab:
 
 def allowed_input_dirs(settings) -> list[Path]:
     """Folders a "batch from directory" path may lie in."""
-    extra = (getattr(settings, "extra", None) or {}).get("extras_input_dirs", ())
-    return [Path(settings.outdir).resolve(), *(Path(p).resolve() for p in extra)]
+    return allowed_folders(settings)
 
 
 def images_from_folder(settings, folder: str) -> tuple[list[Image.Image], list[str]]:
     """Images of a server folder, if the folder is inside an allowed folder (InvalidRequest otherwise)."""
-    if not folder or not folder.strip():
-        raise InvalidRequest("Enter an input folder.", field="input_dir")
-    path = Path(folder.strip()).expanduser().resolve()
-    allowed = allowed_input_dirs(settings)
-    if not any(path == root or root in path.parents for root in allowed):
-        roots = ", ".join(str(r) for r in allowed)
-        raise InvalidRequest(f"The input folder must be inside {roots}.", field="input_dir")
-    if not path.is_dir():
-        raise InvalidRequest(f"Not a folder: {path}", field="input_dir")
+    path = checked_folder(settings, folder, "input_dir")
     images, names = [], []
     for file in sorted(path.iterdir()):
         if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():

@@ -10,7 +10,7 @@
         "_skip": "Skip the current image of the batch (Alt+Enter)",
     };
     const lastState = new Map();
-    let pageTitle = null;
+    const PREFIX = /^\[[^\]]*\] /;  // what this script puts in front of the page's own title
     let notifyWanted = false;
 
     function beep() {
@@ -55,8 +55,7 @@
             }
             lastState.set(tab, state);
         }
-        if (pageTitle === null) pageTitle = document.title;
-        const wanted = title + pageTitle;
+        const wanted = title + document.title.replace(PREFIX, "");
         if (document.title !== wanted) document.title = wanted;
     }
 

@@ -92,7 +92,7 @@ def test_ctrl_up_weights_words_ctrl_enter_generates_and_the_whole_image_shows(pa
     assert tops[0] < tops[1] < tops[2], tops
 
 
-def test_a_reloaded_page_takes_its_job_back_shows_progress_and_interrupt_keeps_the_image(page, fake_app):
+def test_a_reloaded_page_and_a_second_tab_take_the_job_back_and_interrupt_keeps_the_image(page, fake_app):
     page.request.post(fake_app.url + "sdapi/v1/options", data=json.dumps({"notification_audio": True}),
                       headers={"Content-Type": "application/json"})
     try:
@@ -100,6 +100,7 @@ def test_a_reloaded_page_takes_its_job_back_shows_progress_and_interrupt_keeps_t
         ui.set_number(page, "txt2img_steps", 150)
         ui.set_number(page, "txt2img_width", 64)
         ui.set_number(page, "txt2img_height", 64)
+        ui.set_number(page, "txt2img_batch_count", 3)  # up to 3 minutes: time for a slow machine to reload
         page.click("#txt2img_generate")
         ui.wait_status(page, "txt2img", "step 2/150", "step 3/150")
         page.reload()
@@ -108,20 +109,27 @@ def test_a_reloaded_page_takes_its_job_back_shows_progress_and_interrupt_keeps_t
         # Progress: bar, percent, step and an ETA from the measured step time (0.4 s a step in the fake engine).
         text = page.wait_for_function("""() => { const t = document.querySelector('#txt2img_progress').innerText;
             return /ETA (\\d+m )?\\d+s/.test(t) && t; }""").json_value()
-        step = int(re.search(r"step (\d+)/150", text).group(1))
+        image, step = map(int, re.search(r"image (\d+)/3 · step (\d+)/150", text).groups())
+        left = 3 * 150 - (image - 1) * 150 - step
         minutes, seconds = re.search(r"ETA (?:(\d+)m )?(\d+)s", text).groups()
         eta = int(minutes or 0) * 60 + int(seconds)
         # Not the first step's time (model load, warm-up) times the steps: about the steps left times 0.4 s.
-        assert 0.9 * (150 - step) * 0.4 - 1 <= eta <= 3 * (150 - step) * 0.4, text
+        assert 0.9 * left * 0.4 - 1 <= eta <= 3 * left * 0.4, text
         assert re.search(r"\d+%", text) and page.is_visible("#txt2img_progress progress")
         page.wait_for_function("() => /^\\[\\d+%\\] /.test(document.title)")
         page.wait_for_selector("#txt2img_preview img")
+        # A second tab of the same browser follows the same job.
+        second = page.context.new_page()
+        second.goto(fake_app.url)
+        ui.wait_status(second, "txt2img", "running")
         # Generate has given its place to Interrupt and Skip; Esc interrupts.
         assert not page.is_visible("#txt2img_generate") and page.is_visible("#txt2img_interrupt")
         page.keyboard.press("Escape")
         line = ui.wait_status(page, "txt2img", "Interrupted", "Done", "Error")
-        assert line.startswith("Interrupted: 1 image(s)"), line
-        assert [im.size for im in ui.gallery_images(page, "txt2img")][0] == (64, 64)
+        assert line.startswith("Interrupted:") and "the last from where sampling stopped" in line, line
+        assert ui.wait_status(second, "txt2img", "Interrupted") == line
+        kept = ui.gallery_images(page, "txt2img")
+        assert kept and kept[-1].size == (64, 64), "the image sampled so far is shown"
         assert page.is_visible("#txt2img_generate")
         page.wait_for_function("() => !document.title.startsWith('[')")
         page.wait_for_function("() => window.webuiBeeps === 1")

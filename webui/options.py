@@ -24,6 +24,7 @@ DEFAULT_OPTIONS: dict = {
     "samples_save": True,
     "live_previews_enable": True,
     "show_progress_every_n_steps": 5,
+    "notification_audio": False,  # beep (and notify, where the browser allows) when a UI job ends
     "face_restoration_model": "CodeFormer",
     "code_former_weight": 0.5,
     "upscaler_for_img2img": "Lanczos",

@@ -256,6 +256,7 @@ class Progress(Serialisable):
     steps: int = 0
     started_at: float = field(default_factory=time.time)
     preview: Image.Image | None = None
+    step_seconds: float | None = None  # measured time of one step (webui.jobs.step_clock); None: not yet known
 
     @property
     def fraction(self) -> float:
@@ -266,11 +267,11 @@ class Progress(Serialisable):
 
     @property
     def eta_seconds(self) -> float | None:
-        frac = self.fraction
-        if frac <= 0:
+        """Seconds left: the steps to go times the measured step time (None until a step was measured)."""
+        if self.step_seconds is None or self.steps <= 0 or self.image_count <= 0:
             return None
-        elapsed = time.time() - self.started_at
-        return elapsed * (1 - frac) / frac
+        done = self.image_index * self.steps + min(self.step, self.steps)
+        return max(0, self.image_count * self.steps - done) * self.step_seconds
 
 
 class JobControl(Protocol):

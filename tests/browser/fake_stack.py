@@ -88,13 +88,14 @@ class FakeEngine:
         base_seed = request.seed if request.seed >= 0 else random.randrange(0, 2**31)
         count = request.n_iter * request.batch_size
         result = GenerationResult()
-        category = "txt2img-images" if request.mode == "txt2img" else "img2img-images"
         for index in range(count):
             seed = base_seed + index
             skipped = False
             for step in range(1, request.steps + 1):
                 if control is not None:
                     if control.interrupted():
+                        if step > 1:  # as the real engine: the image sampled so far is kept
+                            self._add_image(request, result, info, seed)
                         raise JobInterrupted(partial=result)
                     if control.take_skip():
                         skipped = True
@@ -106,22 +107,27 @@ class FakeEngine:
                                             preview=preview))
             if skipped:
                 continue
-            image = self._paint(request, seed)
-            fields = {"Steps": request.steps, "Sampler": request.sampler_name, "CFG scale": request.cfg_scale,
-                      "Seed": seed, "Size": f"{image.width}x{image.height}", "Model hash": info.short_hash,
-                      "Model": info.model_name}
-            if request.mode != "txt2img":
-                fields["Denoising strength"] = request.denoising_strength
-            infotext = format_infotext(request.prompt, request.negative_prompt, fields)
-            if request.save_images:
-                path = save_image(image, self.settings.outdir, category, seed=seed, infotext=infotext)
-                result.saved_paths.append(str(path))
-            result.images.append(image)
-            result.infotexts.append(infotext)
-            result.seeds.append(seed)
-            result.prompts.append(request.prompt)
-            result.negative_prompts.append(request.negative_prompt)
+            self._add_image(request, result, info, seed)
         return result
+
+    def _add_image(self, request: GenerationRequest, result: GenerationResult, info, seed: int) -> None:
+        """Paint, save and record one image of the job."""
+        image = self._paint(request, seed)
+        fields = {"Steps": request.steps, "Sampler": request.sampler_name, "CFG scale": request.cfg_scale,
+                  "Seed": seed, "Size": f"{image.width}x{image.height}", "Model hash": info.short_hash,
+                  "Model": info.model_name}
+        if request.mode != "txt2img":
+            fields["Denoising strength"] = request.denoising_strength
+        infotext = format_infotext(request.prompt, request.negative_prompt, fields)
+        if request.save_images:
+            category = "txt2img-images" if request.mode == "txt2img" else "img2img-images"
+            path = save_image(image, self.settings.outdir, category, seed=seed, infotext=infotext)
+            result.saved_paths.append(str(path))
+        result.images.append(image)
+        result.infotexts.append(infotext)
+        result.seeds.append(seed)
+        result.prompts.append(request.prompt)
+        result.negative_prompts.append(request.negative_prompt)
 
     def _paint(self, request: GenerationRequest, seed: int) -> Image.Image:
         size = (request.width, request.height)

@@ -5,6 +5,7 @@ import copy
 import threading
 from typing import Callable
 
+from webui.jobs.step_clock import StepClock
 from webui.schemas import Progress
 
 
@@ -22,11 +23,13 @@ class WorkerControl:
         self._interrupt = threading.Event()
         self._skip = threading.Event()
         self._skip_lock = threading.Lock()
+        self._step_clock = StepClock()
 
     # ------------------------------------------------------------ engine side (JobControl)
     def report(self, progress: Progress) -> None:
-        """Record where the job is; the copy keeps later in-place changes by the engine out of readers' view."""
-        self._on_progress(copy.copy(progress))
+        """Record where the job is (with the measured step time); the copy keeps later in-place changes by the
+        engine out of readers' view."""
+        self._on_progress(copy.copy(self._step_clock.observe(progress)))
 
     def interrupted(self) -> bool:
         return self._interrupt.is_set()

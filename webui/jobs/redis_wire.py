@@ -36,7 +36,7 @@ def image_from_png(data: bytes) -> Image.Image:
 def progress_data(progress: Progress) -> dict:
     """Progress without its preview (that travels as PNG bytes)."""
     return {"image_index": progress.image_index, "image_count": progress.image_count, "step": progress.step,
-            "steps": progress.steps, "started_at": progress.started_at}
+            "steps": progress.steps, "started_at": progress.started_at, "step_seconds": progress.step_seconds}
 
 
 def pack_result(result: Any) -> dict[str, Any]:

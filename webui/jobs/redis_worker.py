@@ -24,6 +24,7 @@ from webui.jobs.records import Job
 from webui.jobs.redis_broker import Claim, RedisBroker
 from webui.jobs.redis_health import RedisHealth
 from webui.jobs.redis_wire import pack_result, png_bytes, progress_data
+from webui.jobs.step_clock import StepClock
 from webui.schemas import JobStatus, Progress
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class RedisControl:
         self._skips_pending = 0
         self._lock = threading.Lock()
         self._last_preview = None
+        self._step_clock = StepClock()
         self.user_interrupt = False  # asked for by a user (interrupt or cancel)
         self.lease_lost = False  # another worker may run the job now: stop, report nothing
         self.stopping = False  # this worker is shutting down: stop, give the job back
@@ -66,6 +68,7 @@ class RedisControl:
 
     # ------------------------------------------------------------ JobControl
     def report(self, progress: Progress) -> None:
+        self._step_clock.observe(progress)
         preview = None
         if progress.preview is not None and progress.preview is not self._last_preview:
             self._last_preview = progress.preview

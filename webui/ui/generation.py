@@ -23,6 +23,22 @@ class GenerationTab:
     panel: results.ResultPanel
     inputs: dict = field(default_factory=dict)  # tab-specific widgets (init image, editor...)
 
+    def wire_resume(self, demo: gr.Blocks, services) -> None:
+        """On page load, take back this browser's running and queued jobs of this tab (reload, second tab)."""
+        name, panel = self.name, self.panel
+
+        def resume(request: gr.Request):
+            yield from results.resume_jobs(panel, services, lambda job: job_tab(job) == name, request)
+
+        demo.load(resume, outputs=panel.outputs, concurrency_limit=None, show_progress="hidden")
+
+
+def job_tab(job) -> str:
+    """The tab a generation job was made in: txt2img, img2img, or inpaint (an img2img job with a mask)."""
+    if getattr(job, "kind", "") == "txt2img":
+        return "txt2img"
+    return "inpaint" if getattr(getattr(job, "request", None), "mask", None) is not None else "img2img"
+
 
 def build_generation_tab(
     name: str,
@@ -53,7 +69,7 @@ def build_generation_tab(
                 addon_widgets.update(controlnet.build_controlnet_accordion(name, services))
             script_widgets = scripts.build_script_panel(name, name, services)
         with gr.Column(scale=1, elem_id=f"{name}_results"):
-            panel = results.build_result_panel(name)
+            panel = results.build_result_panel(name, buttons=(prompt.interrupt, prompt.skip))
     fields = {
         "prompt": prompt.prompt,
         "negative_prompt": prompt.negative_prompt,

@@ -1,7 +1,7 @@
 """The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
 import gradio as gr
 
-from webui.ui import common, files, pnginfo, results
+from webui.ui import common, files, page_assets, pnginfo, results
 from webui.ui.extras import build_extras_tab
 from webui.ui.img2img import build_img2img_tab
 from webui.ui.inpaint import build_inpaint_tab
@@ -45,6 +45,8 @@ def build_ui(services) -> gr.Blocks:
                 settings_tab = build_settings_tab(services)
         _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue)
         _wire_native_size(services, bar.checkpoint, [txt2img, img2img, inpaint])
+        for tab in (txt2img, img2img, inpaint):
+            tab.wire_resume(demo, services)
 
         def on_load():
             titles = common.checkpoint_titles(services)
@@ -65,7 +67,8 @@ def mount_ui(app, services, path: str = "/"):
     """
     files.use_own_temp_dir(services.settings.gradio_temp_dir)
     demo = build_ui(services)
-    mounted = gr.mount_gradio_app(app, demo, path=path, css=CSS, footer_links=[], show_error=True,
+    mounted = gr.mount_gradio_app(app, demo, path=path, css=CSS + page_assets.stylesheet(),
+                                  head=page_assets.head_html(), footer_links=[], show_error=True,
                                   max_file_size=files.upload_limit(services.settings),
                                   allowed_paths=[], blocked_paths=files.blocked_paths(services.settings))
     files.check_paths_like_a_launched_app(demo)

@@ -22,6 +22,8 @@ class PromptWidgets:
     negative_prompt: gr.Textbox
     styles: gr.Dropdown
     generate: gr.Button
+    interrupt: gr.Button | None = None  # beside Generate; the page script makes them replace it while a job runs
+    skip: gr.Button | None = None
 
 
 def build_prompt_row(tab: str, services) -> PromptWidgets:
@@ -31,12 +33,16 @@ def build_prompt_row(tab: str, services) -> PromptWidgets:
             prompt = gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3, placeholder="Prompt")
             negative = gr.Textbox(label="Negative prompt", elem_id=f"{tab}_neg_prompt", lines=2, placeholder="Negative prompt")
         with gr.Column(scale=1, min_width=180):
-            generate = gr.Button("Generate", elem_id=f"{tab}_generate", variant="primary", size="lg")
+            generate = gr.Button("Generate", elem_id=f"{tab}_generate", variant="primary", size="lg",
+                                 elem_classes=["webui-generate"])
+            with gr.Row(elem_id=f"{tab}_job_buttons", elem_classes=["webui-job-buttons"]):
+                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", variant="stop", size="sm", min_width=60)
+                skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm", min_width=60)
             styles = gr.Dropdown(
                 label="Styles", elem_id=f"{tab}_styles", choices=common.style_names(services), value=[],
                 multiselect=True, allow_custom_value=False,
             )
-    return PromptWidgets(prompt, negative, styles, generate)
+    return PromptWidgets(prompt, negative, styles, generate, interrupt, skip)
 
 
 def build_sampling(tab: str, services) -> dict:

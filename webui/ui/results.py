@@ -1,17 +1,21 @@
-"""The output side of a tab: status line, live preview, gallery, infotext, Interrupt/Skip, Send-to buttons.
+"""The output side of a tab: status line, progress bar, live preview, gallery, infotext, Interrupt/Skip, Send-to.
 
 ``follow_job`` is the generator every Generate handler ends in: it polls the
 queue for the job it submitted and yields updates, so the browser sees the
 position in the queue, step k/S, image i/n and the preview while the worker runs.
+``resume_jobs`` does the same on page load for the jobs this browser left
+running or queued (a reloaded page, a second tab with the same identity cookie).
 """
 import time
 from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.ui import common
+from webui.ui import common, progress_view
 
 POLL_SECONDS = 0.25
+# Room for the gallery with the Send-to buttons and the infotext still on a 1440x900 screen, never under 256 px.
+GALLERY_HEIGHT = "max(256px, calc(100vh - 640px))"
 
 
 def empty_result() -> dict:
@@ -34,22 +38,34 @@ class ResultPanel:
     send_img2img: gr.Button
     send_inpaint: gr.Button
     send_extras: gr.Button
+    progress: gr.HTML | None = None
 
     @property
     def outputs(self) -> list:
-        return [self.status, self.preview, self.gallery, self.infotext, self.state]
+        return [self.status, self.preview, self.gallery, self.infotext, self.state, self.progress]
 
 
-def build_result_panel(tab: str, *, controls: bool = True) -> ResultPanel:
-    """Create the output column of a tab (call inside a gr.Column)."""
-    with gr.Row(visible=controls):
-        interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", variant="stop", size="sm")
-        skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
+def build_result_panel(tab: str, *, controls: bool = True, buttons: tuple | None = None) -> ResultPanel:
+    """Create the output column of a tab (call inside a gr.Column).
+
+    ``buttons`` are (Interrupt, Skip) made elsewhere (beside Generate); without them the panel makes its own.
+    """
+    if buttons is None:
+        with gr.Row(visible=controls):
+            interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", variant="stop", size="sm")
+            skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
+    else:
+        interrupt, skip = buttons
+    progress = gr.HTML(progress_view.IDLE, elem_id=f"{tab}_progress", elem_classes=["webui-progress-box"],
+                       padding=False)
     status = gr.Markdown("", elem_id=f"{tab}_status")
-    preview = gr.Image(label="Preview", elem_id=f"{tab}_preview", interactive=False, visible=False, type="pil", height=256)
+    preview = gr.Image(label="Preview", elem_id=f"{tab}_preview", interactive=False, visible=False, type="pil",
+                       height=256, elem_classes=["webui-live-preview"])
+    # Whole images (contain, never cropped), the first shown large; the page script draws small ones pixelated.
     gallery = gr.Gallery(
-        label="Output", elem_id=f"{tab}_gallery", type="pil", format="png", columns=2, height=420,
-        interactive=False, preview=True,
+        label="Output", elem_id=f"{tab}_gallery", type="pil", format="png", columns=2, height=GALLERY_HEIGHT,
+        interactive=False, preview=True, object_fit="contain", buttons=["download", "fullscreen"],
+        elem_classes=["webui-gallery"],
     )
     with gr.Row():
         send_img2img = gr.Button("Send to img2img", elem_id=f"{tab}_send_to_img2img", size="sm")
@@ -57,7 +73,8 @@ def build_result_panel(tab: str, *, controls: bool = True) -> ResultPanel:
         send_extras = gr.Button("Send to extras", elem_id=f"{tab}_send_to_extras", size="sm")
     infotext = gr.Textbox(label="Generation parameters", elem_id=f"{tab}_infotext", interactive=False, lines=4)
     state = gr.State(empty_result())
-    panel = ResultPanel(tab, status, preview, gallery, infotext, state, interrupt, skip, send_img2img, send_inpaint, send_extras)
+    panel = ResultPanel(tab, status, preview, gallery, infotext, state, interrupt, skip, send_img2img, send_inpaint,
+                        send_extras, progress=progress)
     gallery.select(_on_select, inputs=[state], outputs=[state, infotext], show_progress="hidden")
     return panel
 
@@ -152,9 +169,11 @@ def result_updates(panel: ResultPanel, job) -> dict:
     return {
         panel.status: text,
         panel.preview: gr.Image(value=None, visible=False),
-        panel.gallery: images,
+        # Opened on the first image: shown whole in the gallery's height, the others as thumbnails under it.
+        panel.gallery: gr.Gallery(value=images, selected_index=0 if images else None),
         panel.infotext: infotexts[0] if infotexts else "",
         panel.state: state,
+        panel.progress: progress_view.progress_html(job),
     }
 
 
@@ -167,6 +186,7 @@ def follow_job(panel: ResultPanel, services, job_id):
     """Yield progress updates for ``job_id`` until it finishes, then its results."""
     shown_preview = None
     shown_text = None  # written only when it changes, so a message from Interrupt/Skip stays readable
+    shown_bar = None
     while True:
         try:
             job = services.queue.get(job_id)
@@ -177,12 +197,20 @@ def follow_job(panel: ResultPanel, services, job_id):
             yield {panel.status: "**Error:** the job is gone from the queue."}
             return
         if common.job_finished(job):
-            yield result_updates(panel, job)
+            final = result_updates(panel, job)
+            final[panel.progress] = progress_view.progress_html(job, notify=progress_view.notify_when_done(services))
+            images = getattr(common.job_result(job), "images", None)
+            if shown_preview is not None and not images and common.job_status(job) == "interrupted":
+                final.pop(panel.preview)  # nothing was finished: the last preview stays on screen
+            yield final
             return
         update = {}
         text = f"Job {short_id(job.id)}: {common.progress_text(job)}"
         if text != shown_text:
             shown_text = update[panel.status] = text
+        bar = progress_view.progress_html(job)
+        if bar != shown_bar:
+            shown_bar = update[panel.progress] = bar
         preview = getattr(getattr(job, "progress", None), "preview", None)
         if preview is not None and preview is not shown_preview:
             shown_preview = preview
@@ -210,3 +238,20 @@ def submit_and_follow(panel: ResultPanel, services, kind: str, build_request, re
         return
     yield {panel.status: f"Job {short_id(job.id)}: submitted", panel.gallery: [], panel.infotext: ""}
     yield from follow_job(panel, services, job.id)
+
+
+def resume_jobs(panel: ResultPanel, services, belongs, request: gr.Request):
+    """Follow, one after the other, the unfinished jobs of this browser that ``belongs(job)`` to the panel's tab.
+
+    Runs on page load: a reloaded page or a second tab of the same browser takes
+    back the running job and then the queued ones, with progress, preview and result.
+    """
+    try:
+        jobs = [job for job in services.queue.list(owner=common.owner_of(request))
+                if not common.job_finished(job) and belongs(job)]
+    except Exception as exc:
+        yield {panel.status: f"**Error:** {common.markdown_text(common.readable_error(exc))}"}
+        return
+    for job in jobs:  # the running job first, then the queue in order
+        yield {panel.status: f"Job {short_id(job.id)}: taken back", panel.gallery: [], panel.infotext: ""}
+        yield from follow_job(panel, services, job.id)

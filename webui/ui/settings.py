@@ -64,6 +64,10 @@ SECTIONS: dict[str, list[OptionRow]] = {
         OptionRow("outdir_txt2img_grids", "Output directory for txt2img grids"),
         OptionRow("outdir_img2img_grids", "Output directory for img2img grids"),
     ],
+    "Notifications": [
+        OptionRow("notification_audio", "Play a sound when a job ends (and show a browser notification, if allowed)",
+                  "check"),
+    ],
 }
 
 

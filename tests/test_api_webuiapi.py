@@ -106,7 +106,8 @@ def test_webuiapi_controlnet_units_and_routes(served):
     drawing.paste((255, 255, 255), (8, 8, 24, 24))
     unit = webuiapi.ControlNetUnit(image=drawing, module="canny", model=title, weight=0.7, guidance_end=0.8,
                                    control_mode=2, pixel_perfect=True)
-    api.txt2img(prompt="a square", width=16, height=16, steps=2, controlnet_units=[unit])
+    # A fresh alwayson_scripts dict: webuiapi's default one is shared between calls and would keep the units.
+    api.txt2img(prompt="a square", width=16, height=16, steps=2, controlnet_units=[unit], alwayson_scripts={})
     request = world.engine.requests[-1][1]
     [sent] = request.alwayson_scripts["controlnet"]["args"]
     assert sent["image"].size == (32, 32) and sent["mask"] is None and sent["model"] == title

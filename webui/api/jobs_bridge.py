@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from webui import schemas
 from webui.api.errors import JobFailed
+from webui.jobs.follow import submit_and_wait
 from webui.schemas import JobStatus
 from webui.security.identity import CLIENT_ID_HEADER, Identity, caller_from_headers
 
@@ -51,12 +52,12 @@ def caller_of(http_request, client_id: str | None = None) -> Identity:
 
 
 def run_job(queue, kind: str, request, owner: str = API_OWNER):
-    """Submit ``request`` as a ``kind`` job, wait for its end, and return its result.
+    """Submit ``request`` as a ``kind`` job, wait for its end (holding this thread), and return its result.
 
     An interrupted job returns what it finished (possibly nothing); a failed job
     raises a WebUIError whose HTTP status follows the failure's type (422 for a
     bad request, 404 for a missing model, 500 otherwise); a canceled one raises 409.
-    QueueFull from ``submit`` propagates (429).
+    QueueFull from ``submit`` propagates (429). Async handlers use :func:`await_job`.
     """
     job = queue.submit(kind, request, owner=owner)
     job_id = getattr(job, "id", None) or getattr(job, "job_id")
@@ -64,6 +65,16 @@ def run_job(queue, kind: str, request, owner: str = API_OWNER):
         job = queue.wait(job_id, WAIT_SLICE_S)
         if job is not None and _status(job).finished:
             break
+    return job_outcome(job)
+
+
+async def await_job(queue, kind: str, request, owner: str = API_OWNER):
+    """:func:`run_job` for async handlers: the wait holds no thread, so waiting clients never starve the server."""
+    return job_outcome(await submit_and_wait(queue, kind, request, owner))
+
+
+def job_outcome(job):
+    """A finished job's result, or the WebUIError its failure deserves (see :func:`run_job`)."""
     status = _status(job)
     if status in (JobStatus.SUCCEEDED, JobStatus.INTERRUPTED):
         return job.result

@@ -28,6 +28,7 @@ from webui.engine.sampling import table
 from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_zero_terminal_snr
 from webui.engine.sampling.runner import Plan
 from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
+from webui.models.actions import MODEL_JOB_KIND, apply_model_action
 from webui.models.manager import ModelManager
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
@@ -66,6 +67,8 @@ class Engine:
             return self.generate(request, control)
         if kind == "extras":
             return self.extras(request, control)
+        if kind == MODEL_JOB_KIND:  # checkpoint load/unload/reload, in order with the other jobs
+            return apply_model_action(self.models, request)
         raise InvalidRequest(f"unknown job kind {kind!r}", field="kind")
 
     def sampler_names(self) -> list[str]:

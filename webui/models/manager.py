@@ -36,6 +36,18 @@ def release_memory(device: str) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """What the manager holds, published for readers on other threads (read without any lock).
+
+    ``embeddings`` is the live model's embedding status (``loaded``/``skipped``/``widths``),
+    None until a job installed the embeddings.
+    """
+
+    checkpoint: CheckpointInfo | None = None
+    embeddings: object | None = None
+
+
 @dataclass
 class _Prepared:
     """A cache entry: converted tensors, or on CPU the built modules themselves."""
@@ -69,6 +81,16 @@ class ModelManager:
     @property
     def current_checkpoint(self) -> CheckpointInfo | None:
         return self._current
+
+    def snapshot(self) -> ModelSnapshot:
+        """The published state: never waits for the model lock, so a request thread never waits for a job.
+
+        It is assembled from references the worker replaces whole (never mutates), so it is consistent
+        enough for listings even while a job runs or a switch is under way.
+        """
+        addons = self._addons
+        return ModelSnapshot(checkpoint=self._current,
+                             embeddings=getattr(addons, "embedding_status", None) if addons is not None else None)
 
     @property
     def loaded(self) -> LoadedComponents | None:

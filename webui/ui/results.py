@@ -4,14 +4,13 @@
 queue for the job it submitted and yields updates, so the browser sees the
 position in the queue, step k/S, image i/n and the preview while the worker runs.
 """
-import time
 from dataclasses import dataclass
 
 import gradio as gr
 
+from webui.jobs.follow import job_updates
 from webui.ui import common
 
-POLL_SECONDS = 0.25
 
 
 def empty_result() -> dict:
@@ -167,9 +166,10 @@ def follow_job(panel: ResultPanel, services, job_id):
     """Yield progress updates for ``job_id`` until it finishes, then its results."""
     shown_preview = None
     shown_text = None  # written only when it changes, so a message from Interrupt/Skip stays readable
+    updates = job_updates(services.queue, job_id)  # the queue wakes this loop on each change: no polling
     while True:
         try:
-            job = services.queue.get(job_id)
+            job = next(updates, None)
         except Exception as exc:
             yield {panel.status: f"**Error:** {common.markdown_text(common.readable_error(exc))}"}
             return
@@ -189,7 +189,6 @@ def follow_job(panel: ResultPanel, services, job_id):
             update[panel.preview] = gr.Image(value=preview, visible=True)
         if update:
             yield update
-        time.sleep(POLL_SECONDS)
 
 
 def submit_and_follow(panel: ResultPanel, services, kind: str, build_request, request: gr.Request):

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from webui.catalog import Catalog, CheckpointInfo
 from webui.config import Settings
@@ -58,6 +59,13 @@ class _Prepared:
     components: LoadedComponents | None = None
 
 
+class ModelHolder(Protocol):
+    """Anything else that keeps model weights (upscalers, face restorers and their detector, ControlNets)."""
+
+    def unload(self) -> None:
+        """Drop every model held; the next use loads again."""
+
+
 class ModelManager:
     """Loads, caches, switches and unloads checkpoints; applies per-job LoRAs, embeddings and VAEs."""
 
@@ -74,6 +82,7 @@ class ModelManager:
         self._loaded: LoadedComponents | None = None
         self._current: CheckpointInfo | None = None
         self._addons = None  # per-model LoRA/embedding/VAE state (webui.models.addons.ModelAddons)
+        self._holders: dict[str, ModelHolder] = {}  # upscalers, face restorers, ControlNets...: see register()
         self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
         self.last_load_seconds = 0.0
 
@@ -110,6 +119,28 @@ class ModelManager:
             self._limit = max(1, int(limit))
             self._trim_cache()
             release_memory(self.device)
+
+    # ---- the other models under the same memory policy
+    def register(self, name: str, holder: ModelHolder) -> None:
+        """Put another kind of model under this manager's memory policy (call once at wiring).
+
+        The policy: free before load (every registered holder is unloaded before a
+        checkpoint is read from disk) and everything freed after an out-of-memory error.
+        A holder frees its previous model before loading the next one itself.
+        """
+        with self._lock:
+            self._holders[name] = holder
+
+    def holders(self) -> dict[str, ModelHolder]:
+        """The registered holders by name."""
+        return dict(self._holders)
+
+    def _unload_holders(self) -> None:
+        for name, holder in list(self._holders.items()):
+            try:
+                holder.unload()
+            except Exception:  # one holder's trouble must not keep the others' memory
+                log.exception("could not unload %s", name)
 
     # ---- switching
     def select_checkpoint(self, name: str) -> CheckpointInfo:
@@ -158,6 +189,8 @@ class ModelManager:
             self._cache.move_to_end(info.sha256)
             return cached
         self.load_count += 1
+        self._unload_holders()  # free before load: the checkpoint read next is the biggest thing
+        release_memory(self.device)
         if info.path.is_dir():
             arch, converted, inpainting = read_diffusers_folder(info.path)
         else:
@@ -202,8 +235,11 @@ class ModelManager:
                 self.ensure(info)
 
     def free_after_out_of_memory(self) -> None:
-        """After an out-of-memory error: drop everything; the next job loads what it needs."""
-        self.unload()
+        """After an out-of-memory error: drop everything (checkpoints and every registered holder's models);
+        the next job loads what it needs."""
+        with self._lock:
+            self._unload_holders()
+            self.unload()
 
     # ---- per-job extras
     def addons(self):

@@ -95,3 +95,22 @@ def test_snapshot_reads_without_the_model_lock(settings):
 
         with ThreadPoolExecutor(1) as pool:
             assert pool.submit(models.snapshot).result(timeout=1).checkpoint is None
+
+
+def test_a_rescan_reads_no_file_contents_and_a_lookup_by_name_hashes_only_that_file(settings, tiny_checkpoint_dir,
+                                                                                    monkeypatch):
+    import shutil
+
+    folder = settings.model_folder("Stable-diffusion")
+    shutil.copy(tiny_checkpoint_dir / "tiny-sd1-b.safetensors", folder)
+    hashed = []
+    real_sha256 = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: (hashed.append(a), real_sha256(*a))[1])
+    catalog = Catalog(settings)
+    catalog.refresh()
+    assert len(catalog.checkpoints()) == 2 and hashed == []  # a start on a big folder answers at once
+    info = catalog.find_checkpoint("tiny-sd1-b")
+    assert hashed == []
+    assert catalog.find_checkpoint(info.title) == info and len(hashed) == 1  # the title names its hash
+    assert info.sha256 == real_sha256((folder / "tiny-sd1-b.safetensors").read_bytes()).hexdigest()
+    assert len(hashed) == 1  # computed once, then remembered

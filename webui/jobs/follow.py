@@ -15,7 +15,7 @@ from webui.jobs.records import Job
 from webui.schemas import JobStatus
 
 
-def job_updates(queue, job_id: str, min_interval: float = 0.1) -> Iterator[Job]:
+def job_updates(queue, job_id: str, min_interval: float = 0.25) -> Iterator[Job]:
     """Snapshots of a job as it changes, for sync followers (the UI): woken by the queue, never polling.
 
     When several changes come within ``min_interval`` seconds only the newest is

@@ -44,7 +44,7 @@ def reproduce(services, path, owner: str) -> Iterator[tuple[str, Image.Image | N
     except Exception as exc:
         yield f"**Error:** {common.readable_error(exc)}", None, None
         return
-    for job in job_updates(services.queue, job.id, min_interval=0.25):  # woken by the queue, no polling
+    for job in job_updates(services.queue, job.id):  # woken by the queue, no polling
         if not common.job_finished(job):
             yield f"Reproducing: {common.progress_text(job)}", None, None
     result = getattr(job, "result", None)

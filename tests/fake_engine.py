@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from webui.models.actions import MODEL_JOB_KIND, apply_model_action
 from webui.schemas import (
     ExtrasRequest,
     ExtrasResult,
@@ -33,8 +34,9 @@ OOM_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB t
 class FakeEngine:
     """Counts what it runs; ``step_seconds`` per sampling step; ``size`` of the images it makes."""
 
-    def __init__(self, step_seconds: float = 0.01, size: int = 8, outdir=None):
+    def __init__(self, step_seconds: float = 0.01, size: int = 8, outdir=None, models=None):
         self.step_seconds = step_seconds
+        self.models = models  # a model manager (real or fake) that queued checkpoint actions act on
         self.size = size
         self.outdir = outdir  # where images are saved when a request says save_images (None: never)
         self.calls: list[str] = []  # prompts (or "extras") in the order jobs started
@@ -51,6 +53,8 @@ class FakeEngine:
             self.max_active = max(self.max_active, self.active)
             self.calls.append(request.prompt if isinstance(request, GenerationRequest) else kind)
         try:
+            if kind == MODEL_JOB_KIND:
+                return apply_model_action(self.models, request) if self.models is not None else {}
             if isinstance(request, ExtrasRequest):
                 return ExtrasResult(images=[image.copy() for image in request.images],
                                     infotexts=["" for _ in request.images])

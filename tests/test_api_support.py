@@ -18,6 +18,7 @@ from webui.catalog import Catalog
 from webui.config import Settings
 from webui.engine.sampling import table as sampling_table
 from webui.infotext import format_infotext
+from webui.models.actions import MODEL_JOB_KIND, apply_model_action
 from webui.options import Options
 from webui.schemas import (ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest,
                            JobInterrupted, JobStatus, QueueFull)
@@ -60,6 +61,8 @@ class FakeEngine:
         self.fail_with: Exception | None = None
         self.interrupt_after: int | None = None
         self.gate: threading.Event | None = None
+        self.models = None  # the FakeModels that queued checkpoint actions act on
+        self.model_actions: list[str] = []
 
     def sampler_names(self):
         return list(SAMPLERS)
@@ -68,6 +71,9 @@ class FakeEngine:
         return list(SCHEDULERS)
 
     def run(self, kind, request, control=None):
+        if kind == MODEL_JOB_KIND:  # a queued checkpoint switch/unload/reload, as the real engine runs it
+            self.model_actions.append(request.action)
+            return apply_model_action(self.models, request)
         self.requests.append((kind, request))
         if self.gate is not None:
             self.gate.wait(10)
@@ -223,6 +229,7 @@ def build_world(tmp_path: Path, **settings_changes) -> ApiWorld:
     catalog.refresh()
     engine = FakeEngine()
     models = FakeModels(catalog)
+    engine.models = models
     queue = make_queue(engine.run, tmp_path, settings.max_queue_length)
     services = Services(settings=settings, catalog=catalog, models=models, engine=engine, queue=queue,
                         options=Options(tmp_path / "config.json"))

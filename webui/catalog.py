@@ -83,16 +83,41 @@ class HashCache:
             log.warning("could not write hash cache: %s", exc)
 
 
+class LazySha256:
+    """A file's sha256, read through the HashCache the first time someone asks (a rescan reads no file bodies)."""
+
+    def __init__(self, hashes: HashCache, path: Path, lora: bool = False):
+        self._hashes, self._path, self._lora = hashes, path, lora  # lora: A1111's LoRA hash (lora_sha256)
+        self._value: str | None = None
+
+    def __call__(self) -> str:
+        if self._value is None:
+            read = self._hashes.lora_sha256 if self._lora else self._hashes.sha256
+            self._value = read(self._path)
+        return self._value
+
+
+def _digest(value) -> str:
+    return value() if callable(value) else value
+
+
 # ---------------------------------------------------------------- entries
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """A checkpoint file as A1111 shows it: ``title`` is ``name [shorthash]``."""
+    """A checkpoint file as A1111 shows it: ``title`` is ``name [shorthash]``.
+
+    ``digest`` is the sha256 or a :class:`LazySha256`: the file is hashed when its hash is first needed.
+    """
 
     name: str  # path relative to its folder, e.g. "sub/model.safetensors"
     path: Path
-    sha256: str
+    digest: object = field(compare=False, repr=False)
     detection: Detection
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def sha256(self) -> str:
+        return _digest(self.digest)
 
     @property
     def short_hash(self) -> str:
@@ -132,8 +157,12 @@ class CheckpointInfo:
 class LoraInfo:
     name: str  # file stem relative to its folder, what <lora:NAME:w> refers to
     path: Path
-    sha256: str  # A1111's LoRA hash (HashCache.lora_sha256): tensor bytes only for .safetensors
+    digest: object = field(compare=False, repr=False)  # A1111's LoRA hash (HashCache.lora_sha256) or LazySha256
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def sha256(self) -> str:
+        return _digest(self.digest)
 
     @property
     def short_hash(self) -> str:
@@ -280,18 +309,18 @@ class Catalog:
             if any(root in path.parents for root in roots):
                 continue  # a component file of a diffusers folder
             detection, metadata = _header(path)
-            info = CheckpointInfo(name, path, self.hashes.sha256(path), detection, metadata)
+            info = CheckpointInfo(name, path, LazySha256(self.hashes, path), detection, metadata)
             (accepted if info.loadable else rejected).append(info)
             if not info.loadable:
                 log.warning("%s is not a loadable checkpoint: %s (%s)", name, detection.kind, detection.reason)
         with self._lock:
             self._checkpoints, self._rejected = accepted, rejected
 
-    def _folder_hash(self, folder: Path) -> str:
-        """A diffusers folder's identity: the sha256 of its UNet weights file."""
+    def _folder_hash(self, folder: Path) -> LazySha256:
+        """A diffusers folder's identity: the sha256 of its UNet weights file (read when first needed)."""
         from webui.models.diffusers_folder import weights_file
 
-        return self.hashes.sha256(weights_file(folder / "unet"))
+        return LazySha256(self.hashes, weights_file(folder / "unet"))
 
     def refresh_loras(self) -> None:
         found = []
@@ -303,7 +332,8 @@ class Catalog:
                 except (OSError, ValueError) as exc:
                     log.warning("LoRA %s unreadable: %s", name, exc)
                     continue
-            found.append(LoraInfo(os.path.splitext(name)[0], path, self.hashes.lora_sha256(path), metadata))
+            digest = LazySha256(self.hashes, path, lora=True)
+            found.append(LoraInfo(os.path.splitext(name)[0], path, digest, metadata))
         with self._lock:
             self._loras = found
 
@@ -367,11 +397,17 @@ class Catalog:
         if not name:
             raise NotFound("no checkpoint named")
         wanted = name.strip().replace("\\", "/")  # A1111 on Windows writes sub\model
+        base = wanted.split(" [")[0]
+        # Names first, then hashes: a lookup by name hashes at most the file it names.
         for info in self.checkpoints():
-            if wanted in (info.title, info.name, info.model_name, info.short_hash, info.sha256, Path(info.name).name):
+            if wanted in (info.name, info.model_name, Path(info.name).name):
+                return info
+            if base in (info.name, info.model_name, Path(info.name).name) and wanted == info.title:
+                return info
+        for info in self.checkpoints():
+            if wanted in (info.short_hash, info.sha256):
                 return info
         # A1111 clients sometimes send "name [hash]" with a hash of another length.
-        base = wanted.split(" [")[0]
         for info in self.checkpoints():
             if base in (info.name, info.model_name):
                 return info

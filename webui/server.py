@@ -35,6 +35,9 @@ def build_services(settings: Settings, *, engine=None, start_model: bool = False
     models = ModelManager(settings, catalog)
     upscalers = UpscalerRegistry(settings)
     faces = FaceRestorers(settings)
+    # One memory policy for every model: the manager frees these before a checkpoint load and after OOM.
+    models.register("upscalers", upscalers)
+    models.register("face restorers", faces)
     wildcards = WildcardIndex.scan(settings.wildcards_dir)
     styles = StyleDatabase.load(settings.styles_file)
     if engine is None:

@@ -13,18 +13,23 @@ from webui.schemas import ExtrasRequest, ExtrasResult, GenerationRequest, Genera
 
 
 class ModelManagerLike(Protocol):
+    """UI and API threads only read it; switching, unloading and reloading run on the worker as "model" jobs."""
+
     @property
     def current_checkpoint(self):  # CheckpointInfo | None
         ...
 
+    def snapshot(self):
+        """What is loaded (a ModelSnapshot), read without waiting for a running job."""
+
     def select_checkpoint(self, name: str):
-        """Load (or switch to) the named checkpoint now; returns its CheckpointInfo."""
+        """Load (or switch to) the named checkpoint now; returns its CheckpointInfo (worker thread only)."""
 
     def unload(self) -> None:
-        """Free the loaded checkpoint (RAM and GPU)."""
+        """Free the loaded checkpoint (RAM and GPU) (worker thread only)."""
 
     def reload(self) -> None:
-        """Load the current checkpoint again from disk."""
+        """Load the current checkpoint again from disk (worker thread only)."""
 
 
 class EngineLike(Protocol):

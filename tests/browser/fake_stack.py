@@ -16,6 +16,7 @@ from PIL import Image
 
 from webui.images import save_image
 from webui.infotext import format_infotext
+from webui.models.actions import MODEL_JOB_KIND, apply_model_action
 from webui.schemas import (
     ExtrasRequest,
     ExtrasResult,
@@ -71,6 +72,8 @@ class FakeEngine:
         return ["Automatic", "Karras"]
 
     def run(self, kind: str, request, control):
+        if kind == MODEL_JOB_KIND:  # queued checkpoint switches run on the worker, as with the real engine
+            return apply_model_action(self.models, request)
         if kind == "extras":
             return self.extras(request, control)
         return self.generate(request, control)

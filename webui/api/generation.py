@@ -4,10 +4,11 @@ from __future__ import annotations
 import dataclasses
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from webui.api import convert
 from webui.api.field_report import ignored_field_warnings
-from webui.api.jobs_bridge import caller_of, run_job
+from webui.api.jobs_bridge import await_job, caller_of
 from webui.api.models import ExtrasBatchBody, ExtrasSingleBody, Img2ImgBody, PngInfoBody, Txt2ImgBody
 from webui.api.script_fields import attach_script
 from webui.images import read_image_info
@@ -39,51 +40,71 @@ def create_generation_router(services) -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1", tags=["generation"])
     max_pixels = services.settings.max_image_pixels
 
+    # The four blocking endpoints are async: converting and encoding run in the thread pool, and the wait
+    # for the job holds no thread, so many waiting clients never stop /progress or /interrupt from answering.
     @router.post("/txt2img")
-    def txt2img(body: Txt2ImgBody, http: Request):
+    async def txt2img(body: Txt2ImgBody, http: Request):
         """Make images from a prompt; waits for the queued job (A1111's TextToImageResponse)."""
-        request = attach_script(body, convert.txt2img_request(body, services), services)
-        timestamp = convert.job_timestamp()
-        result = run_job(services.queue, "txt2img", request, caller_of(http).owner)
-        convert.keep_overrides(body, request, services)
-        return _generation_response(body, request, result, services, timestamp)
+        return await _generate(body, http, "txt2img", convert.txt2img_request)
 
     @router.post("/img2img")
-    def img2img(body: Img2ImgBody, http: Request):
+    async def img2img(body: Img2ImgBody, http: Request):
         """Change an init image (inpaint when a mask comes too); waits for the queued job."""
-        request = attach_script(body, convert.img2img_request(body, services), services)
-        timestamp = convert.job_timestamp()
-        result = run_job(services.queue, "img2img", request, caller_of(http).owner)
-        convert.keep_overrides(body, request, services)
-        return _generation_response(body, request, result, services, timestamp)
+        return await _generate(body, http, "img2img", convert.img2img_request)
+
+    async def _generate(body, http: Request, kind: str, make_request):
+        def prepare():
+            return attach_script(body, make_request(body, services), services), convert.job_timestamp()
+
+        request, timestamp = await run_in_threadpool(prepare)
+        result = await await_job(services.queue, kind, request, caller_of(http).owner)
+
+        def respond():
+            convert.keep_overrides(body, request, services)
+            return _generation_response(body, request, result, services, timestamp)
+
+        return await run_in_threadpool(respond)
 
     @router.post("/extra-single-image")
-    def extra_single_image(body: ExtrasSingleBody, http: Request):
+    async def extra_single_image(body: ExtrasSingleBody, http: Request):
         """Upscale and/or restore faces of one image (A1111's ExtrasSingleImageResponse)."""
-        image = convert.decode_image(body.image, "image", max_pixels)
-        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, [image], []),
-                                        caller_of(http).owner))
-        encoded = convert.encode_extras_images(result, services.options)
-        return {
-            "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
-            "image": (encoded[0] if encoded else None) if body.show_extras_results else None,
-        }
+        def prepare():
+            return convert.extras_request(body, [convert.decode_image(body.image, "image", max_pixels)], [])
+
+        request = await run_in_threadpool(prepare)
+        result = _extras_result(await await_job(services.queue, "extras", request, caller_of(http).owner))
+
+        def respond():
+            encoded = convert.encode_extras_images(result, services.options)
+            return {
+                "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
+                "image": (encoded[0] if encoded else None) if body.show_extras_results else None,
+            }
+
+        return await run_in_threadpool(respond)
 
     @router.post("/extra-batch-images")
-    def extra_batch_images(body: ExtrasBatchBody, http: Request):
+    async def extra_batch_images(body: ExtrasBatchBody, http: Request):
         """Upscale and/or restore faces of several images (A1111's ExtrasBatchImagesResponse)."""
         if not body.imageList:
             raise InvalidRequest("imageList is empty: send at least one {data, name} image", field="imageList")
-        images = [convert.decode_image(item.data, f"imageList.{i}.data", max_pixels)
-                  for i, item in enumerate(body.imageList)]
-        names = [item.name for item in body.imageList]
-        result = _extras_result(run_job(services.queue, "extras", convert.extras_request(body, images, names),
-                                        caller_of(http).owner))
-        return {
-            "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
-            "images": (convert.encode_extras_images(result, services.options)
-                       if body.show_extras_results else []),
-        }
+
+        def prepare():
+            images = [convert.decode_image(item.data, f"imageList.{i}.data", max_pixels)
+                      for i, item in enumerate(body.imageList)]
+            return convert.extras_request(body, images, [item.name for item in body.imageList])
+
+        request = await run_in_threadpool(prepare)
+        result = _extras_result(await await_job(services.queue, "extras", request, caller_of(http).owner))
+
+        def respond():
+            return {
+                "html_info": convert.plaintext_to_html(result.infotexts[0] if result.infotexts else ""),
+                "images": (convert.encode_extras_images(result, services.options)
+                           if body.show_extras_results else []),
+            }
+
+        return await run_in_threadpool(respond)
 
     @router.post("/png-info")
     def png_info(body: PngInfoBody):

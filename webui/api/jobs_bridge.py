@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from webui import schemas
 from webui.api.errors import JobFailed
+from webui.jobs.follow import submit_and_wait
 from webui.schemas import JobStatus
 from webui.security.identity import CLIENT_ID_HEADER, Identity, caller_from_headers
 
 API_OWNER = "api"
-WAIT_SLICE_S = 60.0
 _ERROR_TYPES = {name: getattr(schemas, name) for name in
                 ("InvalidRequest", "NotFound", "ModelLoadError", "QueueFull", "JobInterrupted")}
 
@@ -50,20 +50,19 @@ def caller_of(http_request, client_id: str | None = None) -> Identity:
     return identity.acting_as(client_id)
 
 
-def run_job(queue, kind: str, request, owner: str = API_OWNER):
-    """Submit ``request`` as a ``kind`` job, wait for its end, and return its result.
+async def await_job(queue, kind: str, request, owner: str = API_OWNER):
+    """Submit ``request`` as a ``kind`` job, await its end and return its result; the wait holds no thread.
 
     An interrupted job returns what it finished (possibly nothing); a failed job
     raises a WebUIError whose HTTP status follows the failure's type (422 for a
     bad request, 404 for a missing model, 500 otherwise); a canceled one raises 409.
     QueueFull from ``submit`` propagates (429).
     """
-    job = queue.submit(kind, request, owner=owner)
-    job_id = getattr(job, "id", None) or getattr(job, "job_id")
-    while True:
-        job = queue.wait(job_id, WAIT_SLICE_S)
-        if job is not None and _status(job).finished:
-            break
+    return job_outcome(await submit_and_wait(queue, kind, request, owner))
+
+
+def job_outcome(job):
+    """A finished job's result, or the WebUIError its failure deserves (see :func:`await_job`)."""
     status = _status(job)
     if status in (JobStatus.SUCCEEDED, JobStatus.INTERRUPTED):
         return job.result

@@ -16,7 +16,9 @@ import time
 from typing import Any, Callable
 
 from fastapi import APIRouter, Body, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
+from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
+from starlette.concurrency import run_in_threadpool
 
 from webui.api.errors import QUEUE_FULL_RETRY_AFTER_S, error_body
 from webui.api.jobs_bridge import caller_of
@@ -80,10 +82,6 @@ def a1111_progress(job, *, interrupted: bool, skipped: bool, waiting: int, inclu
         text += f"; {notice}"
     return {"progress": round(progress, 4), "eta_relative": round(eta, 2), "state": state,
             "current_image": image, "textinfo": text}
-
-
-def _sse(event_type: str, data: dict) -> str:
-    return f"event: {event_type}\ndata: {json.dumps(data)}\n\n"
 
 
 def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
@@ -196,36 +194,41 @@ def queue_router(queue, *, build_request: BuildRequest) -> APIRouter:
         return act(request, "skip", job_id, x_client_id)
 
     @router.get("/api/v1/jobs/{job_id}/events")
-    def events(request: Request, job_id: str, x_client_id: str | None = Header(default=None)):
-        """Server-Sent Events: ``status``/``progress`` (preview when it changed) until ``finished`` (with images)."""
-        try:
+    async def events(request: Request, job_id: str, x_client_id: str | None = Header(default=None)):
+        """Server-Sent Events: ``status``/``progress`` (preview when it changed) until ``finished`` (with images).
+
+        The stream awaits the queue's change notifications on the event loop: no thread is held per watcher.
+        """
+        def follow():
             own_job(request, job_id, x_client_id)
-            subscription = queue.subscribe(job_id)
+            return queue.subscribe(job_id)
+
+        try:
+            subscription = await run_in_threadpool(follow)
         except WebUIError as exc:
             return _error(exc)
 
-        def stream():
-            shown = None
+        async def stream():
+            shown = [None]
+
+            def encode(event) -> bytes:
+                if event.type == "finished":
+                    return format_sse_event(event="finished", data_str=json.dumps(
+                        event.job.to_dict(images=True, request=False)))
+                data = event.job.to_dict(request=False)
+                preview = event.job.progress.preview if event.job.progress is not None else None
+                if preview is not None and preview is not shown[0] and data["progress"] is not None:
+                    shown[0] = preview
+                    data["progress"]["preview"] = image_to_base64(preview)
+                return format_sse_event(event=event.type, data_str=json.dumps(data))
+
             try:
-                while True:
-                    event = subscription.get(timeout=KEEPALIVE_S)
-                    if event is None:
-                        yield ": keep-alive\n\n"
-                        continue
-                    if event.type == "finished":
-                        yield _sse("finished", event.job.to_dict(images=True, request=False))
-                        return
-                    data = event.job.to_dict(request=False)
-                    preview = event.job.progress.preview if event.job.progress is not None else None
-                    if preview is not None and preview is not shown and data["progress"] is not None:
-                        shown = preview
-                        data["progress"]["preview"] = image_to_base64(preview)
-                    yield _sse(event.type, data)
+                async for event in subscription.events(timeout=KEEPALIVE_S):
+                    yield KEEPALIVE_COMMENT if event is None else await run_in_threadpool(encode, event)
             finally:
                 subscription.close()
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return EventSourceResponse(stream(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return router
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from webui.api import convert
-from webui.api.jobs_bridge import run_job
+from webui.api.jobs_bridge import await_job
 from webui.api.models import ReproduceBody
 from webui.images import read_infotext
 from webui.reproduce import pixel_difference, plan_reproduction
@@ -16,27 +17,37 @@ def create_reproduce_router(services) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["reproduce"])
 
     @router.post("/reproduce")
-    def reproduce(body: ReproduceBody):
-        """Make the image again from its parameters; answers the new image, the difference and what was not honoured."""
-        original = convert.decode_image(body.image, "image", services.settings.max_image_pixels)
-        text = read_infotext(original)
-        if not text:
-            raise InvalidRequest("the image carries no generation parameters (no infotext)", field="image")
-        plan = plan_reproduction(text, services.catalog, version=convert.VERSION)
-        result = run_job(services.queue, "txt2img", plan.request)
+    async def reproduce(body: ReproduceBody):
+        """Make the image again from its parameters; answers the new image, the difference and what was not honoured.
+
+        Decoding and comparing run in the thread pool; the wait for the job holds no thread.
+        """
+        def plan():
+            original = convert.decode_image(body.image, "image", services.settings.max_image_pixels)
+            text = read_infotext(original)
+            if not text:
+                raise InvalidRequest("the image carries no generation parameters (no infotext)", field="image")
+            return original, text, plan_reproduction(text, services.catalog, version=convert.VERSION)
+
+        original, text, planned = await run_in_threadpool(plan)
+        result = await await_job(services.queue, "txt2img", planned.request)
         if not isinstance(result, GenerationResult) or not result.images:
             raise InvalidRequest("the reproduction made no image (interrupted or skipped)", field="image")
-        new = result.images[0]
-        difference, picture = pixel_difference(original, new)
-        infotext = result.infotexts[0] if result.infotexts else ""
-        return {
-            "images": convert.encode_images([new], [infotext]),
-            "infotext": infotext,
-            "original_infotext": text,
-            "difference": difference.as_dict(),
-            "difference_image": image_to_base64(picture) if body.include_difference_image else None,
-            "unmet": plan.unmet,
-            "warnings": list(result.warnings),
-        }
+
+        def respond():
+            new = result.images[0]
+            difference, picture = pixel_difference(original, new)
+            infotext = result.infotexts[0] if result.infotexts else ""
+            return {
+                "images": convert.encode_images([new], [infotext]),
+                "infotext": infotext,
+                "original_infotext": text,
+                "difference": difference.as_dict(),
+                "difference_image": image_to_base64(picture) if body.include_difference_image else None,
+                "unmet": planned.unmet,
+                "warnings": list(result.warnings),
+            }
+
+        return await run_in_threadpool(respond)
 
     return router

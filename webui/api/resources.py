@@ -5,12 +5,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
+from starlette.concurrency import run_in_threadpool
 
 from webui.addons import registry as addons
 from webui.api.convert import check_api_option_changes, resolve_checkpoint
+from webui.api.jobs_bridge import await_job, caller_of
 from webui.engine.sampling import table as sampling_table
 from webui.scripts import registry as selectable_scripts
+from webui.models.actions import MODEL_JOB_KIND, ModelAction
 from webui.schemas import InvalidRequest
 
 LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
@@ -53,15 +56,12 @@ def _embedding_item(path: Path) -> dict:
 
 
 def _installed_embeddings(models) -> dict | None:
-    """A1111's embeddings answer from what the loaded model installed; None before any job used it."""
-    current = getattr(models, "current_checkpoint", None)
-    addons = getattr(models, "addons", None)
-    if current is None or not callable(addons):
-        return None
-    try:
-        status = addons().embedding_status
-    except Exception:  # no model loaded (yet): fall back to the file list
-        return None
+    """A1111's embeddings answer from what the loaded model installed; None before any job used it.
+
+    Read from the manager's published snapshot: this never waits for a running job.
+    """
+    snapshot = getattr(models, "snapshot", None)
+    status = snapshot().embeddings if callable(snapshot) else None
     if status is None:
         return None
     widths = getattr(status, "widths", {}) or {}
@@ -130,16 +130,21 @@ def create_resources_router(services) -> APIRouter:
         catalog.refresh_checkpoints()
         return None
 
+    # Only the worker touches weights: a switch, unload or reload is a queued job, run after the jobs
+    # queued before it and before those queued after it; the request awaits it without holding a thread.
+    async def model_job(http: Request, action: ModelAction) -> dict:
+        return await await_job(services.queue, MODEL_JOB_KIND, action, caller_of(http).owner) or {}
+
     @router.post("/unload-checkpoint")
-    def unload_checkpoint():
-        """Free the loaded checkpoint from RAM and GPU."""
-        services.models.unload()
+    async def unload_checkpoint(http: Request):
+        """Free the loaded checkpoint from RAM and GPU (after the jobs queued before this request)."""
+        await model_job(http, ModelAction("unload"))
         return {}
 
     @router.post("/reload-checkpoint")
-    def reload_checkpoint():
-        """Load the current checkpoint again."""
-        services.models.reload()
+    async def reload_checkpoint(http: Request):
+        """Load the current checkpoint again (after the jobs queued before this request)."""
+        await model_job(http, ModelAction("reload"))
         return {}
 
     # ---- options
@@ -154,28 +159,33 @@ def create_resources_router(services) -> APIRouter:
         return values
 
     @router.post("/options")
-    def set_options(changes: dict[str, Any] = Body(...)):
-        """Change options; ``sd_model_checkpoint`` loads that checkpoint now (404 when unknown).
+    async def set_options(http: Request, changes: dict[str, Any] = Body(...)):
+        """Change options; ``sd_model_checkpoint`` loads that checkpoint (404 when unknown) as a queued job.
 
-        Keys this server does not have are ignored, as A1111 does, and named under
-        ``warnings``; a known key with a value of the wrong type is a 422 naming it,
-        and then nothing changes.
+        The switch happens after the jobs queued before it and before those queued
+        after it; the answer comes once it is done, as in A1111. Keys this server
+        does not have are ignored, as A1111 does, and named under ``warnings``; a
+        known key with a value of the wrong type is a 422 naming it, and then
+        nothing changes.
         """
-        known = services.options.as_dict()
-        wanted = {k: v for k, v in changes.items() if k in known}
-        ignored = sorted(k for k in changes if k not in known)
-        checkpoint = wanted.pop("sd_model_checkpoint", None)
-        if checkpoint is not None and not isinstance(checkpoint, str):
-            raise InvalidRequest("sd_model_checkpoint must be a string", field="sd_model_checkpoint")
-        check_api_option_changes(wanted, services)
-        # Type-check the rest before the (slow) model switch so a bad value changes nothing.
-        trial = type(services.options)(defaults=known)
-        trial.update(wanted)
-        if checkpoint:
-            info = services.models.select_checkpoint(resolve_checkpoint(catalog, checkpoint))
-            title = getattr(info, "title", None) or current_title() or checkpoint
-            wanted["sd_model_checkpoint"] = title
-        updated = services.options.update(wanted)
+        def check():
+            known = services.options.as_dict()
+            wanted = {k: v for k, v in changes.items() if k in known}
+            ignored = sorted(k for k in changes if k not in known)
+            checkpoint = wanted.pop("sd_model_checkpoint", None)
+            if checkpoint is not None and not isinstance(checkpoint, str):
+                raise InvalidRequest("sd_model_checkpoint must be a string", field="sd_model_checkpoint")
+            check_api_option_changes(wanted, services)
+            # Type-check the rest before the (slow) model switch so a bad value changes nothing.
+            trial = type(services.options)(defaults=known)
+            trial.update(wanted)
+            return wanted, ignored, resolve_checkpoint(catalog, checkpoint) if checkpoint else None
+
+        wanted, ignored, title = await run_in_threadpool(check)
+        if title:
+            loaded = await model_job(http, ModelAction("load", title))
+            wanted["sd_model_checkpoint"] = loaded.get("checkpoint") or current_title() or title
+        updated = await run_in_threadpool(services.options.update, wanted)
         warnings = [f"{key}: not an option this server has; ignored" for key in ignored]
         return {"updated": updated, "ignored": ignored, "warnings": warnings}
 

@@ -33,6 +33,7 @@ from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_z
 from webui.engine.sampling.runner import Plan
 from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
 from webui.images import read_infotext
+from webui.models.actions import MODEL_JOB_KIND, apply_model_action
 from webui.models.manager import ModelManager
 from webui.option_overlay import JobOptions
 from webui.schemas import (
@@ -84,6 +85,8 @@ class Engine:
             return self.generate(request, control)
         if kind == "extras":
             return self.extras(request, control)
+        if kind == MODEL_JOB_KIND:  # checkpoint load/unload/reload, in order with the other jobs
+            return apply_model_action(self.models, request)
         raise InvalidRequest(f"unknown job kind {kind!r}", field="kind")
 
     def sampler_names(self) -> list[str]:

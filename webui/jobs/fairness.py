@@ -45,6 +45,25 @@ def fair_order(items: Iterable[T], owner_of: Callable[[T], str], tickets: dict[s
     return order
 
 
+def fair_order_with_barriers(items: Iterable[T], owner_of: Callable[[T], str], tickets: dict[str, int],
+                             is_barrier: Callable[[T], bool]) -> list[T]:
+    """:func:`fair_order`, except that a barrier item (a checkpoint switch) keeps its place in time.
+
+    Everything queued before a barrier runs before it and everything queued after
+    it runs after it; owners take turns only between barriers.
+    """
+    order: list[T] = []
+    segment: list[T] = []
+    for item in items:
+        if is_barrier(item):
+            order += fair_order(segment, owner_of, tickets)
+            order.append(item)
+            segment = []
+        else:
+            segment.append(item)
+    return order + fair_order(segment, owner_of, tickets)
+
+
 def owner_count(items: Sequence[T], owner_of: Callable[[T], str], owner: str) -> int:
     """How many of ``items`` belong to ``owner``."""
     return sum(1 for item in items if owner_of(item) == owner)

@@ -7,6 +7,7 @@ work survives a restart. The worker calls the engine through one function,
 """
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import os
@@ -17,13 +18,14 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from webui.jobs.control import WorkerControl
-from webui.jobs.fairness import fair_order, owner_count
+from webui.jobs.fairness import fair_order_with_barriers, owner_count
 from webui.jobs.outcome import describe_failure, is_out_of_memory, run_once  # noqa: F401 (re-exported)
 from webui.jobs.records import Job, JobEvent, NotYourJob, check_kind, result_to_data
 from webui.jobs.store import JobStore, SQLiteJobStore
+from webui.models.actions import MODEL_JOB_KIND
 from webui.schemas import (
     ExtrasRequest,
     GenerationRequest,
@@ -86,6 +88,8 @@ class Subscription:
         self.job_id = job_id
         self._events: queue_module.Queue = queue_module.Queue(maxsize=maxsize)
         self._on_close = on_close
+        self._wakers: list[Callable[[], None]] = []  # async readers waiting for the next event
+        self._wakers_lock = threading.Lock()
         self.closed = False
 
     def offer(self, event: JobEvent) -> None:
@@ -95,7 +99,7 @@ class Subscription:
         while True:
             try:
                 self._events.put_nowait(event)
-                return
+                break
             except queue_module.Full:
                 if event.type == "progress":
                     return
@@ -103,6 +107,13 @@ class Subscription:
                     self._events.get_nowait()
                 except queue_module.Empty:
                     pass
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._wakers_lock:
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
 
     def get(self, timeout: float | None = None) -> JobEvent | None:
         """The next event, or None when none came within ``timeout`` seconds."""
@@ -110,6 +121,43 @@ class Subscription:
             return self._events.get(timeout=timeout)
         except queue_module.Empty:
             return None
+
+    async def next_event(self, timeout: float | None = None) -> JobEvent | None:
+        """The next event without holding a thread (for async code), or None after ``timeout`` seconds or close."""
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            try:
+                return self._events.get_nowait()
+            except queue_module.Empty:
+                pass
+            woken = loop.create_future()
+
+            def wake(woken=woken):
+                try:
+                    loop.call_soon_threadsafe(lambda: woken.done() or woken.set_result(None))
+                except RuntimeError:  # the loop has closed: nobody is waiting any more
+                    pass
+
+            with self._wakers_lock:
+                self._wakers.append(wake)
+            try:
+                if self._events.empty() and not self.closed:  # an event may have come before the waker was set
+                    await asyncio.wait_for(woken, timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                return None
+            finally:
+                with self._wakers_lock:
+                    if wake in self._wakers:
+                        self._wakers.remove(wake)
+        return None
+
+    async def events(self, timeout: float | None = None) -> AsyncIterator[JobEvent | None]:
+        """Async iteration: each event (None when ``timeout`` passed without one); ends after a followed job's end."""
+        while not self.closed:
+            event = await self.next_event(timeout)
+            yield event
+            if event is not None and self.job_id is not None and event.type == "finished":
+                return
 
     def __iter__(self) -> Iterator[JobEvent]:
         while not self.closed:
@@ -124,6 +172,7 @@ class Subscription:
         if not self.closed:
             self.closed = True
             self._on_close(self)
+            self._wake()
 
     def __enter__(self) -> "Subscription":
         return self
@@ -134,6 +183,10 @@ class Subscription:
 
 def _owner(job: Job) -> str:
     return job.owner
+
+
+def _is_model_action(job: Job) -> bool:
+    return job.kind == MODEL_JOB_KIND
 
 
 class JobQueue:
@@ -447,8 +500,11 @@ class JobQueue:
         return clone
 
     def _fair_queue(self) -> list[Job]:
-        """Queued jobs in the order they will run: owners take turns, each owner's jobs in order."""
-        return fair_order(self._queued, _owner, self._tickets)
+        """Queued jobs in the order they will run: owners take turns, each owner's jobs in order.
+
+        A model action (checkpoint switch) runs after every job queued before it and before every later one.
+        """
+        return fair_order_with_barriers(self._queued, _owner, self._tickets, _is_model_action)
 
     def _take_turn(self, owner: str) -> None:
         self._ticket += 1

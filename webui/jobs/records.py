@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from webui.models.actions import MODEL_JOB_KIND, ModelAction
 from webui.schemas import (
     ExtrasRequest,
     ExtrasResult,
@@ -30,7 +31,8 @@ from webui.schemas import (
     image_to_base64,
 )
 
-REQUEST_TYPES = {"txt2img": GenerationRequest, "img2img": GenerationRequest, "extras": ExtrasRequest}
+REQUEST_TYPES = {"txt2img": GenerationRequest, "img2img": GenerationRequest, "extras": ExtrasRequest,
+                 MODEL_JOB_KIND: ModelAction}
 _FROM_PATHS = "__images_from_saved_paths__"
 RESULT_TYPES = {"txt2img": GenerationResult, "img2img": GenerationResult, "extras": ExtrasResult}
 
@@ -43,13 +45,15 @@ class NotYourJob(WebUIError):
 
 def check_kind(kind: str, request: Any) -> None:
     """Raise InvalidRequest unless ``kind`` is a job kind and ``request`` has its request type."""
-    if kind not in JOB_KINDS:
-        raise InvalidRequest(f"unknown job kind {kind!r}; expected one of {', '.join(JOB_KINDS)}", field="kind")
+    if kind not in REQUEST_TYPES:
+        expected_kinds = ", ".join((*JOB_KINDS, MODEL_JOB_KIND))
+        raise InvalidRequest(f"unknown job kind {kind!r}; expected one of {expected_kinds}", field="kind")
     expected = REQUEST_TYPES[kind]
     if not isinstance(request, expected):
         raise InvalidRequest(f"a {kind} job needs a {expected.__name__}, not {type(request).__name__}",
                              field="request")
-    check_request_limits(request)
+    if kind != MODEL_JOB_KIND:  # a model action is checked when it is made
+        check_request_limits(request)
 
 
 def without_images(value: Any) -> Any:

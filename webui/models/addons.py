@@ -106,7 +106,8 @@ class ModelAddons:
             from webui.models.vae import vae_short_hash
 
             report.vae_name = path.name
-            report.vae_hash = vae_short_hash(path)
+            # Through the catalog's hash cache: a VAE file is read for its hash once, not on every job.
+            report.vae_hash = vae_short_hash(path, getattr(self.catalog, "hashes", None))
         return []
 
     def detach(self) -> None:

@@ -213,3 +213,5 @@ class ControlNetCache:
         """Drop every loaded ControlNet (the manager frees memory after this)."""
         with self._lock:
             self._models.clear()
+
+    unload = clear  # the manager's holder interface (ModelManager.register)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from webui.catalog import Catalog, CheckpointInfo
 from webui.config import Settings
@@ -36,6 +37,18 @@ def release_memory(device: str) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """What the manager holds, published for readers on other threads (read without any lock).
+
+    ``embeddings`` is the live model's embedding status (``loaded``/``skipped``/``widths``),
+    None until a job installed the embeddings.
+    """
+
+    checkpoint: CheckpointInfo | None = None
+    embeddings: object | None = None
+
+
 @dataclass
 class _Prepared:
     """A cache entry: converted tensors, or on CPU the built modules themselves."""
@@ -44,6 +57,13 @@ class _Prepared:
     converted: dict | None
     inpainting: bool
     components: LoadedComponents | None = None
+
+
+class ModelHolder(Protocol):
+    """Anything else that keeps model weights (upscalers, face restorers and their detector, ControlNets)."""
+
+    def unload(self) -> None:
+        """Drop every model held; the next use loads again."""
 
 
 class ModelManager:
@@ -63,6 +83,7 @@ class ModelManager:
         self._current: CheckpointInfo | None = None
         self._addons = None  # per-model LoRA/embedding/VAE state (webui.models.addons.ModelAddons)
         self._controlnets = None  # loaded ControlNets (webui.models.controlnet.ControlNetCache), made on first use
+        self._holders: dict[str, ModelHolder] = {}  # upscalers, face restorers, ControlNets...: see register()
         self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
         self.last_load_seconds = 0.0
 
@@ -70,6 +91,16 @@ class ModelManager:
     @property
     def current_checkpoint(self) -> CheckpointInfo | None:
         return self._current
+
+    def snapshot(self) -> ModelSnapshot:
+        """The published state: never waits for the model lock, so a request thread never waits for a job.
+
+        It is assembled from references the worker replaces whole (never mutates), so it is consistent
+        enough for listings even while a job runs or a switch is under way.
+        """
+        addons = self._addons
+        return ModelSnapshot(checkpoint=self._current,
+                             embeddings=getattr(addons, "embedding_status", None) if addons is not None else None)
 
     @property
     def loaded(self) -> LoadedComponents | None:
@@ -89,6 +120,28 @@ class ModelManager:
             self._limit = max(1, int(limit))
             self._trim_cache()
             release_memory(self.device)
+
+    # ---- the other models under the same memory policy
+    def register(self, name: str, holder: ModelHolder) -> None:
+        """Put another kind of model under this manager's memory policy (call once at wiring).
+
+        The policy: free before load (every registered holder is unloaded before a
+        checkpoint is read from disk) and everything freed after an out-of-memory error.
+        A holder frees its previous model before loading the next one itself.
+        """
+        with self._lock:
+            self._holders[name] = holder
+
+    def holders(self) -> dict[str, ModelHolder]:
+        """The registered holders by name."""
+        return dict(self._holders)
+
+    def _unload_holders(self) -> None:
+        for name, holder in list(self._holders.items()):
+            try:
+                holder.unload()
+            except Exception:  # one holder's trouble must not keep the others' memory
+                log.exception("could not unload %s", name)
 
     # ---- switching
     def select_checkpoint(self, name: str) -> CheckpointInfo:
@@ -137,6 +190,8 @@ class ModelManager:
             self._cache.move_to_end(info.sha256)
             return cached
         self.load_count += 1
+        self._unload_holders()  # free before load: the checkpoint read next is the biggest thing
+        release_memory(self.device)
         if info.path.is_dir():
             arch, converted, inpainting = read_diffusers_folder(info.path)
         else:
@@ -183,8 +238,11 @@ class ModelManager:
                 self.ensure(info)
 
     def free_after_out_of_memory(self) -> None:
-        """After an out-of-memory error: drop everything; the next job loads what it needs."""
-        self.unload()
+        """After an out-of-memory error: drop everything (checkpoints and every registered holder's models);
+        the next job loads what it needs."""
+        with self._lock:
+            self._unload_holders()
+            self.unload()
 
     # ---- per-job extras
     def addons(self):
@@ -209,7 +267,8 @@ class ModelManager:
         with self._lock:
             if self._loaded is None:
                 raise ModelLoadError("no model loaded")
-            if self._controlnets is None:
+            if self._controlnets is None:  # under the common policy from now on: freed before loads and on OOM
                 self._controlnets = ControlNetCache(self.device, self.dtype)
+                self._holders["controlnets"] = self._controlnets
             info = self.catalog.find_controlnet(name)
             return self._controlnets.get(info, dict(self._loaded.unet.config), self._current.title)

@@ -46,6 +46,14 @@ class MTCNNDetector:
             self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size, post_process=False)
         return self._mtcnn
 
+    def unload(self) -> None:
+        """Drop the MTCNN networks; the next detection builds them again."""
+        self._mtcnn = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._mtcnn is not None
+
     def detect(self, image: Image.Image) -> list[Face]:
         """Faces in ``image`` scoring at least ``min_score``, largest first."""
         import torch

@@ -118,9 +118,12 @@ class FaceRestorers:
             return descriptor
 
     def unload(self) -> None:
-        """Drop the cached restorer model."""
+        """Drop the cached restorer model and the face detector's weights."""
         with self._lock:
             self._loaded = None
+            unload_detector = getattr(self._detector, "unload", None)
+            if callable(unload_detector):
+                unload_detector()
 
     # ------------------------------------------------------------------ running
     def detect(self, image: Image.Image) -> list[Face]:

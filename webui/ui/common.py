@@ -166,6 +166,9 @@ def job_finished(job) -> bool:
 
 def job_prompt(job, length: int = 40) -> str:
     request = getattr(job, "request", None)
+    describe = getattr(request, "describe", None)  # a model job: "load checkpoint ..."
+    if callable(describe):
+        return describe()
     prompt = getattr(request, "prompt", None)
     if prompt is None:
         count = len(getattr(request, "images", []) or [])

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import html
-import time
 from typing import Iterator
 
 from PIL import Image
 
+from webui.jobs.follow import job_updates
 from webui.ui import common
-
-POLL_SECONDS = 0.25
 
 
 def summary(difference, unmet: list[str], warnings: list[str]) -> str:
@@ -46,9 +44,9 @@ def reproduce(services, path, owner: str) -> Iterator[tuple[str, Image.Image | N
     except Exception as exc:
         yield f"**Error:** {common.readable_error(exc)}", None, None
         return
-    while not common.job_finished(job := services.queue.get(job.id)):
-        yield f"Reproducing: {common.progress_text(job)}", None, None
-        time.sleep(POLL_SECONDS)
+    for job in job_updates(services.queue, job.id):  # woken by the queue, no polling
+        if not common.job_finished(job):
+            yield f"Reproducing: {common.progress_text(job)}", None, None
     result = getattr(job, "result", None)
     if not getattr(result, "images", None):
         yield f"**Error:** the reproduction made no image ({common.progress_text(job)})", None, None

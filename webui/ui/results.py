@@ -1,19 +1,18 @@
 """The output side of a tab: status line, progress bar, live preview, gallery, infotext, Interrupt/Skip, Send-to.
 
-``follow_job`` is the generator every Generate handler ends in: it polls the
-queue for the job it submitted and yields updates, so the browser sees the
+``follow_job`` is the generator every Generate handler ends in: it wakes on the
+queue's notifications for the job it submitted and yields updates, so the browser sees the
 position in the queue, step k/S, image i/n and the preview while the worker runs.
 ``resume_jobs`` does the same on page load for the jobs this browser left
 running or queued (a reloaded page, a second tab with the same identity cookie).
 """
-import time
 from dataclasses import dataclass
 
 import gradio as gr
 
+from webui.jobs.follow import job_updates
 from webui.ui import common, progress_view
 
-POLL_SECONDS = 0.25
 # Room for the gallery with the Send-to buttons and the infotext still on a 1440x900 screen, never under 256 px.
 GALLERY_HEIGHT = "max(256px, calc(100vh - 640px))"
 
@@ -187,9 +186,10 @@ def follow_job(panel: ResultPanel, services, job_id):
     shown_preview = None
     shown_text = None  # written only when it changes, so a message from Interrupt/Skip stays readable
     shown_bar = None
+    updates = job_updates(services.queue, job_id)  # the queue wakes this loop on each change: no polling
     while True:
         try:
-            job = services.queue.get(job_id)
+            job = next(updates, None)
         except Exception as exc:
             yield {panel.status: f"**Error:** {common.markdown_text(common.readable_error(exc))}"}
             return
@@ -217,7 +217,6 @@ def follow_job(panel: ResultPanel, services, job_id):
             update[panel.preview] = gr.Image(value=preview, visible=True)
         if update:
             yield update
-        time.sleep(POLL_SECONDS)
 
 
 def submit_and_follow(panel: ResultPanel, services, kind: str, build_request, request: gr.Request):

@@ -3,6 +3,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from webui.jobs.follow import submit_and_wait
+from webui.models.actions import MODEL_JOB_KIND, ModelAction
+from webui.schemas import JobStatus, ModelLoadError
 from webui.ui import common
 
 
@@ -29,7 +32,7 @@ def current_vae(services) -> str:
 
 
 def build_topbar(services) -> TopBar:
-    """Create the bar; choosing a checkpoint loads it now, refresh rescans the model folders."""
+    """Create the bar; choosing a checkpoint queues its load, refresh rescans the model folders."""
     with gr.Row(elem_id="topbar"):
         checkpoint = gr.Dropdown(
             label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
@@ -51,16 +54,20 @@ def build_topbar(services) -> TopBar:
             return f"**Could not set the VAE:** {common.markdown_text(common.readable_error(exc))}"
         return f"VAE: {common.markdown_text(choice)}. It applies from the next image on."
 
-    def select(title):
+    async def select(title, request: gr.Request):
+        """Queue the switch (it runs after the jobs queued before it) and await it without holding a thread."""
         if not title:
             return ""
         try:
-            info = services.models.select_checkpoint(title)
+            job = await submit_and_wait(services.queue, MODEL_JOB_KIND, ModelAction("load", title),
+                                        owner=common.owner_of(request))
+            if job.status != JobStatus.SUCCEEDED:
+                raise ModelLoadError(job.error or f"the checkpoint switch was {job.status.value}")
         except Exception as exc:
             message_text = common.readable_error(exc)
             common.warn(message_text)
             return f"**Could not load the checkpoint:** {common.markdown_text(message_text)}"
-        loaded = getattr(info, "title", title)
+        loaded = (job.result if isinstance(job.result, dict) else {}).get("checkpoint") or title
         if services.options is not None:
             try:
                 services.options.update({"sd_model_checkpoint": loaded})

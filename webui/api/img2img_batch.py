@@ -13,10 +13,11 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from webui.api import convert
 from webui.api.errors import OptionForbidden
-from webui.api.jobs_bridge import caller_of, run_job
+from webui.api.jobs_bridge import await_job, caller_of
 from webui.api.models import Img2ImgBody
 from webui.images import read_infotext, write_image
 from webui.saving import effective_options
@@ -64,22 +65,29 @@ def create_img2img_batch_router(services) -> APIRouter:
     settings = services.settings
 
     @router.post("/img2img-batch")
-    def img2img_batch(body: Img2ImgBatchBody, http: Request):
-        """img2img (or inpaint) every image of a folder; answers the files written and each one's warnings."""
+    async def img2img_batch(body: Img2ImgBatchBody, http: Request):
+        """img2img (or inpaint) every image of a folder; answers the files written and each one's warnings.
+
+        Async like the other waiting endpoints: file work runs in the thread pool and the wait for each
+        job holds no thread.
+        """
         caller = caller_of(http)
         if caller.user is not None and not caller.admin:  # the outputs folder holds every user's images
             raise OptionForbidden("only an admin may process a folder of the server", field="input_dir")
-        inputs = _images_in(checked_folder(settings, body.input_dir, "input_dir"))
-        if not inputs:
-            raise InvalidRequest("input_dir holds no images", field="input_dir")
-        if len(inputs) > MAX_BATCH_FILES:
-            raise InvalidRequest(f"input_dir holds over {MAX_BATCH_FILES} images", field="input_dir")
-        masks = _images_in(checked_folder(settings, body.inpaint_mask_dir, "inpaint_mask_dir")) \
-            if body.inpaint_mask_dir else []
-        output = checked_folder(settings, body.output_dir, "output_dir", must_exist=False) if body.output_dir else None
-        opts = effective_options(services.options, body.override_settings)
-        files, processed, warnings = [], [], []
-        for path in inputs:
+
+        def plan():
+            inputs = _images_in(checked_folder(settings, body.input_dir, "input_dir"))
+            if not inputs:
+                raise InvalidRequest("input_dir holds no images", field="input_dir")
+            if len(inputs) > MAX_BATCH_FILES:
+                raise InvalidRequest(f"input_dir holds over {MAX_BATCH_FILES} images", field="input_dir")
+            masks = _images_in(checked_folder(settings, body.inpaint_mask_dir, "inpaint_mask_dir")) \
+                if body.inpaint_mask_dir else []
+            output = checked_folder(settings, body.output_dir, "output_dir", must_exist=False) \
+                if body.output_dir else None
+            return inputs, masks, output, effective_options(services.options, body.override_settings)
+
+        def prepare(path, masks, output):
             init, infotext = _encoded(path, "input_dir", settings.max_image_pixels)
             changes = {"init_images": [init], "save_images": output is None and body.save_images}
             mask = _mask_for(path, masks)
@@ -89,20 +97,25 @@ def create_img2img_batch_router(services) -> APIRouter:
                 changes["infotext"] = infotext
             one = Img2ImgBody.model_validate({**body.model_dump(exclude_unset=True, exclude=set(
                 Img2ImgBatchBody.model_fields) - set(Img2ImgBody.model_fields)), **changes})
-            request = convert.img2img_request(one, services)
-            result = run_job(services.queue, "img2img", request, caller.owner)
+            return convert.img2img_request(one, services)
+
+        def store(path, result, output, opts) -> list[str]:
+            if output is None:
+                return list(result.saved_paths)
+            return [str(write_image(image, output, path.stem if index == 0 else f"{path.stem}-{index}",
+                                    fmt=str(opts["samples_format"]), infotext=text, add_number=False,
+                                    quality=int(opts["jpeg_quality"]), lossless=bool(opts["webp_lossless"])))
+                    for index, (image, text) in enumerate(zip(result.images, result.infotexts))]
+
+        inputs, masks, output, opts = await run_in_threadpool(plan)
+        files, processed, warnings = [], [], []
+        for path in inputs:
+            request = await run_in_threadpool(prepare, path, masks, output)
+            result = await await_job(services.queue, "img2img", request, caller.owner)
             result = result if isinstance(result, GenerationResult) else GenerationResult()
             processed.append(path.name)
             warnings.extend(f"{path.name}: {w}" for w in result.warnings)
-            if output is not None:
-                for index, (image, text) in enumerate(zip(result.images, result.infotexts)):
-                    name = path.stem if index == 0 else f"{path.stem}-{index}"
-                    files.append(str(write_image(image, output, name, fmt=str(opts["samples_format"]),
-                                                 infotext=text, add_number=False,
-                                                 quality=int(opts["jpeg_quality"]),
-                                                 lossless=bool(opts["webp_lossless"]))))
-            else:
-                files.extend(result.saved_paths)
+            files.extend(await run_in_threadpool(store, path, result, output, opts))
         return {"processed": processed, "files": files, "warnings": list(dict.fromkeys(warnings))}
 
     return router

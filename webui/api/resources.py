@@ -40,7 +40,7 @@ def _embedding_item(path: Path) -> dict:
     item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 0, "vectors": 0}
     if path.suffix.lower() == ".safetensors":
         try:
-            from webui.models.safetensors_header import read_safetensors_header
+            from webui.detection.safetensors_header import read_safetensors_header
 
             shapes = read_safetensors_header(path).shapes
         except (OSError, ValueError):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from webui.models.families import TEXT_ENCODER_PREFIXES, UNET_PREFIX, VAE_PREFIX
+from webui.detection.families import TEXT_ENCODER_PREFIXES, UNET_PREFIX, VAE_PREFIX
 
 RESNET_NAMES = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}

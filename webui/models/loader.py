@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from webui.models.architecture import Architecture, TextEncoderSpec, infer_architecture
-from webui.models.detect import detect_model
-from webui.models.families import UNET_PREFIX
-from webui.models.safetensors_header import read_safetensors_header
+from webui.detection.detect import detect_model
+from webui.detection.families import UNET_PREFIX
+from webui.detection.safetensors_header import read_safetensors_header
 from webui.schemas import ModelLoadError
 
 log = logging.getLogger(__name__)

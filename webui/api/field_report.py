@@ -7,8 +7,8 @@ where A1111 refuses it too, or reported under ``warnings`` in the response's
 """
 from __future__ import annotations
 
+from webui import vocabulary
 from webui.api.models import GenerationBody, Img2ImgBody, Txt2ImgBody
-from webui.engine.sampling import table as sampling_table
 from webui.saving import SAVING_OPTIONS
 from webui.schemas import InvalidRequest, NotFound
 
@@ -16,7 +16,7 @@ from webui.schemas import InvalidRequest, NotFound
 HONOURED_OVERRIDES = frozenset({
     "CLIP_stop_at_last_layers", "sd_model_checkpoint", "sd_vae", "randn_source", "eta_noise_seed_delta",
     "face_restoration_model", "code_former_weight",
-}) | frozenset(SAVING_OPTIONS) | frozenset(sampling_table.OPTION_KEYS)
+}) | frozenset(SAVING_OPTIONS) | frozenset(vocabulary.OPTION_KEYS)
 
 
 def check_refused_fields(body: GenerationBody, services) -> None:

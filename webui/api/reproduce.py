@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from webui import vocabulary
 from webui.api import convert
 from webui.api.jobs_bridge import run_job
 from webui.api.models import ReproduceBody
@@ -22,7 +23,7 @@ def create_reproduce_router(services) -> APIRouter:
         text = read_infotext(original)
         if not text:
             raise InvalidRequest("the image carries no generation parameters (no infotext)", field="image")
-        plan = plan_reproduction(text, services.catalog, version=convert.VERSION)
+        plan = plan_reproduction(text, services.catalog, version=vocabulary.VERSION)
         result = run_job(services.queue, "txt2img", plan.request)
         if not isinstance(result, GenerationResult) or not result.images:
             raise InvalidRequest("the reproduction made no image (interrupted or skipped)", field="image")

@@ -8,24 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from webui.detection.families import FAMILIES
 from webui.detection.folders import family_of, read_config, weights_file
 from webui.models.architecture import Architecture, TextEncoderSpec
 from webui.schemas import ModelLoadError
+from webui.tensor_files import read_tensor_file
 
 
 def _weights(component: Path) -> dict:
-    path = weights_file(component)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelLoadError(f"{path} refused: only plain tensors are accepted ({exc})") from None
+    data, _ = read_tensor_file(weights_file(component))
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{component.parent.name}/{component.name}: not a state dict")
+    return data
 
 
 def read_diffusers_folder(folder: Path) -> tuple[Architecture, dict, bool]:

@@ -82,6 +82,9 @@ def test_whole_job_limits_and_field_combinations():
     with pytest.raises(InvalidRequest) as refused:
         GenerationRequest(randn_source="GPU2")
     assert refused.value.field == "randn_source"
+    with pytest.raises(InvalidRequest) as refused:  # a misspelt field is an error, not silently ignored
+        GenerationRequest(stepz=30)
+    assert refused.value.field == "stepz"
 
 
 def test_extras_limits_and_stored_requests():

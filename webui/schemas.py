@@ -125,8 +125,9 @@ ExtrasSide = Annotated[int, Field(ge=1, le=MAX_EXTRAS_SIDE)]
 ExtrasImages = Annotated[list[Image.Image], Field(max_length=MAX_EXTRAS_IMAGES)]
 
 # Non-finite numbers are refused (no stored job may hold a number JSON cannot carry), and so is any text longer
-# than MAX_PROMPT_CHARS or not valid Unicode (pydantic refuses lone surrogates).
-REQUEST_CONFIG = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False, str_max_length=MAX_PROMPT_CHARS)
+# than MAX_PROMPT_CHARS or not valid Unicode (pydantic refuses lone surrogates), and any unknown field name.
+REQUEST_CONFIG = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False, str_max_length=MAX_PROMPT_CHARS,
+                            extra="forbid")
 
 
 def request_model(cls):

@@ -30,7 +30,8 @@ def test_the_ui_offers_the_same_names_and_codes_the_request_accepts():
     assert common.sampler_names(bare) == vocabulary.sampler_names()
     assert common.scheduler_names(bare) == vocabulary.schedule_labels()
     assert common.upscaler_names(bare) == list(vocabulary.BUILTIN_UPSCALERS)
-    assert common.hr_upscaler_names(bare)[:len(vocabulary.LATENT_UPSCALE_MODES)] == list(vocabulary.LATENT_UPSCALE_MODES)
+    latent = list(vocabulary.LATENT_UPSCALE_MODES)
+    assert common.hr_upscaler_names(bare)[:len(latent)] == latent
     # Radio buttons send their index: every index is a code the request model takes, and no more.
     for choices, field in ((common.RESIZE_MODES, "resize_mode"), (common.MASKED_CONTENT, "inpainting_fill"),
                            (common.MASK_MODES, "inpainting_mask_invert")):

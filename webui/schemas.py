@@ -90,7 +90,7 @@ class Serialisable:
         return cls(**{k: _decode(v) for k, v in data.items()})
 
 
-# ---------------------------------------------------------------- limits (declared once: API bodies, UI, queue and engine)
+# ---------------------------------------------------------------- limits (declared once: API, UI, queue and engine)
 MAX_STEPS = 150
 MAX_BATCH_SIZE = 64
 MAX_N_ITER = 100

@@ -107,7 +107,8 @@ def upscaler_names(services) -> list[str]:
 
 def hr_upscaler_names(services) -> list[str]:
     """Hires fix upscalers: latent modes first, then the extras upscalers (without None)."""
-    return list(dict.fromkeys([*vocabulary.LATENT_UPSCALE_MODES, *[n for n in upscaler_names(services) if n != "None"]]))
+    models = [n for n in upscaler_names(services) if n != "None"]
+    return list(dict.fromkeys([*vocabulary.LATENT_UPSCALE_MODES, *models]))
 
 
 def face_restorer_names(services) -> list[str]:

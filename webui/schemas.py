@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
-import functools
 import io
 import time
 from dataclasses import dataclass, field
@@ -126,32 +125,32 @@ ExtrasImages = Annotated[list[Image.Image], Field(max_length=MAX_EXTRAS_IMAGES)]
 
 # Non-finite numbers are refused (no stored job may hold a number JSON cannot carry), and so is any text longer
 # than MAX_PROMPT_CHARS or not valid Unicode (pydantic refuses lone surrogates), and any unknown field name.
+# The validators are built on first use, so importing this module stays cheap (worker processes start fast).
 REQUEST_CONFIG = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False, str_max_length=MAX_PROMPT_CHARS,
-                            extra="forbid")
+                            extra="forbid", defer_build=True)
 
 
-def request_model(cls):
-    """A pydantic dataclass of ``cls`` whose refusals are InvalidRequest (HTTP 422 naming the field).
+class RequestModel(Serialisable):
+    """Base of the request models: pydantic's refusals become InvalidRequest (HTTP 422 naming the field)."""
 
-    Validation runs whenever a request is made (``cls(...)``, ``from_dict``, ``dataclasses.replace``).
-    """
-    cls = pydantic.dataclasses.dataclass(config=REQUEST_CONFIG)(cls)
-    validating_init = cls.__init__
-
-    @functools.wraps(validating_init)
-    def __init__(self, *args, **kwargs):
+    @pydantic.model_validator(mode="wrap")
+    @classmethod
+    def _refuse_as_invalid_request(cls, values, handler):
         try:
-            validating_init(self, *args, **kwargs)
+            return handler(values)
         except ValidationError as exc:
             raise InvalidRequest.from_validation_error(exc) from None
 
-    cls.__init__ = __init__
-    return cls
+
+def request_model(cls):
+    """``cls`` (a RequestModel) as a pydantic dataclass validated whenever a request is made:
+    ``cls(...)``, ``from_dict``, ``dataclasses.replace``."""
+    return pydantic.dataclasses.dataclass(config=REQUEST_CONFIG)(cls)
 
 
 # ---------------------------------------------------------------- requests
 @request_model
-class GenerationRequest(Serialisable):
+class GenerationRequest(RequestModel):
     """txt2img, img2img and inpaint in one: an init image means img2img, a mask means inpaint."""
 
     prompt: PromptText = ""
@@ -237,7 +236,7 @@ class GenerationRequest(Serialisable):
 
 
 @request_model
-class ExtrasRequest(Serialisable):
+class ExtrasRequest(RequestModel):
     """One or more images through upscaling and face restoration (A1111's Extras)."""
 
     images: ExtrasImages = field(default_factory=list)

@@ -52,7 +52,7 @@ def main() -> None:
     from webui.catalog import Catalog
     from webui.engine.engine import Engine
     from webui.models.manager import ModelManager
-    from webui.models.random_checkpoint import write_random_checkpoint
+    from tests.random_checkpoint import write_random_checkpoint
     from webui.schemas import GenerationRequest
 
     with tempfile.TemporaryDirectory() as tmp:

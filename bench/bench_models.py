@@ -40,7 +40,7 @@ def main() -> None:
     from webui.catalog import Catalog
     from webui.config import Settings
     from webui.models.manager import ModelManager
-    from webui.models.random_checkpoint import write_random_checkpoint
+    from tests.random_checkpoint import write_random_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

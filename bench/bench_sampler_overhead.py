@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from webui import vocabulary  # noqa: E402
 from webui.engine.diffusion import Conditioning, SamplingJob, denoise  # noqa: E402
-from webui.engine.sampling import table  # noqa: E402
 from webui.engine.sampling.denoiser import alphas_cumprod_from_config  # noqa: E402
 from webui.engine.sampling.runner import Plan  # noqa: E402
 from webui.schemas import NullControl  # noqa: E402
@@ -49,8 +49,8 @@ def sync(device: str) -> None:
 
 
 def make_job(sampler: str, steps: int, latent: int, context: torch.Tensor) -> SamplingJob:
-    spec, schedule, _ = table.resolve(sampler, "Automatic")
-    plan = Plan(spec, schedule, table.SamplerSettings(), alphas_cumprod_from_config({}))
+    spec, schedule, _ = vocabulary.resolve(sampler, "Automatic")
+    plan = Plan(spec, schedule, vocabulary.SamplerSettings(), alphas_cumprod_from_config({}))
     cond = Conditioning(context)
     return SamplingJob(seeds=[1], latent_size=(latent, latent), steps=steps, cfg_scale=7.0,
                        positive_at=lambda step: cond, negative_at=lambda step: cond, plan=plan)
@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from webui.models.random_checkpoint import build_random_components
+    from tests.random_checkpoint import build_random_components
 
     unet, _, _ = build_random_components("sd1", full_size=True, seed=0)
     dtype = torch.float16 if args.device == "cuda" else torch.float32

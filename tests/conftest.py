@@ -68,7 +68,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def tiny_checkpoint_dir(tmp_path_factory) -> Path:
     """Tiny random checkpoints for each family, written once per test session."""
-    from webui.models.random_checkpoint import write_random_checkpoint
+    from tests.random_checkpoint import write_random_checkpoint
 
     folder = tmp_path_factory.mktemp("tiny-checkpoints")
     write_random_checkpoint(folder / "tiny-sd1.safetensors", "sd1", seed=1)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from webui import vocabulary
 from webui.catalog import Catalog
 from webui.config import Settings
-from webui.engine.sampling import table as sampling_table
 from webui.infotext import format_infotext
 from webui.models.actions import MODEL_JOB_KIND, apply_model_action
 from webui.options import Options
@@ -24,8 +24,8 @@ from webui.schemas import (ExtrasRequest, ExtrasResult, GenerationRequest, Gener
                            JobInterrupted, JobStatus, QueueFull)
 from webui.services import Services
 
-SAMPLERS = sampling_table.sampler_names()  # the engine's own table: what the API lists is what runs
-SCHEDULERS = sampling_table.schedule_labels()
+SAMPLERS = vocabulary.sampler_names()  # the engine's own table: what the API lists is what runs
+SCHEDULERS = vocabulary.schedule_labels()
 
 
 def write_header_checkpoint(path: Path, inpainting: bool = False) -> Path:
@@ -85,7 +85,7 @@ class FakeEngine:
         return self._generate(request)
 
     def _generate(self, request: GenerationRequest) -> GenerationResult:
-        spec, schedule, warnings = sampling_table.resolve(request.sampler_name, request.scheduler)
+        spec, schedule, warnings = vocabulary.resolve(request.sampler_name, request.scheduler)
         request.sampler_name, request.scheduler = spec.name, schedule.label
         base = request.seed if request.seed >= 0 else 1000
         result = GenerationResult(warnings=warnings)

@@ -33,7 +33,7 @@ def square() -> Image.Image:
 @pytest.fixture(scope="module")
 def controlnet_dir(tmp_path_factory):
     """Two tiny ControlNets: one for the tiny SD1 checkpoint, one for SDXL."""
-    from webui.models.random_checkpoint import build_random_components
+    from tests.random_checkpoint import build_random_components
     from webui.models.random_controlnet import random_controlnet, write_controlnet
 
     folder = tmp_path_factory.mktemp("controlnet-api")

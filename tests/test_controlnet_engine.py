@@ -24,7 +24,7 @@ EMBEDDING = (8, 16, 16, 32)  # three stride-2 hint convolutions: the tiny VAE do
 @pytest.fixture(scope="module")
 def controlnet_files(tmp_path_factory):
     """Random ControlNets for the tiny SD1 and SDXL checkpoints, in the original and diffusers layouts."""
-    from webui.models.random_checkpoint import build_random_components
+    from tests.random_checkpoint import build_random_components
     from webui.models.random_controlnet import random_controlnet, write_controlnet
 
     folder = tmp_path_factory.mktemp("controlnets")

@@ -7,9 +7,9 @@ import numpy as np
 
 from webui.catalog import Catalog
 from webui.engine.engine import Engine
-from webui.models.families import FAMILIES
+from webui.detection.families import FAMILIES
 from webui.models.manager import ModelManager
-from webui.models.random_checkpoint import build_random_components
+from tests.random_checkpoint import build_random_components
 from webui.schemas import GenerationRequest
 
 

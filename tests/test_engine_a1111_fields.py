@@ -183,7 +183,7 @@ def test_sdxl_refiner_file_is_recognised_and_refines_an_sdxl_image(settings, tin
     from webui.catalog import Catalog
     from webui.engine.engine import Engine
     from webui.models.manager import ModelManager
-    from webui.models.random_checkpoint import write_random_checkpoint
+    from tests.random_checkpoint import write_random_checkpoint
 
     folder = settings.model_folder("Stable-diffusion")
     shutil.copy(tiny_checkpoint_dir / "tiny-sdxl.safetensors", folder)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from webui.catalog import Catalog
 from webui.engine.engine import Engine
-from webui.engine.sampling.table import sampler_names
+from webui.vocabulary import sampler_names
 from webui.images import read_infotext
 from webui.infotext import parse_infotext
 from webui.models.manager import ModelManager
@@ -203,7 +203,7 @@ def test_sdxl_checkpoint_generates(settings, tiny_checkpoint_dir):
 
 
 def test_sdxl_inpainting_checkpoint_keeps_unmasked_pixels(settings):
-    from webui.models.random_checkpoint import write_random_checkpoint
+    from tests.random_checkpoint import write_random_checkpoint
 
     write_random_checkpoint(settings.model_folder("Stable-diffusion") / "tiny-sdxl-inpainting.safetensors", "sdxl",
                             inpainting=True, seed=5)

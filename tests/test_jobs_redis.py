@@ -118,7 +118,7 @@ def test_server_without_local_worker_and_two_worker_processes_share_jobs(setting
 def test_worker_killed_mid_job_its_job_completes_on_another_worker(redis_url, workers, queues):
     queue = queues(redis_url)
     victim = workers("w-a", step_seconds=0.1, lease_s=1.0)
-    job = queue.submit("txt2img", req("long", steps=30), owner="x")
+    job = queue.submit("txt2img", req("long", steps=100), owner="x")
     running = wait_until(lambda: (j := queue.get(job.id)).progress is not None and j.progress.step >= 2 and j)
     assert running.status == JobStatus.RUNNING and running.worker == "w-a"
     survivor = workers("w-b", step_seconds=0.005, lease_s=1.0)

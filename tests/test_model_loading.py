@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from webui.catalog import Catalog
-from webui.models.detect import detect_model
+from webui.detection.detect import detect_model
 from webui.models.loader import load_checkpoint_file, read_state_dict
-from webui.models.random_checkpoint import build_random_components
+from tests.random_checkpoint import build_random_components
 from webui.models.ldm_export import checkpoint_state_dict
-from webui.models.safetensors_header import read_safetensors_header
+from webui.detection.safetensors_header import read_safetensors_header
 from webui.schemas import ModelLoadError
 
 

@@ -1,4 +1,4 @@
-"""The suite runs with the network blocked, and the engine stays free of UI and HTTP code."""
+"""The suite runs with the network blocked, the engine stays free of UI and HTTP code, and the layers hold."""
 from __future__ import annotations
 
 import socket
@@ -41,3 +41,12 @@ def test_importing_the_package_starts_nothing():
             "import sys; sys.exit(threading.active_count() - 1)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_import_contracts_hold():
+    """`.importlinter`'s contracts: ui/api -> jobs -> engine -> models... -> catalog -> detection, no way back up,
+    and no gradio or HTTP code below the edges."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout and "4 kept" in done.stdout

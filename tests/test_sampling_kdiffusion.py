@@ -13,7 +13,7 @@ import torch
 from kdiffusion_reference import (  # noqa: F401  (engine is a fixture)
     A1111_KDIFFUSION, TOLERANCE, engine, mean_difference, reference_image, request_for,
 )
-from webui.engine.sampling.table import SCHEDULES
+from webui.vocabulary import SCHEDULES
 
 
 @pytest.mark.parametrize("sampler", list(A1111_KDIFFUSION))

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from kdiffusion_reference import TOLERANCE, ldm_alphas_cumprod, make_engine, mean_difference, reference_image, \
     request_for
 from webui.infotext import parse_infotext
-from webui.models.random_checkpoint import write_random_checkpoint
+from tests.random_checkpoint import write_random_checkpoint
 
 
 def with_markers(path, *keys):

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from webui.config import Settings
 from webui.fileio import atomic_write_text
-from webui.models.detect import Detection, detect_model
-from webui.models.safetensors_header import read_safetensors_header
+from webui.detection.detect import Detection, detect_model
+from webui.detection.families import FAMILIES
+from webui.detection.folders import family_of, is_diffusers_folder, read_config, weights_file
+from webui.detection.safetensors_header import read_safetensors_header
 from webui.schemas import NotFound, WebUIError
 
 log = logging.getLogger(__name__)
@@ -137,8 +139,6 @@ class CheckpointInfo:
     @property
     def native_size(self) -> tuple[int, int]:
         """The resolution it was trained at: the file's ``modelspec.resolution``, else its family's."""
-        from webui.models.families import FAMILIES
-
         text = self.metadata.get("modelspec.resolution", "")
         width, _, height = text.lower().partition("x")
         if width.strip().isdigit() and height.strip().isdigit():
@@ -241,8 +241,6 @@ def _scan(folders, suffixes) -> list[tuple[str, Path]]:
 
 
 def _diffusers_folders(folders) -> list[tuple[str, Path]]:
-    from webui.models.diffusers_folder import is_diffusers_folder
-
     found = []
     for folder in folders:
         folder = Path(folder)
@@ -254,9 +252,7 @@ def _diffusers_folders(folders) -> list[tuple[str, Path]]:
 
 
 def _folder_detection(folder: Path) -> Detection:
-    from webui.models.diffusers_folder import _config, family_of
-
-    unet = _config(folder / "unet")
+    unet = read_config(folder / "unet")
     inpainting = unet.get("in_channels", 4) == 9
     return Detection("checkpoint", family=family_of(folder, unet), inpainting=inpainting,
                      unet_in_channels=unet.get("in_channels", 4), reason="diffusers folder")
@@ -318,8 +314,6 @@ class Catalog:
 
     def _folder_hash(self, folder: Path) -> LazySha256:
         """A diffusers folder's identity: the sha256 of its UNet weights file (read when first needed)."""
-        from webui.models.diffusers_folder import weights_file
-
         return LazySha256(self.hashes, weights_file(folder / "unet"))
 
     def refresh_loras(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from webui.fileio import atomic_write_text
 from webui.saving import SAVING_OPTIONS, check_saving_option
-from webui.engine.sampling.table import OPTION_DEFAULTS as SAMPLER_OPTION_DEFAULTS
+from webui.vocabulary import OPTION_DEFAULTS as SAMPLER_OPTION_DEFAULTS
 from webui.schemas import InvalidRequest
 
 DEFAULT_OPTIONS: dict = {

@@ -122,7 +122,7 @@ def _embeddings(catalog, parsed: dict, unmet: list[str]) -> None:
 
 
 def _sampler(fields: dict, unmet: list[str]) -> None:
-    from webui.engine.sampling.table import resolve
+    from webui.vocabulary import resolve
 
     spec, schedule, warnings = resolve(fields.get("sampler_name", "Euler a"), fields.get("scheduler", "Automatic"))
     unmet.extend(warnings)  # an unknown sampler or schedule type: the fallback was used

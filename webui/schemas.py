@@ -12,12 +12,15 @@ import base64
 import dataclasses
 import enum
 import io
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
+import pydantic
 from PIL import Image
+from pydantic import ConfigDict, Field, ValidationError
+
+from webui.vocabulary import RANDN_SOURCES
 
 
 # ---------------------------------------------------------------- image helpers
@@ -97,61 +100,120 @@ class Serialisable:
         return cls(**{k: _decode(v) for k, v in data.items()})
 
 
+# ---------------------------------------------------------------- limits (declared once: API, UI, queue and engine)
+MAX_STEPS = 150
+MAX_BATCH_SIZE = 64
+MAX_N_ITER = 100
+MIN_SIDE = 16  # pixels: two latent cells
+MAX_SIDE = 4096  # pixels, width or height of a generated image
+MAX_PROMPT_CHARS = 20_000  # about 60 chunks of 75 tokens; the longest text any request field may hold
+MAX_JOB_PIXELS = 64 * 1024 * 1024  # final width x height x batch size, hires fix included
+MAX_EXTRAS_IMAGES = 64
+MAX_EXTRAS_SIDE = 16384  # pixels, upscaling_resize_w / _h
+
+# Field types carrying those limits. The request models below and the API bodies (webui/api/models.py) use them,
+# so a value outside them is refused where the request is made (an API 422, a UI message), never in the worker.
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+HiresSteps = Annotated[int, Field(ge=0, le=MAX_STEPS)]  # 0 = the first pass's steps
+BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
+BatchCount = Annotated[int, Field(ge=1, le=MAX_N_ITER)]
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
+HiresSide = Annotated[int, Field(ge=0, le=MAX_SIDE)]  # 0 = from the other side and the aspect ratio
+PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+CfgScale = Annotated[float, Field(ge=0, le=100)]
+HiresScale = Annotated[float, Field(ge=1, le=8)]
+ClipSkip = Annotated[int, Field(ge=1, le=12)]
+ResizeMode = Annotated[int, Field(ge=0, le=3)]  # A1111's img2img resize modes (webui.vocabulary.RESIZE_MODES)
+InpaintingFill = Annotated[int, Field(ge=0, le=3)]  # A1111's masked content (webui.vocabulary.MASKED_CONTENT)
+MaskInvert = Annotated[int, Field(ge=0, le=1)]
+MaskBlur = Annotated[int, Field(ge=0, le=512)]
+InpaintPadding = Annotated[int, Field(ge=0, le=4096)]
+ExtrasResizeMode = Annotated[int, Field(ge=0, le=1)]  # 0 scale by factor, 1 scale to width x height
+UpscaleFactor = Annotated[float, Field(gt=0, le=16)]
+ExtrasSide = Annotated[int, Field(ge=1, le=MAX_EXTRAS_SIDE)]
+ExtrasImages = Annotated[list[Image.Image], Field(max_length=MAX_EXTRAS_IMAGES)]
+
+# Non-finite numbers are refused (no stored job may hold a number JSON cannot carry), and so is any text longer
+# than MAX_PROMPT_CHARS or not valid Unicode (pydantic refuses lone surrogates), and any unknown field name.
+# The validators are built on first use, so importing this module stays cheap (worker processes start fast).
+REQUEST_CONFIG = ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False, str_max_length=MAX_PROMPT_CHARS,
+                            extra="forbid", defer_build=True)
+
+
+class RequestModel(Serialisable):
+    """Base of the request models: pydantic's refusals become InvalidRequest (HTTP 422 naming the field)."""
+
+    @pydantic.model_validator(mode="wrap")
+    @classmethod
+    def _refuse_as_invalid_request(cls, values, handler):
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            raise InvalidRequest.from_validation_error(exc) from None
+
+
+def request_model(cls):
+    """``cls`` (a RequestModel) as a pydantic dataclass validated whenever a request is made:
+    ``cls(...)``, ``from_dict``, ``dataclasses.replace``."""
+    return pydantic.dataclasses.dataclass(config=REQUEST_CONFIG)(cls)
+
+
 # ---------------------------------------------------------------- requests
-@dataclass
-class GenerationRequest(Serialisable):
+@request_model
+class GenerationRequest(RequestModel):
     """txt2img, img2img and inpaint in one: an init image means img2img, a mask means inpaint."""
 
-    prompt: str = ""
-    negative_prompt: str = ""
+    prompt: PromptText = ""
+    negative_prompt: PromptText = ""
     styles: list[str] = field(default_factory=list)
     seed: int = -1
     # Variation seed and seed resize (A1111's names; 0 = off), and this job's noise options
     # (None = the option's value: randn_source "GPU"|"CPU"|"NV", eta_noise_seed_delta).
     subseed: int = -1
-    subseed_strength: float = 0.0
+    subseed_strength: Fraction = 0.0
     seed_resize_from_w: int = 0
     seed_resize_from_h: int = 0
-    randn_source: str | None = None
+    randn_source: Literal[RANDN_SOURCES] | None = None
     eta_noise_seed_delta: int | None = None
     sampler_name: str = "Euler a"
     scheduler: str = "Automatic"
-    batch_size: int = 1
-    n_iter: int = 1
-    steps: int = 20
-    cfg_scale: float = 7.0
-    width: int = 512
-    height: int = 512
-    clip_skip: int = 1
+    batch_size: BatchSize = 1
+    n_iter: BatchCount = 1
+    steps: Steps = 20
+    cfg_scale: CfgScale = 7.0
+    width: Side = 512
+    height: Side = 512
+    clip_skip: ClipSkip = 1
     restore_faces: bool = False
     face_restorer: str = "CodeFormer"
-    codeformer_weight: float = 0.5
+    codeformer_weight: Fraction = 0.5
     # Model choice for this job (A1111: override_settings.sd_model_checkpoint / sd_vae).
     checkpoint: str | None = None
     vae: str | None = None  # None = settings' choice; "Automatic", "None" or a file name
     # Hires fix (txt2img only), A1111's names.
     enable_hr: bool = False
-    hr_scale: float = 2.0
+    hr_scale: HiresScale = 2.0
     hr_upscaler: str = "Latent"
-    hr_second_pass_steps: int = 0
-    hr_resize_x: int = 0
-    hr_resize_y: int = 0
+    hr_second_pass_steps: HiresSteps = 0
+    hr_resize_x: HiresSide = 0
+    hr_resize_y: HiresSide = 0
     # Second pass's own choices; None or "" = the first pass's (A1111's "Use same ...").
     hr_checkpoint: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
+    hr_prompt: PromptText = ""
+    hr_negative_prompt: PromptText = ""
     # img2img / inpaint, A1111's names and codes.
     init_image: Image.Image | None = None
     mask: Image.Image | None = None
-    denoising_strength: float = 0.75
-    resize_mode: int = 0  # 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
-    mask_blur: int = 4
-    inpainting_fill: int = 1  # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    denoising_strength: Fraction = 0.75
+    resize_mode: ResizeMode = 0  # 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale
+    mask_blur: MaskBlur = 4
+    inpainting_fill: InpaintingFill = 1  # 0 fill, 1 original, 2 latent noise, 3 latent nothing
     inpaint_full_res: bool = False  # "Only masked"
-    inpaint_full_res_padding: int = 32
-    inpainting_mask_invert: int = 0  # 0 inpaint masked, 1 inpaint not masked
+    inpaint_full_res_padding: InpaintPadding = 32
+    inpainting_mask_invert: MaskInvert = 0  # 0 inpaint masked, 1 inpaint not masked
     save_images: bool = True
     # A1111 options for this job only (saving options such as samples_format; see webui/saving.py).
     override_settings: dict = field(default_factory=dict)
@@ -193,6 +255,14 @@ class GenerationRequest(Serialisable):
     # txt2img hires fix from a given first-pass image (A1111's firstpass_image).
     firstpass_image: Image.Image | None = None
 
+    def __post_init__(self):
+        if self.mask is not None and self.init_image is None:
+            raise InvalidRequest("a mask needs an init image", field="mask")
+        width, height = final_size(self)
+        if width * height * self.batch_size > MAX_JOB_PIXELS:
+            raise InvalidRequest(f"{width}x{height} x batch of {self.batch_size} is over this server's limit of "
+                                 f"{MAX_JOB_PIXELS} pixels per batch", field="batch_size")
+
     @property
     def mode(self) -> str:
         if self.init_image is None:
@@ -200,26 +270,78 @@ class GenerationRequest(Serialisable):
         return "inpaint" if self.mask is not None else "img2img"
 
 
-@dataclass
-class ExtrasRequest(Serialisable):
+@request_model
+class ExtrasRequest(RequestModel):
     """One or more images through upscaling and face restoration (A1111's Extras)."""
 
-    images: list[Image.Image] = field(default_factory=list)
+    images: ExtrasImages = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # original file names, for batch outputs
-    resize_mode: int = 0  # 0 scale by factor, 1 scale to width x height
-    upscaling_resize: float = 2.0
-    upscaling_resize_w: int = 512
-    upscaling_resize_h: int = 512
+    resize_mode: ExtrasResizeMode = 0  # 0 scale by factor, 1 scale to width x height
+    upscaling_resize: UpscaleFactor = 2.0
+    upscaling_resize_w: ExtrasSide = 512
+    upscaling_resize_h: ExtrasSide = 512
     upscaling_crop: bool = True
     upscaler_1: str = "None"
     upscaler_2: str = "None"
-    extras_upscaler_2_visibility: float = 0.0
-    gfpgan_visibility: float = 0.0
-    codeformer_visibility: float = 0.0
-    codeformer_weight: float = 0.0
+    extras_upscaler_2_visibility: Fraction = 0.0
+    gfpgan_visibility: Fraction = 0.0
+    codeformer_visibility: Fraction = 0.0
+    codeformer_weight: Fraction = 0.0
     upscale_first: bool = True
     save_images: bool = True
     override_settings: dict = field(default_factory=dict)  # A1111 options for this job only
+
+
+def final_size(request: "GenerationRequest") -> tuple[int, int]:
+    """Width and height of the images a request makes, after hires fix."""
+    width, height = request.width, request.height
+    if request.enable_hr and request.init_image is None:
+        if request.hr_resize_x or request.hr_resize_y:
+            x, y = request.hr_resize_x, request.hr_resize_y
+            return (x or round(width * y / max(1, height)), y or round(height * x / max(1, width)))
+        return int(width * request.hr_scale), int(height * request.hr_scale)
+    return width, height
+
+
+def check_request_limits(request) -> None:
+    """Validate a request again (InvalidRequest), for code that changed its fields after it was made.
+
+    The queue calls it at submission and the engine before it runs a job: the same declared limits as the
+    request model's own, so nothing that breaks storage or a listing is ever queued.
+    """
+    dataclasses.replace(request)
+
+
+# ---------------------------------------------------------------- model actions (job kind "model")
+# Checkpoint load, unload and reload run as queue jobs so only the worker touches weights
+# (webui.models.actions applies them).
+MODEL_JOB_KIND = "model"
+MODEL_ACTIONS = ("load", "unload", "reload")
+
+
+@dataclass
+class ModelAction:
+    """What to do with the live model: ``load`` a checkpoint (by title), ``unload`` it, or ``reload`` it from disk."""
+
+    action: str
+    checkpoint: str | None = None
+
+    def __post_init__(self):
+        if self.action not in MODEL_ACTIONS:
+            raise InvalidRequest(f"model action must be one of {', '.join(MODEL_ACTIONS)}", field="action")
+        if self.action == "load" and not self.checkpoint:
+            raise InvalidRequest("loading a model needs a checkpoint name", field="checkpoint")
+
+    def describe(self) -> str:
+        """One line for queue listings: ``load checkpoint x.safetensors [abc]``."""
+        return f"{self.action} checkpoint {self.checkpoint}" if self.checkpoint else f"{self.action} checkpoint"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelAction":
+        return cls(action=data.get("action", ""), checkpoint=data.get("checkpoint"))
 
 
 # ---------------------------------------------------------------- results
@@ -322,70 +444,6 @@ class JobStatus(str, enum.Enum):
 JOB_KINDS = ("txt2img", "img2img", "extras")
 
 
-# ---------------------------------------------------------------- limits (one set for API, UI, queue and engine)
-MAX_STEPS = 150
-MAX_BATCH_SIZE = 64
-MAX_N_ITER = 100
-MAX_SIDE = 4096  # pixels, width or height of a generated image
-MAX_PROMPT_CHARS = 20_000  # about 60 chunks of 75 tokens
-MAX_JOB_PIXELS = 64 * 1024 * 1024  # final width x height x batch size, hires fix included
-MAX_EXTRAS_IMAGES = 64
-
-
-def _check_text(name: str, value) -> None:
-    if not isinstance(value, str):
-        return
-    if len(value) > MAX_PROMPT_CHARS:
-        raise InvalidRequest(f"{name} is {len(value)} characters long, over the limit of {MAX_PROMPT_CHARS}",
-                             field=name)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"{name} is not valid Unicode text (a lone surrogate)", field=name) from None
-
-
-def final_size(request: "GenerationRequest") -> tuple[int, int]:
-    """Width and height of the images a request makes, after hires fix."""
-    width, height = request.width, request.height
-    if request.enable_hr and request.init_image is None:
-        if request.hr_resize_x or request.hr_resize_y:
-            x, y = request.hr_resize_x, request.hr_resize_y
-            return (x or round(width * y / max(1, height)), y or round(height * x / max(1, width)))
-        return int(width * request.hr_scale), int(height * request.hr_scale)
-    return width, height
-
-
-def check_request_limits(request) -> None:
-    """Refuse a request outside the server's limits, with invalid text or with non-finite numbers (InvalidRequest).
-
-    Called when a job is submitted, so nothing that breaks storage or a listing
-    is ever queued; the engine checks the same limits again.
-    """
-    for f in dataclasses.fields(request):
-        value = getattr(request, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidRequest(f"{f.name} must be a finite number", field=f.name)
-        if isinstance(value, str):
-            _check_text(f.name, value)
-        elif isinstance(value, list):
-            for item in value:
-                _check_text(f.name, item)
-    if isinstance(request, ExtrasRequest):
-        if len(request.images) > MAX_EXTRAS_IMAGES:
-            raise InvalidRequest(f"at most {MAX_EXTRAS_IMAGES} images per extras job", field="images")
-        return
-    for name, high in (("steps", MAX_STEPS), ("hr_second_pass_steps", MAX_STEPS), ("batch_size", MAX_BATCH_SIZE),
-                       ("n_iter", MAX_N_ITER), ("width", MAX_SIDE), ("height", MAX_SIDE),
-                       ("hr_resize_x", MAX_SIDE), ("hr_resize_y", MAX_SIDE)):
-        value = getattr(request, name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > high:
-            raise InvalidRequest(f"{name} must be at most {high}", field=name)
-    width, height = final_size(request)
-    if width * height * max(1, request.batch_size) > MAX_JOB_PIXELS:
-        raise InvalidRequest(f"{width}x{height} x batch of {request.batch_size} is over this server's limit of "
-                             f"{MAX_JOB_PIXELS} pixels per batch", field="batch_size")
-
-
 # ---------------------------------------------------------------- errors
 class WebUIError(Exception):
     """Base of the errors the engine raises on purpose; the message is for the user."""
@@ -401,6 +459,15 @@ class InvalidRequest(WebUIError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+    @classmethod
+    def from_validation_error(cls, error: ValidationError) -> "InvalidRequest":
+        """The first refusal of a pydantic validation, as ``field: reason`` naming the field."""
+        first = error.errors(include_url=False)[0]
+        location = ".".join(str(part) for part in first["loc"])
+        if not location:
+            return cls(first["msg"])
+        return cls(f"{location}: {first['msg']}", field=str(first["loc"][0]))
 
 
 class NotFound(WebUIError):

@@ -12,17 +12,16 @@ import warnings
 from PIL import Image
 from pydantic import ValidationError
 
+from webui import vocabulary
 from webui.api.controlnet import normalise_controlnet
 from webui.api.errors import OptionForbidden, PayloadTooLarge
 from webui.addons import addons_from_infotext, resolve_addons
 from webui.api.models import ExtrasBody, GenerationBody, Img2ImgBody, Txt2ImgBody
-from webui.engine.sampling import table as sampling_table
 from webui.images import encode_image_base64, read_infotext
 from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.saving import OUTDIR_OPTIONS, SAVING_OPTIONS, effective_options
 from webui.schemas import ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, NotFound
 
-VERSION = "webui-0.1"
 
 # Keys of the parsed infotext that A1111 keeps out of ``extra_generation_params``.
 _BASIC_INFOTEXT_KEYS = frozenset({
@@ -182,9 +181,9 @@ def _common_fields(body: GenerationBody, services) -> dict:
     if ensd is not None and (isinstance(ensd, bool) or not isinstance(ensd, (int, float))):
         raise InvalidRequest("eta_noise_seed_delta must be a whole number",
                              field="override_settings.eta_noise_seed_delta")
-    sampler_overrides = {k: v for k, v in body.override_settings.items() if k in sampling_table.OPTION_KEYS}
+    sampler_overrides = {k: v for k, v in body.override_settings.items() if k in vocabulary.OPTION_KEYS}
     try:
-        sampling_table.SamplerSettings.from_mapping(sampler_overrides)
+        vocabulary.SamplerSettings.from_mapping(sampler_overrides)
     except ValueError as exc:
         raise InvalidRequest(str(exc), field=f"override_settings.{str(exc).split()[0]}") from None
     max_pixels = services.settings.max_image_pixels
@@ -280,7 +279,7 @@ def _hires_choice(value: str | None, same: str, field: str) -> str | None:
     if value in (None, "", same):
         return None
     sampler, schedule = (value, None) if field == "hr_sampler_name" else (None, value)
-    _, _, unknown = sampling_table.resolve(sampler or "Euler", schedule)
+    _, _, unknown = vocabulary.resolve(sampler or "Euler", schedule)
     if unknown:
         raise InvalidRequest(f"{field}: {unknown[0]}", field=field)
     return value
@@ -456,7 +455,7 @@ def generation_info(body: GenerationBody, request: GenerationRequest, result: Ge
         "is_using_inpainting_conditioning": bool(
             request.mask is not None and current is not None
             and getattr(getattr(current, "detection", None), "inpainting", False)),
-        "version": VERSION,
+        "version": vocabulary.VERSION,
     }
     # The engine's own figures win where it gives them under A1111's keys.
     info.update({k: v for k, v in params.items() if k in info})

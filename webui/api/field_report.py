@@ -8,6 +8,7 @@ applied.
 """
 from __future__ import annotations
 
+from webui import vocabulary
 from webui.api.models import GenerationBody, Img2ImgBody, Txt2ImgBody
 from webui.options import DEFAULT_OPTIONS
 

@@ -11,7 +11,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from webui.api.script_models import ScriptArgs
-from webui.schemas import MAX_BATCH_SIZE, MAX_N_ITER, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS
+from webui.schemas import (
+    BatchCount, BatchSize, CfgScale, ExtrasResizeMode, ExtrasSide, Fraction, HiresScale, HiresSide, HiresSteps,
+    InpaintingFill, InpaintPadding, MaskBlur, MaskInvert, PromptText, ResizeMode, Side, Steps, UpscaleFactor,
+)
 
 
 class ApiModel(BaseModel):
@@ -29,29 +32,29 @@ class ApiModel(BaseModel):
 class GenerationBody(ApiModel):
     """Fields txt2img and img2img share (A1111's StableDiffusionProcessing)."""
 
-    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
-    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    prompt: PromptText = ""
+    negative_prompt: PromptText = ""
     styles: list[str] = Field(default_factory=list)
     seed: int = -1
     subseed: int = -1
-    subseed_strength: float = Field(0.0, ge=0, le=1)
+    subseed_strength: Fraction = 0.0
     seed_resize_from_h: int = -1
     seed_resize_from_w: int = -1
     sampler_name: str | None = None
     sampler_index: str = "Euler"  # A1111's API default sampler when sampler_name is not given
     scheduler: str | None = None
-    batch_size: int = Field(1, ge=1, le=MAX_BATCH_SIZE)
-    n_iter: int = Field(1, ge=1, le=MAX_N_ITER)
-    steps: int = Field(50, ge=1, le=MAX_STEPS)
-    cfg_scale: float = Field(7.0, ge=0, le=100)
-    width: int = Field(512, ge=8, le=MAX_SIDE)
-    height: int = Field(512, ge=8, le=MAX_SIDE)
+    batch_size: BatchSize = 1
+    n_iter: BatchCount = 1
+    steps: Steps = 50
+    cfg_scale: CfgScale = 7.0
+    width: Side = 512
+    height: Side = 512
     restore_faces: bool | None = None
     tiling: bool | None = None
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
     eta: float | None = None
-    denoising_strength: float | None = Field(None, ge=0, le=1)
+    denoising_strength: Fraction | None = None
     s_min_uncond: float | None = None
     s_churn: float | None = None
     s_tmax: float | None = None
@@ -77,33 +80,33 @@ class Txt2ImgBody(GenerationBody):
     enable_hr: bool = False
     firstphase_width: int = 0
     firstphase_height: int = 0
-    hr_scale: float = Field(2.0, gt=0, le=16)
+    hr_scale: HiresScale = 2.0
     hr_upscaler: str | None = None
-    hr_second_pass_steps: int = Field(0, ge=0, le=MAX_STEPS)
-    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE)
-    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
+    hr_second_pass_steps: HiresSteps = 0
+    hr_resize_x: HiresSide = 0
+    hr_resize_y: HiresSide = 0
     hr_checkpoint_name: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
+    hr_prompt: PromptText = ""
+    hr_negative_prompt: PromptText = ""
     firstpass_image: str | None = None
 
 
 class Img2ImgBody(GenerationBody):
     init_images: list[str] | None = None
-    resize_mode: int = Field(0, ge=0, le=3)
-    denoising_strength: float = Field(0.75, ge=0, le=1)
+    resize_mode: ResizeMode = 0
+    denoising_strength: Fraction = 0.75
     image_cfg_scale: float | None = None
     mask: str | None = None
-    mask_blur_x: int = Field(4, ge=0, le=512)
-    mask_blur_y: int = Field(4, ge=0, le=512)
-    mask_blur: int | None = Field(None, ge=0, le=512)
+    mask_blur_x: MaskBlur = 4
+    mask_blur_y: MaskBlur = 4
+    mask_blur: MaskBlur | None = None
     mask_round: bool = True
-    inpainting_fill: int = Field(0, ge=0, le=3)
+    inpainting_fill: InpaintingFill = 0
     inpaint_full_res: bool = True
-    inpaint_full_res_padding: int = Field(0, ge=0, le=4096)
-    inpainting_mask_invert: int = Field(0, ge=0, le=1)
+    inpaint_full_res_padding: InpaintPadding = 0
+    inpainting_mask_invert: MaskInvert = 0
     initial_noise_multiplier: float | None = None
     latent_mask: str | None = None
     include_init_images: bool = False
@@ -112,18 +115,18 @@ class Img2ImgBody(GenerationBody):
 class ExtrasBody(ApiModel):
     """A1111's ExtrasBaseRequest."""
 
-    resize_mode: int = Field(0, ge=0, le=1)
+    resize_mode: ExtrasResizeMode = 0
     show_extras_results: bool = True
-    gfpgan_visibility: float = Field(0.0, ge=0, le=1)
-    codeformer_visibility: float = Field(0.0, ge=0, le=1)
-    codeformer_weight: float = Field(0.0, ge=0, le=1)
-    upscaling_resize: float = Field(2.0, gt=0, le=16)
-    upscaling_resize_w: int = Field(512, ge=1, le=16384)
-    upscaling_resize_h: int = Field(512, ge=1, le=16384)
+    gfpgan_visibility: Fraction = 0.0
+    codeformer_visibility: Fraction = 0.0
+    codeformer_weight: Fraction = 0.0
+    upscaling_resize: UpscaleFactor = 2.0
+    upscaling_resize_w: ExtrasSide = 512
+    upscaling_resize_h: ExtrasSide = 512
     upscaling_crop: bool = True
     upscaler_1: str = "None"
     upscaler_2: str = "None"
-    extras_upscaler_2_visibility: float = Field(0.0, ge=0, le=1)
+    extras_upscaler_2_visibility: Fraction = 0.0
     upscale_first: bool = False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from webui import vocabulary
 from webui.api import convert
 from webui.api.jobs_bridge import await_job
 from webui.api.models import ReproduceBody
@@ -27,7 +28,7 @@ def create_reproduce_router(services) -> APIRouter:
             text = read_infotext(original)
             if not text:
                 raise InvalidRequest("the image carries no generation parameters (no infotext)", field="image")
-            return original, text, plan_reproduction(text, services.catalog, version=convert.VERSION)
+            return original, text, plan_reproduction(text, services.catalog, version=vocabulary.VERSION)
 
         original, text, planned = await run_in_threadpool(plan)
         result = await await_job(services.queue, "txt2img", planned.request)

@@ -8,17 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
+from webui import vocabulary
 from webui.addons import registry as addons
 from webui.api.convert import check_api_option_changes, resolve_checkpoint
 from webui.api.jobs_bridge import await_job, caller_of
-from webui.engine.sampling import table as sampling_table
+from webui.schemas import MODEL_JOB_KIND, ModelAction
 from webui.scripts import registry as selectable_scripts
-from webui.models.actions import MODEL_JOB_KIND, ModelAction
 from webui.schemas import InvalidRequest
 
-LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
-                        "Latent (nearest)", "Latent (nearest-exact)")
-BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
 # The sampler options A1111's /samplers shows (ours carry a few private ones too).
 A1111_SAMPLER_OPTIONS = ("scheduler", "second_order", "brownian_noise", "solver_type", "discard_next_to_last_sigma",
                          "uses_ensd")
@@ -44,7 +41,7 @@ def _embedding_item(path: Path) -> dict:
     item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 0, "vectors": 0}
     if path.suffix.lower() == ".safetensors":
         try:
-            from webui.models.safetensors_header import read_safetensors_header
+            from webui.detection.safetensors_header import read_safetensors_header
 
             shapes = read_safetensors_header(path).shapes
         except (OSError, ValueError):
@@ -206,7 +203,7 @@ def create_resources_router(services) -> APIRouter:
         """Sampler names the engine accepts (A1111's SamplerItem list)."""
         items = []
         for name in services.engine.sampler_names():
-            spec = sampling_table.find_sampler(name)
+            spec = vocabulary.find_sampler(name)
             options = {k: str(v) for k, v in (spec.options if spec else {}).items() if k in A1111_SAMPLER_OPTIONS}
             items.append({"name": name, "aliases": list(spec.aliases) if spec else [], "options": options})
         return items
@@ -216,7 +213,7 @@ def create_resources_router(services) -> APIRouter:
         """Schedule types (A1111's SchedulerItem list)."""
         items = []
         for label in services.engine.scheduler_names():
-            spec = sampling_table.find_schedule(label)
+            spec = vocabulary.find_schedule(label)
             if spec is None:
                 continue
             items.append({"name": spec.name, "label": spec.label, "aliases": list(spec.aliases) or None,
@@ -229,7 +226,7 @@ def create_resources_router(services) -> APIRouter:
         registry = services.upscalers
         if registry is None:
             return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
-                    for n in BUILTIN_UPSCALERS]
+                    for n in vocabulary.BUILTIN_UPSCALERS]
         # As A1111: model_name is the model file's name (its stem), model_path the file.
         return [{"name": u.name, "model_name": u.path.stem if u.path else None,
                  "model_path": str(u.path) if u.path else None, "model_url": None, "scale": u.scale}
@@ -239,7 +236,7 @@ def create_resources_router(services) -> APIRouter:
     def latent_upscale_modes():
         """Hires fix's latent modes."""
         modes = getattr(services.engine, "latent_upscale_modes", None)
-        names = modes() if callable(modes) else LATENT_UPSCALE_MODES
+        names = modes() if callable(modes) else tuple(vocabulary.LATENT_UPSCALE_MODES)
         return [{"name": n} for n in names]
 
     @router.get("/face-restorers")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from webui import vocabulary
 from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
@@ -25,31 +26,25 @@ from webui.engine import imageprep, latent_preview, vae_ops
 from webui.engine.controlnet import ControlRun, prepare_unit
 from webui.engine.diffusion import Conditioning, ModelSwitch, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
-from webui.engine.noise import RANDN_SOURCES, make_image_rng, sampler_uses_ensd, variation_seeds
+from webui.engine.noise import make_image_rng, sampler_uses_ensd, variation_seeds
 from webui.engine.prompting import encode_prompts, prepare_prompts
 from webui.engine.seamless import CircularPadding
-from webui.engine.sampling import table
 from webui.engine.sampling.denoiser import alphas_cumprod_from_config, rescale_zero_terminal_snr
 from webui.engine.sampling.runner import Plan
-from webui.engine.sampling.table import OPTION_DEFAULTS, SamplerSettings
 from webui.images import read_infotext
 from webui.models.actions import MODEL_JOB_KIND, apply_model_action
+from webui.vocabulary import (
+    LATENT_UPSCALE_MODES, MASKED_CONTENT, OPTION_DEFAULTS, RANDN_SOURCES, VERSION, SamplerSettings,
+)
 from webui.models.manager import ModelManager
 from webui.option_overlay import JobOptions
 from webui.schemas import (
     ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
-    JobInterrupted, MAX_BATCH_SIZE, MAX_N_ITER, MAX_SIDE, MAX_STEPS, NotFound, NullControl, Progress,
-    check_request_limits, image_from_base64,
+    JobInterrupted, NotFound, NullControl, Progress, check_request_limits, image_from_base64,
 )
 
 log = logging.getLogger(__name__)
 
-LATENT_UPSCALE_MODES = {
-    "Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
-    "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
-    "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False),
-}
-VERSION = "webui-0.1"
 
 
 def _image_from_payload(value, where: str) -> Image.Image:
@@ -90,10 +85,10 @@ class Engine:
         raise InvalidRequest(f"unknown job kind {kind!r}", field="kind")
 
     def sampler_names(self) -> list[str]:
-        return table.sampler_names()
+        return vocabulary.sampler_names()
 
     def scheduler_names(self) -> list[str]:
-        return table.schedule_labels()
+        return vocabulary.schedule_labels()
 
     def latent_upscale_modes(self) -> list[str]:
         return list(LATENT_UPSCALE_MODES)
@@ -114,7 +109,7 @@ class Engine:
         control = control or NullControl()
         # 1. Check inputs
         warnings = self._check_inputs(request)
-        spec, schedule, sampler_warnings = table.resolve(request.sampler_name, request.scheduler)
+        spec, schedule, sampler_warnings = vocabulary.resolve(request.sampler_name, request.scheduler)
         warnings.extend(sampler_warnings)
         request.sampler_name, request.scheduler = spec.name, schedule.label
         seed = request.seed if request.seed is not None and request.seed >= 0 else random.randrange(2**32)
@@ -155,19 +150,9 @@ class Engine:
         return result
 
     def _check_inputs(self, r: GenerationRequest) -> list[str]:
+        """Warnings for what was adjusted; InvalidRequest for what cannot run (the request model's limits first)."""
         warnings = []
         check_request_limits(r)
-        checks = [("steps", 1, MAX_STEPS), ("batch_size", 1, MAX_BATCH_SIZE), ("n_iter", 1, MAX_N_ITER),
-                  ("clip_skip", 1, 12), ("width", 16, MAX_SIDE), ("height", 16, MAX_SIDE)]
-        for name, low, high in checks:
-            value = getattr(r, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise InvalidRequest(f"{name} must be a whole number from {low} to {high}", field=name)
-        for name, low, high in (("cfg_scale", 0.0, 100.0), ("denoising_strength", 0.0, 1.0),
-                                ("hr_scale", 1.0, 8.0)):
-            value = getattr(r, name)
-            if not isinstance(value, (int, float)) or not low <= float(value) <= high:
-                raise InvalidRequest(f"{name} must be a number from {low} to {high}", field=name)
         if r.width * r.height * r.batch_size > self.settings.max_image_pixels:
             raise InvalidRequest("image too large for this server's limit", field="width")
         for name in ("width", "height"):
@@ -176,8 +161,6 @@ class Engine:
                 rounded = imageprep.round_to_multiple(value)
                 warnings.append(f"{name} {value} is not a multiple of 8; using {rounded}")
                 setattr(r, name, rounded)
-        if r.mask is not None and r.init_image is None:
-            raise InvalidRequest("a mask needs an init image", field="mask")
         if r.extra_init_images:
             # A1111: several init images make a batch of that many (one image each); more than batch_size is an error.
             count = 1 + len(r.extra_init_images)
@@ -185,10 +168,6 @@ class Engine:
                 raise InvalidRequest(f"{count} init images for a batch size of {r.batch_size}: send at most "
                                      "batch_size images (one per image of a batch)", field="init_images")
             r.batch_size = count
-        if r.resize_mode not in range(4):
-            raise InvalidRequest("resize_mode must be 0, 1, 2 or 3", field="resize_mode")
-        if r.inpainting_fill not in range(4):
-            raise InvalidRequest("inpainting_fill must be 0, 1, 2 or 3", field="inpainting_fill")
         self._resolve_noise_settings(r)
         return warnings
 
@@ -202,13 +181,9 @@ class Engine:
             raise InvalidRequest(f"randn_source must be one of {', '.join(RANDN_SOURCES)}", field="randn_source")
         if r.eta_noise_seed_delta is None:
             r.eta_noise_seed_delta = option("eta_noise_seed_delta", 0)
-        for name in ("eta_noise_seed_delta", "subseed", "seed_resize_from_w", "seed_resize_from_h"):
-            value = getattr(r, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidRequest(f"{name} must be a whole number", field=name)
-        strength = r.subseed_strength
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
-            raise InvalidRequest("subseed_strength must be a number from 0 to 1", field="subseed_strength")
+        value = r.eta_noise_seed_delta
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest("eta_noise_seed_delta must be a whole number", field="eta_noise_seed_delta")
 
     def _generate_batch(self, request, seeds, subseeds, model, checkpoint, addons, spec, schedule, control, progress,
                         result: GenerationResult, saving=None, seamless: CircularPadding | None = None) -> None:
@@ -458,7 +433,7 @@ class Engine:
         fields = {}
         hr_spec, hr_schedule = spec, schedule
         if request.hr_sampler_name or request.hr_scheduler:
-            hr_spec, hr_schedule, _ = table.resolve(request.hr_sampler_name or spec.name,
+            hr_spec, hr_schedule, _ = vocabulary.resolve(request.hr_sampler_name or spec.name,
                                                     request.hr_scheduler or schedule.label)
         if hr_spec.name != spec.name:
             fields["Hires sampler"] = hr_spec.name
@@ -677,7 +652,7 @@ class Engine:
                 "Mask blur": _mask_blur_label(request),
                 "Inpaint area": "Only masked" if request.inpaint_full_res else None,
                 "Masked area padding": request.inpaint_full_res_padding if request.inpaint_full_res else None,
-                "Masked content": imageprep.MASKED_CONTENT[request.inpainting_fill],
+                "Masked content": MASKED_CONTENT[request.inpainting_fill],
                 "Mask mode": "Inpaint not masked" if request.inpainting_mask_invert else None,
             })
         fields.update(hires_fields)

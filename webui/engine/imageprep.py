@@ -4,10 +4,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
-MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
-INPAINT_AREAS = ("Whole picture", "Only masked")
-MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 
 
 def resize_image(image: Image.Image, mode: int, width: int, height: int) -> Image.Image:

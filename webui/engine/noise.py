@@ -24,7 +24,8 @@ import math
 import numpy as np
 import torch
 
-RANDN_SOURCES = ("GPU", "CPU", "NV")
+from webui.vocabulary import RANDN_SOURCES
+
 LATENT_FACTOR = 8  # A1111 places resized seeds at pixel size // 8
 
 # A1111's samplers whose images depend on the continuing noise streams (its "uses_ensd" flag).

@@ -25,7 +25,7 @@ from webui.jobs.fairness import fair_order_with_barriers, owner_count
 from webui.jobs.outcome import describe_failure, is_out_of_memory, run_once  # noqa: F401 (re-exported)
 from webui.jobs.records import Job, JobEvent, NotYourJob, check_kind, result_to_data
 from webui.jobs.store import JobStore, SQLiteJobStore
-from webui.models.actions import MODEL_JOB_KIND
+from webui.schemas import MODEL_JOB_KIND
 from webui.schemas import (
     ExtrasRequest,
     GenerationRequest,

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from webui.models.actions import MODEL_JOB_KIND, ModelAction
+from webui.schemas import MODEL_JOB_KIND, ModelAction
 from webui.schemas import (
     ExtrasRequest,
     ExtrasResult,

@@ -369,9 +369,6 @@ class RedisBroker:
     def unsaved_ids(self) -> list[str]:
         return [_text(i) for i in self.client.smembers(self.key("unsaved"))]
 
-    def is_unsaved(self, job_id: str) -> bool:
-        return bool(self.client.sismember(self.key("unsaved"), job_id))
-
     def set_fields(self, job_id: str, fields: dict[str, Any]) -> None:
         self.client.hset(self.key("job", job_id), mapping=fields)
 

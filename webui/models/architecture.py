@@ -12,8 +12,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from webui.models.detect import Shapes, count_indexed, noise_schedule_markers
-from webui.models.families import (
+from webui.detection.detect import Shapes, count_indexed, noise_schedule_markers
+from webui.detection.families import (
     FAMILIES, TEXT_ENCODER_ACT, TEXT_ENCODER_PREFIXES, UNET_PREFIX, VAE_PREFIX, Family,
 )
 from webui.schemas import ModelLoadError

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from webui.models.families import family_for_context_dim
+from webui.detection.families import family_for_context_dim
 from webui.models.loader import build_module, read_state_dict
 from webui.schemas import InvalidRequest, ModelLoadError
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from webui.models.lora import load_tensor_file
 from webui.schemas import WebUIError
+from webui.tensor_files import read_tensor_file
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def read_embedding_file(path: Path) -> EmbeddingFile:
     if path.suffix.lower() not in EMBEDDING_FILE_SUFFIXES:
         raise EmbeddingFileError(f"embedding {path.name}: only {', '.join(EMBEDDING_FILE_SUFFIXES)} files are read")
     try:
-        data, _ = load_tensor_file(path, "embedding")
+        data, _ = read_tensor_file(path, "embedding")
     except WebUIError as exc:
         raise EmbeddingFileError(str(exc)) from None
     result = EmbeddingFile({})

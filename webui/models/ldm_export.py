@@ -1,7 +1,7 @@
 """Write diffusers components as an A1111/LDM single-file checkpoint.
 
-The inverse of the loader's key mapping. Used by the demo-model trainer, by test
-fixtures (tiny random checkpoints in the real on-disk layout) and by benchmarks
+The inverse of the loader's key mapping, by the names of ``ldm_names``. Used by the
+demo-model trainer, by test fixtures (tiny random checkpoints in the real on-disk layout) and by benchmarks
 (full-size random checkpoints). A round-trip test against diffusers' own
 LDM-to-diffusers converter keeps the two directions in agreement.
 """
@@ -12,10 +12,8 @@ from pathlib import Path
 
 import torch
 
-from webui.models.families import TEXT_ENCODER_PREFIXES, UNET_PREFIX, VAE_PREFIX
-
-RESNET_NAMES = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-                "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+from webui.detection.families import TEXT_ENCODER_PREFIXES, UNET_PREFIX, VAE_PREFIX
+from webui.models.ldm_names import OPENCLIP_NAMES, VAE_ATTENTION_NAMES, layers_per_block, ldm_unet_name
 
 
 def _rename(state: dict, old: str, new: str, out: dict, renames: dict | None = None) -> None:
@@ -30,35 +28,15 @@ def _rename(state: dict, old: str, new: str, out: dict, renames: dict | None = N
 
 def unet_to_ldm(state: dict, config: dict) -> dict:
     """diffusers UNet2DConditionModel state dict -> LDM ``model.diffusion_model`` keys (without prefix)."""
-    lpb = config["layers_per_block"]
+    layers = layers_per_block(config["layers_per_block"], len(config["block_out_channels"]))
+    attended = {int(k.split(".")[1]) for k in state if k.startswith("up_blocks.") and ".attentions." in k}
     out: dict = {}
-    simple = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-              "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
-              "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
-    for old, new in simple.items():
-        _rename(state, old, new, out)
-    for i in range(len(config["block_out_channels"])):
-        for j in range(lpb):
-            index = 1 + i * (lpb + 1) + j
-            _rename(state, f"down_blocks.{i}.resnets.{j}", f"input_blocks.{index}.0", out, RESNET_NAMES)
-            _rename(state, f"down_blocks.{i}.attentions.{j}", f"input_blocks.{index}.1", out)
-        _rename(state, f"down_blocks.{i}.downsamplers.0.conv", f"input_blocks.{1 + i * (lpb + 1) + lpb}.0.op", out)
-    _rename(state, "mid_block.resnets.0", "middle_block.0", out, RESNET_NAMES)
-    _rename(state, "mid_block.attentions.0", "middle_block.1", out)
-    _rename(state, "mid_block.resnets.1", "middle_block.2", out, RESNET_NAMES)
-    for i in range(len(config["block_out_channels"])):
-        has_attention = any(k.startswith(f"up_blocks.{i}.attentions.") for k in state)
-        for j in range(lpb + 1):
-            index = i * (lpb + 1) + j
-            _rename(state, f"up_blocks.{i}.resnets.{j}", f"output_blocks.{index}.0", out, RESNET_NAMES)
-            _rename(state, f"up_blocks.{i}.attentions.{j}", f"output_blocks.{index}.1", out)
-        last = i * (lpb + 1) + lpb
-        _rename(state, f"up_blocks.{i}.upsamplers.0.conv",
-                f"output_blocks.{last}.{2 if has_attention else 1}.conv", out)
+    for key, value in state.items():
+        module, _, parameter = key.rpartition(".")
+        name = ldm_unet_name(module, layers, attended.__contains__)
+        if name is not None:
+            out[f"{name}.{parameter}"] = value
     return out
-
-
-VAE_ATTENTION_NAMES = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out": "proj_out"}
 
 
 def vae_to_ldm(state: dict, config: dict) -> dict:
@@ -91,10 +69,6 @@ def vae_to_ldm(state: dict, config: dict) -> dict:
     _rename(state, "quant_conv", "quant_conv", out)
     _rename(state, "post_quant_conv", "post_quant_conv", out)
     return out
-
-
-OPENCLIP_NAMES = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
-                  "self_attn.out_proj": "attn.out_proj"}
 
 
 def openclip_to_ldm(state: dict, num_layers: int) -> dict:

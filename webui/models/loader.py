@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import gc
 import logging
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from webui.detection.detect import detect_model
 from webui.models.architecture import Architecture, TextEncoderSpec, infer_architecture
-from webui.models.detect import detect_model
-from webui.models.families import UNET_PREFIX
-from webui.models.safetensors_header import read_safetensors_header
+from webui.models.ldm_names import OPENCLIP_NAMES
 from webui.schemas import ModelLoadError
+from webui.tensor_files import read_tensor_file
 
 log = logging.getLogger(__name__)
 
@@ -28,35 +27,15 @@ StateDict = dict[str, torch.Tensor]
 
 # ---------------------------------------------------------------- reading files
 def read_state_dict(path: Path) -> tuple[StateDict, dict]:
-    """Tensors and metadata of a .safetensors or .ckpt/.pt file.
-
-    Pickles are read only with ``torch.load(weights_only=True)``: one that needs
-    anything more is refused with a message naming the file, and never executes.
-    """
+    """Tensors and metadata of a .safetensors or .ckpt/.pt checkpoint (through the one safe reader)."""
     path = Path(path)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            header = read_safetensors_header(path)
-            return load_file(str(path), device="cpu"), header.metadata
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelLoadError(f"{path.name}: cannot read safetensors file: {exc}") from None
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(
-            f"{path.name} was refused: it is a pickle that needs code to load "
-            f"(only plain tensors are accepted; convert it to .safetensors). Detail: {exc}"
-        ) from None
-    except Exception as exc:
-        raise ModelLoadError(f"{path.name}: cannot read checkpoint: {exc}") from None
+    data, metadata = read_tensor_file(path, mmap=True)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path.name}: not a state dict")
     tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
-    return tensors, {}
+    return tensors, metadata
 
 
 # ---------------------------------------------------------------- key mapping
@@ -105,11 +84,9 @@ def _convert_openclip(state: StateDict, spec: TextEncoderSpec) -> StateDict:
     }
     if spec.with_projection:
         out["text_projection.weight"] = state[p + "text_projection"].T.contiguous()
-    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
-             "attn.out_proj": "self_attn.out_proj"}
     for i in range(layers):
         src, dst = f"{p}transformer.resblocks.{i}.", f"text_model.encoder.layers.{i}."
-        for old, new in names.items():
+        for new, old in OPENCLIP_NAMES.items():
             for kind in ("weight", "bias"):
                 out[f"{dst}{new}.{kind}"] = state[f"{src}{old}.{kind}"]
         for kind in ("weight", "bias"):
@@ -233,7 +210,3 @@ def load_checkpoint_file(path: Path, device: str, dtype: torch.dtype) -> LoadedC
     components.timings = {"read": read_done - start, "total": time.perf_counter() - start}
     log.info("loaded %s (%s) in %.2fs", Path(path).name, arch.family.label, components.timings["total"])
     return components
-
-
-def is_unet_key(key: str) -> bool:
-    return key.startswith(UNET_PREFIX)

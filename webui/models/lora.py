@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,7 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from webui.models.ldm_names import layers_per_block, ldm_unet_name
 from webui.schemas import ModelLoadError, WebUIError
+from webui.tensor_files import read_tensor_file
 
 log = logging.getLogger(__name__)
 
@@ -217,35 +218,6 @@ class LoraFile:
 
 
 # ---------------------------------------------------------------- reading
-def load_tensor_file(path: Path, what: str = "file") -> tuple[object, dict]:
-    """Raw content and safetensors metadata of a .safetensors, .pt, .ckpt or .bin file.
-
-    Pickles are read only with ``torch.load(weights_only=True)``; anything needing
-    code is refused with a ``ModelLoadError`` that names the file.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                metadata = dict(handle.metadata() or {})
-            return load_file(str(path), device="cpu"), metadata
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelLoadError(f"{what} {path.name}: cannot read safetensors file: {exc}") from None
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True), {}
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(
-            f"{what} {path.name} was refused: it is a pickle that needs code to load "
-            f"(only plain tensors are accepted). Detail: {exc}"
-        ) from None
-    except Exception as exc:
-        raise ModelLoadError(f"{what} {path.name}: cannot read file: {exc}") from None
-
-
 def _split_key(key: str) -> tuple[str, str] | None:
     """(layer name, role) of one tensor key, or None when the suffix is unknown."""
     match = _KOHYA_RE.match(key)
@@ -356,7 +328,7 @@ def read_lora_file(path: Path) -> LoraFile:
         raise ModelLoadError(
             f"LoRA file {path.name} was refused: only {', '.join(LORA_FILE_SUFFIXES)} files are read"
         )
-    data, metadata = load_tensor_file(path, "LoRA file")
+    data, metadata = read_tensor_file(path, "LoRA file")
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
@@ -394,74 +366,11 @@ class LoraFileCache:
 
 
 # ---------------------------------------------------------------- names of the loaded model's layers
-_RESNET_TO_SGM = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "time_emb_proj": "emb_layers.1",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "conv_shortcut": "skip_connection",
-}
-_TOP_TO_SGM = {
-    "conv_in": "input_blocks.0.0",
-    "time_embedding.linear_1": "time_embed.0",
-    "time_embedding.linear_2": "time_embed.2",
-    "add_embedding.linear_1": "label_emb.0.0",
-    "add_embedding.linear_2": "label_emb.0.2",
-    "conv_norm_out": "out.0",
-    "conv_out": "out.2",
-}
-
-
-def _per_block(value, count: int) -> list[int]:
-    if isinstance(value, int):
-        return [value] * count
-    return [int(v) for v in value]
-
-
 def sgm_unet_name(path: str, unet) -> str | None:
-    """The original SGM/LDM UNet name of a diffusers UNet module path (what kohya uses for SDXL).
-
-    ``down_blocks.1.attentions.0.proj_in`` -> ``input_blocks.4.1.proj_in`` with two
-    layers per block. Returns None for paths outside the block structure.
-    """
-    if path in _TOP_TO_SGM:
-        return _TOP_TO_SGM[path]
+    """The original SGM/LDM UNet name of a diffusers UNet module path (what kohya uses for SDXL), or None."""
     config = unet.config
-    layers = _per_block(config.layers_per_block, len(config.down_block_types))
-
-    def resnet_rest(rest: str) -> str:
-        head, _, tail = rest.partition(".")
-        head = _RESNET_TO_SGM.get(head, head)
-        return f"{head}.{tail}" if tail else head
-
-    match = re.match(r"^down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.+)$", path)
-    if match:
-        block, kind, index, rest = int(match[1]), match[2], int(match[3]), match[4]
-        start = 1 + sum(n + 1 for n in layers[:block])
-        if kind == "downsamplers":
-            return f"input_blocks.{start + layers[block]}.0.{rest.replace('conv', 'op', 1)}"
-        if kind == "resnets":
-            return f"input_blocks.{start + index}.0.{resnet_rest(rest)}"
-        return f"input_blocks.{start + index}.1.{rest}"
-    match = re.match(r"^mid_block\.(resnets|attentions)\.(\d+)\.(.+)$", path)
-    if match:
-        kind, index, rest = match[1], int(match[2]), match[3]
-        if kind == "attentions":
-            return f"middle_block.1.{rest}"
-        return f"middle_block.{0 if index == 0 else 2}.{resnet_rest(rest)}"
-    match = re.match(r"^up_blocks\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.+)$", path)
-    if match:
-        block, kind, index, rest = int(match[1]), match[2], int(match[3]), match[4]
-        up_layers = list(reversed(layers))
-        start = sum(n + 1 for n in up_layers[:block])
-        if kind == "upsamplers":
-            has_attention = hasattr(unet.up_blocks[block], "attentions")
-            return f"output_blocks.{start + up_layers[block]}.{2 if has_attention else 1}.{rest}"
-        if kind == "resnets":
-            return f"output_blocks.{start + index}.0.{resnet_rest(rest)}"
-        return f"output_blocks.{start + index}.1.{rest}"
-    return None
+    layers = layers_per_block(config.layers_per_block, len(config.down_block_types))
+    return ldm_unet_name(path, layers, lambda block: hasattr(unet.up_blocks[block], "attentions"))
 
 
 def _normalise_dotted(path: str, component: str) -> str:
@@ -682,7 +591,6 @@ __all__ = [
     "LoraModule",
     "LoraPatcher",
     "Target",
-    "load_tensor_file",
     "parse_lora_state_dict",
     "read_lora_file",
     "sgm_unet_name",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from webui.models.lora import load_tensor_file
 from webui.schemas import ModelLoadError
+from webui.tensor_files import read_tensor_file
 
 VAE_FILE_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 _PREFIXES = ("first_stage_model.", "vae.")
@@ -25,7 +25,7 @@ def read_vae_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.suffix.lower() not in VAE_FILE_SUFFIXES:
         raise ModelLoadError(f"VAE file {path.name} was refused: only {', '.join(VAE_FILE_SUFFIXES)} files are read")
-    data, _ = load_tensor_file(path, "VAE file")
+    data, _ = read_tensor_file(path, "VAE file")
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):

@@ -5,7 +5,7 @@ from typing import Callable
 
 from PIL import Image
 
-from webui.schemas import ExtrasRequest, InvalidRequest, JobControl, JobInterrupted, Progress
+from webui.schemas import ExtrasRequest, InvalidRequest, JobControl, JobInterrupted, Progress, check_request_limits
 from webui.postprocess.faces import FaceRestorers
 from webui.postprocess.upscalers import UpscalerRegistry
 
@@ -45,14 +45,7 @@ def _number(value: float):
 
 
 def _check(request: ExtrasRequest, upscalers: UpscalerRegistry, faces: FaceRestorers) -> None:
-    if request.resize_mode not in (0, 1):
-        raise InvalidRequest(f"resize_mode must be 0 (by factor) or 1 (to size), got {request.resize_mode}", field="resize_mode")
-    if request.resize_mode == 0 and request.upscaling_resize <= 0:
-        raise InvalidRequest("upscaling_resize must be positive", field="upscaling_resize")
-    for field in ("extras_upscaler_2_visibility", "gfpgan_visibility", "codeformer_visibility", "codeformer_weight"):
-        value = getattr(request, field)
-        if not 0.0 <= value <= 1.0:
-            raise InvalidRequest(f"{field} must be between 0 and 1, got {value}", field=field)
+    check_request_limits(request)  # the request model's ranges, in case a caller changed a field
     upscalers.get(request.upscaler_1)  # NotFound early, before any work
     upscalers.get(request.upscaler_2)
     if request.gfpgan_visibility > 0:

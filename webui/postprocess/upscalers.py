@@ -9,27 +9,15 @@ from pathlib import Path
 from PIL import Image
 
 from webui.config import Settings
+from webui.vocabulary import A1111_UPSCALER_NAMES, BUILTIN_UPSCALERS
 from webui.schemas import InvalidRequest, ModelLoadError, NotFound
 from webui.postprocess import loading
 from webui.postprocess.imageops import model_dtype, pil_to_tensor, tensor_to_pil
 from webui.postprocess.tiling import run_tiled
 
-BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
 UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT")
 # Recognised by spandrel but not upscalers: face restorers and inpainting models.
 NOT_UPSCALER_ARCHITECTURES = frozenset({"GFPGAN", "CodeFormer", "RestoreFormer", "LaMa", "MAT"})
-# A1111's upscaler names -> the model files (stems, first present wins) that stand for them here.
-# "ESRGAN_4x" (the original ESRGAN) and "R-ESRGAN General 4xV3" fall back on the nearest model we
-# ship (RealESRGAN_x4plus, the Compact realesr-animevideov3); /sdapi/v1/upscalers names the file used.
-A1111_UPSCALER_NAMES = {
-    "ESRGAN_4x": ("ESRGAN_4x", "RealESRGAN_x4plus"),
-    "R-ESRGAN 4x+": ("RealESRGAN_x4plus",),
-    "R-ESRGAN 4x+ Anime6B": ("RealESRGAN_x4plus_anime_6B",),
-    "R-ESRGAN 2x+": ("RealESRGAN_x2plus",),
-    "R-ESRGAN General 4xV3": ("realesr-general-x4v3", "realesr-animevideov3"),
-    "R-ESRGAN General WDN 4xV3": ("realesr-general-wdn-x4v3",),
-    "R-ESRGAN AnimeVideo": ("realesr-animevideov3",),
-}
 MAX_MODEL_PASSES = 3  # A1111 applies a model at most three times to reach the target size
 # Context (input pixels) each tile gets on every side, at least. Measured with the real
 # RealESRGAN_x4plus on a 256px photo: 16 px leaves seams up to 74/255 levels, 48 px at most 7

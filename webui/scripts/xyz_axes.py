@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import permutations
 from typing import Callable
 
-from webui.engine.sampling import table as sampling_table
+from webui import vocabulary
 from webui.schemas import GenerationRequest, InvalidRequest, NotFound
 
 
@@ -73,13 +73,13 @@ def _uni_pc_order(request: GenerationRequest, value, all_values) -> None:
 
 def _check_samplers(values, request, env) -> None:
     for value in values:
-        if sampling_table.find_sampler(value) is None:
+        if vocabulary.find_sampler(value) is None:
             raise InvalidRequest(f"script_args: unknown sampler {value!r}", field="script_args")
 
 
 def _check_schedules(values, request, env) -> None:
     for value in values:
-        if sampling_table.find_schedule(value) is None:
+        if vocabulary.find_schedule(value) is None:
             raise InvalidRequest(f"script_args: unknown schedule type {value!r}", field="script_args")
 
 
@@ -193,18 +193,18 @@ AXES: tuple[Axis, ...] = (
     Axis("Prompt S/R", str, _prompt_sr, format=format_bare, check=_check_prompt_sr),
     Axis("Prompt order", PERMUTATIONS, _prompt_order, format=format_joined),
     Axis("Sampler", str, _set("sampler_name"), format=format_bare, check=_check_samplers, tab="txt2img",
-         choices=sampling_table.sampler_names),
+         choices=vocabulary.sampler_names),
     Axis("Hires sampler", str, _set("hr_sampler_name"), check=_check_samplers, tab="txt2img",
-         choices=sampling_table.sampler_names),
+         choices=vocabulary.sampler_names),
     Axis("Sampler", str, _set("sampler_name"), format=format_bare, check=_check_samplers, tab="img2img",
-         choices=sampling_table.sampler_names),
+         choices=vocabulary.sampler_names),
     Axis("Checkpoint name", str, _set("checkpoint"), format=format_bare, check=_check_checkpoints, cost=1.0),
     Axis("Negative Guidance minimum sigma", float, _set("s_min_uncond")),
     Axis("Sigma Churn", float, _set("s_churn")),
     Axis("Sigma min", float, _set("s_tmin")),
     Axis("Sigma max", float, _set("s_tmax")),
     Axis("Sigma noise", float, _set("s_noise")),
-    Axis("Schedule type", str, _set("scheduler"), check=_check_schedules, choices=sampling_table.schedule_labels),
+    Axis("Schedule type", str, _set("scheduler"), check=_check_schedules, choices=vocabulary.schedule_labels),
     Axis("Schedule min sigma", float, _sampler_option("sigma_min")),
     Axis("Schedule max sigma", float, _sampler_option("sigma_max")),
     Axis("Schedule rho", float, _sampler_option("rho")),

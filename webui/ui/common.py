@@ -10,19 +10,17 @@ import html
 import logging
 import re
 
+from webui import vocabulary
 from webui.schemas import WebUIError
 from webui.security.identity import Identity, caller_from_headers
 
 log = logging.getLogger(__name__)
 
-RESIZE_MODES = ["Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)"]
-MASKED_CONTENT = ["fill", "original", "latent noise", "latent nothing"]
-INPAINT_AREAS = ["Whole picture", "Only masked"]
-MASK_MODES = ["Inpaint masked", "Inpaint not masked"]
-LATENT_HR_UPSCALERS = ["Latent", "Latent (nearest)", "Latent (nearest-exact)", "Latent (bicubic)", "Latent (antialiased)"]
-BASIC_UPSCALERS = ["None", "Lanczos", "Nearest"]
-DEFAULT_SAMPLERS = ["Euler a", "Euler", "DPM++ 2M", "DDIM"]
-DEFAULT_SCHEDULERS = ["Automatic", "Uniform", "Karras", "Exponential"]
+# The tabs' radio choices, A1111's (the request fields carry their index).
+RESIZE_MODES = list(vocabulary.RESIZE_MODES)
+MASKED_CONTENT = list(vocabulary.MASKED_CONTENT)
+INPAINT_AREAS = list(vocabulary.INPAINT_AREAS)
+MASK_MODES = list(vocabulary.MASK_MODES)
 
 DEMO_NOTE = (
     "The shipped demo model shows that the pipeline works end to end (prompt, sampler, VAE, saving); "
@@ -94,22 +92,23 @@ def _names(obj, *attrs) -> list[str]:
 
 
 def sampler_names(services) -> list[str]:
-    return _names(services.engine, "sampler_names") or list(DEFAULT_SAMPLERS)
+    return _names(services.engine, "sampler_names") or vocabulary.sampler_names()
 
 
 def scheduler_names(services) -> list[str]:
-    return _names(services.engine, "scheduler_names") or list(DEFAULT_SCHEDULERS)
+    return _names(services.engine, "scheduler_names") or vocabulary.schedule_labels()
 
 
 def upscaler_names(services) -> list[str]:
     """Extras upscalers: None, Lanczos, Nearest, then every recognised model."""
-    names = _names(services.upscalers, "names") or list(BASIC_UPSCALERS)
+    names = _names(services.upscalers, "names") or list(vocabulary.BUILTIN_UPSCALERS)
     return list(dict.fromkeys(["None", *names]))
 
 
 def hr_upscaler_names(services) -> list[str]:
     """Hires fix upscalers: latent modes first, then the extras upscalers (without None)."""
-    return list(dict.fromkeys([*LATENT_HR_UPSCALERS, *[n for n in upscaler_names(services) if n != "None"]]))
+    models = [n for n in upscaler_names(services) if n != "None"]
+    return list(dict.fromkeys([*vocabulary.LATENT_UPSCALE_MODES, *models]))
 
 
 def face_restorer_names(services) -> list[str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.schemas import GenerationRequest, InvalidRequest
+from webui.schemas import MAX_STEPS, GenerationRequest, InvalidRequest
 from webui.ui import common
 
 # GenerationRequest field name -> type of its default, to cast widget values.
@@ -56,7 +56,7 @@ def build_sampling(tab: str, services) -> dict:
                                              value="Euler a" if "Euler a" in samplers else samplers[0])
         fields["scheduler"] = gr.Dropdown(label="Schedule type", elem_id=f"{tab}_scheduler", choices=schedulers,
                                           value="Automatic" if "Automatic" in schedulers else schedulers[0])
-        fields["steps"] = gr.Slider(label="Sampling steps", elem_id=f"{tab}_steps", minimum=1, maximum=150, step=1, value=20)
+        fields["steps"] = gr.Slider(label="Sampling steps", elem_id=f"{tab}_steps", minimum=1, maximum=MAX_STEPS, step=1, value=20)
     with gr.Row():
         with gr.Column(scale=4):
             fields["width"] = gr.Slider(label="Width", elem_id=f"{tab}_width", minimum=64, maximum=2048, step=8, value=width)
@@ -123,7 +123,7 @@ def build_hires(tab: str, services) -> dict:
             fields["hr_upscaler"] = gr.Dropdown(label="Upscaler", elem_id=f"{tab}_hr_upscaler",
                                                 choices=common.hr_upscaler_names(services), value="Latent")
             fields["hr_second_pass_steps"] = gr.Slider(label="Hires steps", elem_id=f"{tab}_hires_steps",
-                                                       minimum=0, maximum=150, step=1, value=0)
+                                                       minimum=0, maximum=MAX_STEPS, step=1, value=0)
             fields["denoising_strength"] = gr.Slider(label="Denoising strength", elem_id=f"{tab}_denoising_strength",
                                                      minimum=0, maximum=1, step=0.01, value=0.7)
         with gr.Row():

@@ -27,7 +27,7 @@ def summary(difference, unmet: list[str], warnings: list[str]) -> str:
 
 def reproduce(services, path, owner: str) -> Iterator[tuple[str, Image.Image | None, Image.Image | None]]:
     """Yield (status markdown, new image, difference image) while the reproduction runs, then its outcome."""
-    from webui.engine.engine import VERSION
+    from webui.vocabulary import VERSION
     from webui.images import read_infotext
     from webui.reproduce import pixel_difference, plan_reproduction
 

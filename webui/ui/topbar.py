@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.jobs.follow import submit_and_wait
-from webui.models.actions import MODEL_JOB_KIND, ModelAction
+from webui.schemas import MODEL_JOB_KIND, ModelAction
 from webui.schemas import JobStatus, ModelLoadError
 from webui.ui import common
 

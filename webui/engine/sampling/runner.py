@@ -13,10 +13,11 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from webui.engine.sampling import ksamplers, schedules, table, timesteps
+from webui import vocabulary
+from webui.engine.sampling import ksamplers, schedules, timesteps
 from webui.engine.sampling.denoiser import DiscreteSchedule, LCMSchedule, scalings
 from webui.engine.sampling.schedules import ScheduleContext
-from webui.engine.sampling.table import SamplerSettings, ScheduleSpec, find_schedule
+from webui.vocabulary import SamplerSettings, ScheduleSpec, find_schedule
 
 CFGPP_SCALE = 1 / 12.5  # DDIM CFG++ maps CFG 0..12.5 onto its guidance 0..1
 
@@ -35,7 +36,7 @@ class Guided(NamedTuple):
 class Plan:
     """What to run: the sampler, the schedule type, settings, and the model's schedule."""
 
-    sampler: table.SamplerSpec
+    sampler: vocabulary.SamplerSpec
     schedule: ScheduleSpec
     settings: SamplerSettings
     alphas_cumprod: torch.Tensor  # float32 [T]
@@ -113,14 +114,14 @@ class Plan:
                 self.infotext["Eta DDIM"] = value
             return value
         value = s.eta if s.eta is not None else s.eta_ancestral
-        if spec.name in table.ETA_SAMPLERS and value != 1.0:
+        if spec.name in vocabulary.ETA_SAMPLERS and value != 1.0:
             self.infotext["Eta"] = value
         return value
 
     def sampler_run(self, noise, callback) -> ksamplers.SamplerRun:
         s, name = self.settings, self.sampler.name
         run = ksamplers.SamplerRun(noise=noise, callback=callback, eta=self.eta())
-        if name in table.CHURN_PARAMS:
+        if name in vocabulary.CHURN_PARAMS:
             for key, label, default in (("s_churn", "Sigma churn", 0.0), ("s_tmin", "Sigma tmin", 0.0),
                                         ("s_tmax", "Sigma tmax", 0.0), ("s_noise", "Sigma noise", 1.0)):
                 value = getattr(s, key)
@@ -128,7 +129,7 @@ class Plan:
                     self.infotext[label] = value
             run.s_churn, run.s_tmin, run.s_noise = s.s_churn, s.s_tmin, s.s_noise
             run.s_tmax = s.s_tmax or float("inf")
-        elif name in table.NOISE_PARAMS:
+        elif name in vocabulary.NOISE_PARAMS:
             if s.s_noise != 1.0:
                 self.infotext["Sigma noise"] = s.s_noise
             run.s_noise = s.s_noise

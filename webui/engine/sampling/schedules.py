@@ -1,6 +1,6 @@
 """A1111's schedule types: n sigmas from sigma_max down to sigma_min, then 0.
 
-``table.SCHEDULES`` names them (A1111's API names, labels, aliases); the
+``webui.vocabulary.SCHEDULES`` names them (A1111's API names, labels, aliases); the
 functions here compute them, each ``f(n, sigma_min, sigma_max, ctx)``.
 """
 from __future__ import annotations

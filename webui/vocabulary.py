@@ -1,14 +1,49 @@
-"""A1111 1.10's sampler and schedule tables: names, aliases, defaults; resolving what a client sent.
+"""A1111's vocabulary, in one place: the names, codes and defaults that engine, API and UI share.
 
-``/sdapi/v1/samplers`` and ``/schedulers``, the UI dropdowns and the engine all
-read these tables, so every name the API advertises is one the engine runs.
-Plain data (functions by name), so the API can import it without torch.
+Sampler and schedule tables (A1111 1.10's names, aliases and per-sampler options, and resolving what a client
+sent), the sampler option keys, latent upscale modes, img2img resize modes, inpainting enums, upscaler names
+and the version string. ``/sdapi/v1/samplers`` and ``/schedulers``, the UI dropdowns and the engine all read
+these tables, so every name the API advertises is one the engine runs. Plain data (functions by name), so
+anything can import it without torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+# What this program writes where A1111 writes its version (infotext "Version", the API's info "version").
+VERSION = "webui-0.1"
 
+# The noise sources of the option randn_source (A1111's "Random number generator source").
+RANDN_SOURCES = ("GPU", "CPU", "NV")
+
+# img2img and inpaint choices; A1111's API sends the index into each tuple.
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")  # inpainting_fill
+INPAINT_AREAS = ("Whole picture", "Only masked")  # inpaint_full_res
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")  # inpainting_mask_invert
+
+# Hires fix's latent upscalers: A1111's name -> (torch interpolate mode, antialias).
+LATENT_UPSCALE_MODES = {
+    "Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False),
+}
+# Upscalers that need no model file, as A1111 names them.
+BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
+# A1111's upscaler names -> the model files (stems, first present wins) that stand for them here.
+# "ESRGAN_4x" (the original ESRGAN) and "R-ESRGAN General 4xV3" fall back on the nearest model we
+# ship (RealESRGAN_x4plus, the Compact realesr-animevideov3); /sdapi/v1/upscalers names the file used.
+A1111_UPSCALER_NAMES = {
+    "ESRGAN_4x": ("ESRGAN_4x", "RealESRGAN_x4plus"),
+    "R-ESRGAN 4x+": ("RealESRGAN_x4plus",),
+    "R-ESRGAN 4x+ Anime6B": ("RealESRGAN_x4plus_anime_6B",),
+    "R-ESRGAN 2x+": ("RealESRGAN_x2plus",),
+    "R-ESRGAN General 4xV3": ("realesr-general-x4v3", "realesr-animevideov3"),
+    "R-ESRGAN General WDN 4xV3": ("realesr-general-wdn-x4v3",),
+    "R-ESRGAN AnimeVideo": ("realesr-animevideov3",),
+}
+
+# Samplers and schedule types.
 FALLBACK_SAMPLER = "DPM++ 2M"
 
 

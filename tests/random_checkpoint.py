@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from webui.models.families import FAMILIES
+from webui.detection.families import FAMILIES
 from webui.models.ldm_export import save_ldm_checkpoint
 
 # Small but structurally faithful: 2 levels with attention at the lower one, mid attention.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from webui.models.families import FAMILIES, UNET_PREFIX, Family, family_for_context_dim
+from webui.detection.families import FAMILIES, UNET_PREFIX, Family, family_for_context_dim
 
 Shapes = dict[str, tuple[int, ...]]
 

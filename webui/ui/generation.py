@@ -10,7 +10,8 @@ from typing import Callable
 import gradio as gr
 
 from webui.schemas import GenerationRequest
-from webui.ui import addons, networks, params, results
+from webui.engine.token_counter import TokenCounter
+from webui.ui import addons, networks, params, prompt_tools, results
 
 
 @dataclass
@@ -41,6 +42,7 @@ def build_generation_tab(
     the final fields (raising InvalidRequest for what cannot run).
     """
     prompt = params.build_prompt_row(name, services)
+    tools = prompt_tools.build_prompt_tools(name)
     with gr.Accordion("Extra networks: LoRA and wildcards", open=False, elem_id=f"{name}_networks"):
         networks.build_networks_panel(name, services, prompt.prompt)
     with gr.Row(equal_height=False):
@@ -62,6 +64,7 @@ def build_generation_tab(
         **{k: v for k, v in inputs.items() if k in params.FIELD_TYPES},
     }
     tab = GenerationTab(name, prompt, fields, panel, inputs)
+    prompt_tools.wire_prompt_tools(tools, prompt, services, fields, TokenCounter())
     own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES}
     extra = sampling["_extra"]
 

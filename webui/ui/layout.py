@@ -3,6 +3,7 @@ import gradio as gr
 
 from webui.ui import common, files, pnginfo, results
 from webui.ui.extras import build_extras_tab
+from webui.ui.history import build_history_tab
 from webui.ui.img2img import build_img2img_tab
 from webui.ui.inpaint import build_inpaint_tab
 from webui.ui.pnginfo import build_pnginfo_tab
@@ -39,11 +40,13 @@ def build_ui(services) -> gr.Blocks:
                 extras = build_extras_tab(services)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 png = build_pnginfo_tab(services)
+            with gr.Tab("History", id="history", elem_id="tab_history"):
+                history = build_history_tab(services)
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = build_queue_panel(services)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings_tab = build_settings_tab(services)
-        _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue)
+        _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history)
         _wire_native_size(services, bar.checkpoint, [txt2img, img2img, inpaint])
 
         def on_load():
@@ -90,8 +93,9 @@ def _carried_fields(state, target) -> dict:
             if name in target.fields and name not in NOT_SENT}
 
 
-def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue) -> None:
-    panels = [txt2img.panel, img2img.panel, inpaint.panel, extras.panel, queue.panel]
+def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history) -> None:
+    # The History tab's selection is held in a result-panel state, so its buttons act like a panel's.
+    panels = [txt2img.panel, img2img.panel, inpaint.panel, extras.panel, queue.panel, history]
     img2img_image = img2img.inputs["init_image"]
     editor = inpaint.inputs["editor"]
     carry_img2img = [c for n, c in img2img.fields.items() if n not in NOT_SENT]
@@ -154,3 +158,19 @@ def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue) -> None:
     png.send_txt2img.click(png_to_txt2img, inputs=[png.parameters], outputs=[tabs, *carry_txt2img], show_progress="hidden")
     png.send_img2img.click(png_to_img2img, inputs=[png.image, png.parameters], outputs=[img2img_image, tabs, *carry_img2img],
                            show_progress="hidden")
+    history.send_txt2img.click(png_to_txt2img, inputs=[history.infotext], outputs=[tabs, *carry_txt2img],
+                               show_progress="hidden")
+
+    def png_state(path, text) -> dict:
+        """A result-panel state holding the PNG Info image, so the panel handlers can send it."""
+        if not path:
+            return {}
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return {"images": [image.convert("RGB")], "infotexts": [text or ""], "selected": 0}
+
+    png.send_inpaint.click(lambda path, text: to_inpaint(png_state(path, text)), inputs=[png.image, png.parameters],
+                           outputs=[editor, tabs, *carry_inpaint], show_progress="hidden")
+    png.send_extras.click(lambda path, text: to_extras(png_state(path, text)), inputs=[png.image, png.parameters],
+                          outputs=[extras.image, tabs], show_progress="hidden")

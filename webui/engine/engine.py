@@ -217,11 +217,14 @@ class Engine:
             self._attach_mask(job, model, inpaint, request)
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
         preview = None
+        loop_control = control
         if previews_on:
             factors = self._preview_factors(model)
             preview = lambda lat: latent_preview.cheap_preview(lat, factors)  # noqa: E731
+            if self.options is not None and self.options.get("show_progress_every_n_steps") is not None:
+                loop_control = latent_preview.PreviewPeriod(control, self.options.get("show_progress_every_n_steps"))
         # 7. Denoising loop
-        latents = denoise(model.unet, job, control, preview)
+        latents = denoise(model.unet, job, loop_control, preview)
         stopped = job.stopped
         if latents is None:  # stopped before the first step: nothing to show
             if stopped == "interrupt":

@@ -11,7 +11,7 @@ import gradio as gr
 
 from webui.schemas import GenerationRequest
 from webui.engine.token_counter import TokenCounter
-from webui.ui import addons, networks, params, prompt_tools, results
+from webui.ui import addons, cpu_guard, networks, params, prompt_tools, results
 
 
 @dataclass
@@ -67,6 +67,8 @@ def build_generation_tab(
     prompt_tools.wire_prompt_tools(tools, prompt, services, fields, TokenCounter())
     own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES}
     extra = sampling["_extra"]
+    guard = cpu_guard.LargeJobGuard(cpu_guard.runs_on_cpu(services),
+                                    lambda: services.options.get("cpu_confirm_pixel_steps") if services.options else 0)
 
     def generate(values: dict, request: gr.Request):
         def build():
@@ -79,7 +81,9 @@ def build_generation_tab(
                 named.pop("checkpoint", None)
             if extra_fields:
                 named = extra_fields({k: values.get(c) for k, c in own.items()}, named)
-            return GenerationRequest(**named)
+            job_request = GenerationRequest(**named)
+            guard.check(getattr(request, "session_hash", None) or "", job_request)
+            return job_request
 
         yield from results.submit_and_follow(panel, services, "txt2img" if name == "txt2img" else "img2img", build, request)
 

@@ -1,13 +1,14 @@
 """The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
 import gradio as gr
 
-from webui.ui import common, files, pnginfo, results
+from webui.ui import common, files, pnginfo, quicksettings, results, ui_defaults
 from webui.ui.extras import build_extras_tab
 from webui.ui.history import build_history_tab
 from webui.ui.img2img import build_img2img_tab
 from webui.ui.inpaint import build_inpaint_tab
 from webui.ui.pnginfo import build_pnginfo_tab
 from webui.ui.queue_panel import build_queue_panel
+from webui.ui import settings
 from webui.ui.settings import build_settings_tab
 from webui.ui.topbar import build_topbar
 from webui.ui.txt2img import build_txt2img_tab
@@ -28,6 +29,7 @@ def build_ui(services) -> gr.Blocks:
     """Build the gradio Blocks for ``services``; app.py mounts it (see ``mount_ui``)."""
     with gr.Blocks(title="Stable Diffusion web UI", analytics_enabled=False) as demo:
         bar = build_topbar(services)
+        quick = quicksettings.build_quicksettings(services, bar.message)
         gr.Markdown(common.DEMO_NOTE, elem_id="demo_note")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
@@ -48,6 +50,9 @@ def build_ui(services) -> gr.Blocks:
                 settings_tab = build_settings_tab(services)
         _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history)
         _wire_native_size(services, bar.checkpoint, [txt2img, img2img, inpaint])
+        quicksettings.wire_clip_skip(quick, services, [txt2img, img2img, inpaint])
+        ui_defaults.wire_ui_defaults(demo, services, settings_tab, [txt2img, img2img, inpaint])
+        demo.load(None, js=quicksettings.THEME_RESTORE_JS)
 
         def on_load():
             titles = common.checkpoint_titles(services)
@@ -56,6 +61,12 @@ def build_ui(services) -> gr.Blocks:
         demo.load(on_load, outputs=[bar.checkpoint], show_progress="hidden")
         demo.load(lambda: settings_tab.refresh(services), outputs=list(settings_tab.widgets.values()),
                   show_progress="hidden")
+        if quick:  # quicksettings show the stored values on every page load
+            def quick_values():
+                values = settings.current_values(services.options, list(quick))
+                return values[0] if len(values) == 1 else values  # gradio passes a single output's value bare
+
+            demo.load(quick_values, outputs=list(quick.values()), show_progress="hidden")
     return demo
 
 

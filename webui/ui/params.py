@@ -63,7 +63,8 @@ def build_sampling(tab: str, services) -> dict:
         fields["seed"] = gr.Number(label="Seed", elem_id=f"{tab}_seed", value=-1, precision=0, scale=4)
         random_seed = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=40)
         reuse_seed = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
-        fields["clip_skip"] = gr.Slider(label="Clip skip", elem_id=f"{tab}_clip_skip", minimum=1, maximum=12, step=1, value=1, scale=2)
+        fields["clip_skip"] = gr.Slider(label="Clip skip", elem_id=f"{tab}_clip_skip", minimum=1, maximum=12, step=1,
+                                       value=_option(services, "CLIP_stop_at_last_layers", 1), scale=2)
         extra = gr.Checkbox(label="Extra", elem_id=f"{tab}_subseed_show", value=False, scale=0, min_width=80)
     fields.update(build_variation_seed(tab, extra))
     with gr.Row():
@@ -158,3 +159,9 @@ def request_fields(fields: dict, values: dict) -> dict:
             out[name] = value
     return out
 
+
+
+def _option(services, key: str, default):
+    """An option's stored value, or ``default`` without an options store."""
+    options = getattr(services, "options", None)
+    return options.get(key, default) if options is not None else default

@@ -8,7 +8,7 @@ pytest.importorskip("gradio")
 
 from webui.config import Settings  # noqa: E402
 from webui.schemas import GenerationRequest, InvalidRequest  # noqa: E402
-from webui.ui import extras, inpaint, networks, params  # noqa: E402
+from webui.ui import extras, inpaint, params  # noqa: E402
 
 
 def test_request_fields_cast_widget_values_by_field_name():
@@ -70,12 +70,6 @@ def test_extras_folder_must_be_inside_allowed_folders(tmp_path):
         extras.images_from_folder(settings, str(outside))
     with pytest.raises(InvalidRequest):
         extras.images_from_folder(settings, str(inside / ".." / ".." / "elsewhere"))
-
-
-def test_insert_tag_appends_once_with_a_comma():
-    assert networks.insert_tag("a cat", "<lora:x:1>") == "a cat, <lora:x:1>"
-    assert networks.insert_tag("a cat, <lora:x:1>", "<lora:x:1>") == "a cat, <lora:x:1>"
-    assert networks.insert_tag("", "__animal__") == "__animal__"
 
 
 def build_fake_ui(tmp_path):

@@ -244,7 +244,7 @@ class Engine:
         if upcast:
             result.warnings.append("the VAE produced NaNs in half precision; decoded in float32")
         for i, image in enumerate(images):
-            image = self._postprocess_image(request, image, inpaint, i, control)
+            image = self._postprocess_image(request, image, inpaint, i, control, result.warnings)
             plan = plans[i]
             image_hires = {k: v[i] if isinstance(v, list) else v for k, v in hires_fields.items()}
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, image_hires,
@@ -304,7 +304,7 @@ class Engine:
             result.negative_prompts.append(plan.negative_prompt)
             result.infotexts.append("")
 
-    def _postprocess_image(self, request, image, inpaint, index, control=None):
+    def _postprocess_image(self, request, image, inpaint, index, control=None, warnings: list | None = None):
         if request.restore_faces and self.faces is not None:
             should_stop = control.interrupted if control is not None else None
             try:
@@ -312,6 +312,10 @@ class Engine:
                                            should_stop=should_stop)
             except InterruptedError:  # stopped between two faces
                 raise JobInterrupted() from None
+            except Exception as exc:  # missing or broken weights: the generated image is worth keeping
+                log.warning("face restoration failed: %s", exc)
+                if warnings is not None:
+                    warnings.append(f"Face restoration failed, the image is kept without it: {exc}")
         if inpaint is None:
             return image
         original = inpaint["original"]

@@ -11,7 +11,7 @@ import gradio as gr
 
 from webui.schemas import GenerationRequest
 from webui.engine.token_counter import TokenCounter
-from webui.ui import addons, cpu_guard, networks, params, prompt_tools, results
+from webui.ui import addons, cpu_guard, networks, params, prompt_tools, results, size_readouts
 
 
 @dataclass
@@ -43,8 +43,8 @@ def build_generation_tab(
     """
     prompt = params.build_prompt_row(name, services)
     tools = prompt_tools.build_prompt_tools(name)
-    with gr.Accordion("Extra networks: LoRA and wildcards", open=False, elem_id=f"{name}_networks"):
-        networks.build_networks_panel(name, services, prompt.prompt)
+    with gr.Accordion("Extra networks", open=False, elem_id=f"{name}_networks"):
+        networks.build_networks_panel(name, services, prompt.prompt, checkpoint)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, elem_id=f"{name}_settings"):
             inputs = build_inputs() if build_inputs else {}
@@ -59,12 +59,17 @@ def build_generation_tab(
         "styles": prompt.styles,
         "checkpoint": checkpoint,
         **params.widget_fields(sampling),
-        **hr,
+        **params.widget_fields(hr),
         **addon_widgets,
         **{k: v for k, v in inputs.items() if k in params.FIELD_TYPES},
     }
     tab = GenerationTab(name, prompt, fields, panel, inputs)
     prompt_tools.wire_prompt_tools(tools, prompt, services, fields, TokenCounter())
+    if hr:
+        size_readouts.wire_hires_readout(hr["_hr_readout"], fields)
+    image_input = inputs.get("init_image") or inputs.get("editor")
+    if image_input is not None:
+        size_readouts.wire_size_from_image(image_input, fields)
     own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES}
     extra = sampling["_extra"]
     guard = cpu_guard.LargeJobGuard(cpu_guard.runs_on_cpu(services),

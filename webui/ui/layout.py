@@ -1,7 +1,7 @@
 """The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
 import gradio as gr
 
-from webui.ui import common, files, pnginfo, quicksettings, results, ui_defaults
+from webui.ui import common, files, pnginfo, quicksettings, results, tooltips, ui_defaults
 from webui.ui.extras import build_extras_tab
 from webui.ui.history import build_history_tab
 from webui.ui.img2img import build_img2img_tab
@@ -53,20 +53,17 @@ def build_ui(services) -> gr.Blocks:
         quicksettings.wire_clip_skip(quick, services, [txt2img, img2img, inpaint])
         ui_defaults.wire_ui_defaults(demo, services, settings_tab, [txt2img, img2img, inpaint])
         demo.load(None, js=quicksettings.THEME_RESTORE_JS)
+        demo.load(None, js=tooltips.page_script())
 
         def on_load():
             titles = common.checkpoint_titles(services)
             return gr.Dropdown(choices=titles, value=common.current_checkpoint_title(services))
 
         demo.load(on_load, outputs=[bar.checkpoint], show_progress="hidden")
-        demo.load(lambda: settings_tab.refresh(services), outputs=list(settings_tab.widgets.values()),
-                  show_progress="hidden")
-        if quick:  # quicksettings show the stored values on every page load
-            def quick_values():
-                values = settings.current_values(services.options, list(quick))
-                return values[0] if len(values) == 1 else values  # gradio passes a single output's value bare
-
-            demo.load(quick_values, outputs=list(quick.values()), show_progress="hidden")
+        # One load event refreshes the Settings tab and the quicksettings from the options store.
+        shown = [*settings_tab.widgets, *quick]
+        demo.load(lambda: settings.current_values(services.options, shown),
+                  outputs=[*settings_tab.widgets.values(), *quick.values()], show_progress="hidden")
     return demo
 
 

@@ -21,3 +21,22 @@ def test_hires_readout_follows_a1111():
     assert hires_readout(True, 512, 768, 2, 1024, 0) == "from 512x768 to 1024x1536"  # aspect kept
     assert hires_readout(True, 512, 768, 2, 0, 1152) == "from 512x768 to 768x1152"
     assert hires_readout(False, 64, 64, 1.5, 0, 0) == "from 64x64 to 96x96 (when enabled)"
+
+
+def test_clip_skip_limit_is_the_text_encoders_layer_count(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from webui.ui.clip_skip import DEFAULT_LAYERS, text_encoder_layers
+
+    tensors = {f"cond_stage_model.transformer.text_model.encoder.layers.{i}.mlp.fc1.weight": torch.zeros(1)
+               for i in range(6)}
+    tensors["model.diffusion_model.out.0.weight"] = torch.zeros(1)
+    save_file(tensors, str(tmp_path / "six.safetensors"))
+    assert text_encoder_layers(tmp_path / "six.safetensors") == 6
+    sdxl = {f"conditioner.embedders.0.transformer.text_model.encoder.layers.{i}.x": torch.zeros(1) for i in range(3)}
+    sdxl["conditioner.embedders.1.model.transformer.resblocks.31.x"] = torch.zeros(1)  # the second encoder
+    save_file(sdxl, str(tmp_path / "xl.safetensors"))
+    assert text_encoder_layers(tmp_path / "xl.safetensors") == 3
+    (tmp_path / "old.ckpt").write_bytes(b"not read")
+    assert text_encoder_layers(tmp_path / "old.ckpt") == DEFAULT_LAYERS

@@ -45,3 +45,18 @@ def test_history_finds_an_image_by_its_seed_and_sends_it(page, fake_app):
     page.click("#history_confirm_delete")
     page.wait_for_function("() => document.querySelector('#history_summary').innerText.includes('Deleted')")
     assert not saved[0].exists()
+
+
+def test_dropping_a_png_on_the_prompt_loads_its_parameters(page, fake_app, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("parameters", "a dropped château\nNegative prompt: fog\nSteps: 9, Sampler: Euler, CFG scale: 6, "
+                                "Seed: 777, Size: 64x64")
+    path = tmp_path / "dropped.png"
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    ui.drop_file(page, "#txt2img_prompt textarea", path)
+    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value === 'a dropped château'")
+    page.wait_for_function("() => document.querySelector('#txt2img_seed input').value === '777'")
+    assert ui.textbox_value(page, "txt2img_neg_prompt") == "fog"
+    assert page.locator("#txt2img_steps input[type=number]").input_value() == "9"

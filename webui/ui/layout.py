@@ -1,7 +1,7 @@
 """The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
 import gradio as gr
 
-from webui.ui import common, files, pnginfo, quicksettings, results, tooltips, ui_defaults
+from webui.ui import clip_skip, common, files, pnginfo, prompt_tools, quicksettings, results, tooltips, ui_defaults
 from webui.ui.extras import build_extras_tab
 from webui.ui.history import build_history_tab
 from webui.ui.img2img import build_img2img_tab
@@ -51,9 +51,11 @@ def build_ui(services) -> gr.Blocks:
         _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history)
         _wire_native_size(services, bar.checkpoint, [txt2img, img2img, inpaint])
         quicksettings.wire_clip_skip(quick, services, [txt2img, img2img, inpaint])
+        clip_skip.wire_clip_skip_limit(services, bar.checkpoint, [txt2img, img2img, inpaint])
         ui_defaults.wire_ui_defaults(demo, services, settings_tab, [txt2img, img2img, inpaint])
         demo.load(None, js=quicksettings.THEME_RESTORE_JS)
         demo.load(None, js=tooltips.page_script())
+        demo.load(None, js=prompt_tools.PNG_DROP_JS)
 
         def on_load():
             titles = common.checkpoint_titles(services)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.schemas import GenerationRequest, InvalidRequest
-from webui.ui import common
+from webui.ui import clip_skip, common
 
 # GenerationRequest field name -> type of its default, to cast widget values.
 FIELD_TYPES = {f.name: type(f.default) for f in dataclasses.fields(GenerationRequest) if f.default is not dataclasses.MISSING}
@@ -43,6 +43,7 @@ def build_sampling(tab: str, services) -> dict:
     """Sampler, schedule, steps, size, batch, CFG, seed (with Random and Reuse), clip skip, restore faces."""
     fields: dict = {}
     width, height = common.native_size(services, common.current_checkpoint_title(services))
+    clip_limit = clip_skip.clip_skip_limit(services, common.current_checkpoint_title(services))
     samplers = common.sampler_names(services)
     schedulers = common.scheduler_names(services)
     with gr.Row():
@@ -63,8 +64,9 @@ def build_sampling(tab: str, services) -> dict:
         fields["seed"] = gr.Number(label="Seed", elem_id=f"{tab}_seed", value=-1, precision=0, scale=4)
         random_seed = gr.Button("Random", elem_id=f"{tab}_random_seed", scale=0, min_width=70, size="sm")
         reuse_seed = gr.Button("Reuse", elem_id=f"{tab}_reuse_seed", scale=0, min_width=70, size="sm")
-        fields["clip_skip"] = gr.Slider(label="Clip skip", elem_id=f"{tab}_clip_skip", minimum=1, maximum=12, step=1,
-                                       value=_option(services, "CLIP_stop_at_last_layers", 1), scale=2)
+        fields["clip_skip"] = gr.Slider(label="Clip skip", elem_id=f"{tab}_clip_skip", minimum=1, step=1,
+                                       maximum=clip_limit, scale=2,
+                                       value=min(clip_limit, _option(services, "CLIP_stop_at_last_layers", 1)))
         extra = gr.Checkbox(label="Extra", elem_id=f"{tab}_subseed_show", value=False, scale=0, min_width=80)
     fields.update(build_variation_seed(tab, extra))
     with gr.Row():

@@ -102,3 +102,48 @@ def wire_prompt_tools(tools: PromptTools, prompt, services, fields: dict, counte
 
     tools.apply_styles.click(apply_styles, inputs=[prompt.prompt, prompt.negative_prompt, prompt.styles],
                              outputs=[prompt.prompt, prompt.negative_prompt, prompt.styles], show_progress="hidden")
+
+
+# Dropping a PNG on a prompt box puts its "parameters" text chunk (tEXt or iTXt, as A1111 and we
+# write it) into the box and presses the tab's Paste button, which fills in the parameters.
+PNG_DROP_JS = """() => {
+  const boxes = '#txt2img_prompt, #img2img_prompt, #inpaint_prompt';
+  const latin1 = bytes => Array.from(bytes, b => String.fromCharCode(b)).join('');
+  async function inflate(bytes) {
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate'));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+  async function pngParameters(bytes) {
+    const view = new DataView(bytes.buffer);
+    for (let at = 8; at + 8 <= bytes.length;) {
+      const length = view.getUint32(at), type = latin1(bytes.subarray(at + 4, at + 8));
+      const data = bytes.subarray(at + 8, at + 8 + length);
+      at += 12 + length;
+      const zero = data.indexOf(0);
+      if (zero < 0 || latin1(data.subarray(0, zero)) !== 'parameters') continue;
+      if (type === 'tEXt') return latin1(data.subarray(zero + 1));
+      if (type === 'iTXt') {
+        const compressed = data[zero + 1] === 1;
+        let rest = data.subarray(zero + 3);
+        rest = rest.subarray(rest.indexOf(0) + 1);  // language tag
+        rest = rest.subarray(rest.indexOf(0) + 1);  // translated keyword
+        return new TextDecoder().decode(compressed ? await inflate(rest) : rest);
+      }
+    }
+    return null;
+  }
+  const target = e => (e.target.closest ? e.target.closest(boxes) : null);
+  document.addEventListener('dragover', e => { if (target(e) && e.dataTransfer?.types?.includes('Files')) e.preventDefault(); }, true);
+  document.addEventListener('drop', async e => {
+    const wrap = target(e), file = e.dataTransfer?.files?.[0];
+    if (!wrap || !file || file.type !== 'image/png') return;
+    e.preventDefault(); e.stopPropagation();
+    const text = await pngParameters(new Uint8Array(await file.arrayBuffer()));
+    if (!text) return;
+    const box = wrap.querySelector('textarea');
+    box.value = text;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    const tab = wrap.id.replace(/_prompt$/, '');
+    setTimeout(() => document.getElementById(tab + '_paste')?.click(), 300);
+  }, true);
+}"""

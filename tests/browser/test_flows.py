@@ -222,7 +222,7 @@ def test_network_cards_insert_at_the_cursor(page, fake_app):
     page.fill("#txt2img_network_weight", "0.8")
     page.locator("#txt2img_network_cards .network-card[data-kind=lora]", has_text="demo-outline").first.click()
     page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value"
-                           " === 'a cat, <lora:demo-outline:0.8>, on a mat'")
+                           " === 'a cat, <lora:demo-outline:0.8> on a mat'")
     box.evaluate("b => b.setSelectionRange(b.value.length, b.value.length)")
     page.locator("#txt2img_network_cards .network-card[data-kind=wildcard]", has_text="animal").first.click()
     page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value.endsWith('mat, __animal__')")

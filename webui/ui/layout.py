@@ -53,9 +53,9 @@ def build_ui(services) -> gr.Blocks:
         quicksettings.wire_clip_skip(quick, services, [txt2img, img2img, inpaint])
         clip_skip.wire_clip_skip_limit(services, bar.checkpoint, [txt2img, img2img, inpaint])
         ui_defaults.wire_ui_defaults(demo, services, settings_tab, [txt2img, img2img, inpaint])
-        demo.load(None, js=quicksettings.THEME_RESTORE_JS)
-        demo.load(None, js=tooltips.page_script())
-        demo.load(None, js=prompt_tools.PNG_DROP_JS)
+        # The page scripts run as one load event: stored theme, button tooltips, PNG drop on prompts.
+        scripts = [quicksettings.THEME_RESTORE_JS, tooltips.page_script(), prompt_tools.PNG_DROP_JS]
+        demo.load(None, js="() => { " + "".join(f"({script})(); " for script in scripts) + "}")
 
         def on_load():
             titles = common.checkpoint_titles(services)

@@ -98,6 +98,12 @@ def test_build_ui_gives_every_widget_the_tests_rely_on(tmp_path):
                 f"{tab}_interrupt", f"{tab}_send_to_img2img"} <= ids
     assert {"setting_sd_model_checkpoint", "img2img_image", "inpaint_editor", "extras_image", "pnginfo_image",
             "queue_table"} <= ids
+    # Every tooltip names a widget that exists (a renamed button would silently lose its tip).
+    from webui.ui.tooltips import tips_by_id
+
+    assert set(tips_by_id()) - ids == set()
+    restore = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "txt2img_restore_faces")
+    assert "codeformer-v0.1.0.pth" in restore.info and "Codeformer" in restore.info  # no weights installed here
     dropdown = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "setting_sd_model_checkpoint")
     assert [c[0] for c in dropdown.choices] == ["tiny-a.ckpt [" + catalog.checkpoints()[0].short_hash + "]",
                                                  "tiny-b.ckpt [" + catalog.checkpoints()[1].short_hash + "]"]

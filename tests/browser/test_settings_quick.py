@@ -27,8 +27,9 @@ def test_quicksettings_theme_and_tab_defaults_persist(page, fake_app, new_page):
         page.wait_for_function("() => document.querySelector('#settings_result').innerText.includes('Saved')")
         assert json.loads((fake_app.outdir / "ui-config.json").read_text())["txt2img/Sampling steps/value"] == 33
         page.reload()  # the theme is kept by the browser, the rest by the server
-        page.wait_for_selector("#txt2img_generate")
-        page.wait_for_function("() => document.querySelector('#txt2img_steps input[type=number]').value === '33'")
+        page.wait_for_selector("#txt2img_generate", timeout=ui.DONE_TIMEOUT_MS)  # a whole page load again
+        page.wait_for_function("() => document.querySelector('#txt2img_steps input[type=number]').value === '33'",
+                               timeout=ui.DONE_TIMEOUT_MS)
         assert page.evaluate("() => document.body.classList.contains('dark')")
         assert _number(page, "quick_CLIP_stop_at_last_layers") == "2"
     finally:  # the app is shared by the session's other browser tests

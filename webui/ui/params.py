@@ -56,7 +56,7 @@ def build_sampling(tab: str, services) -> dict:
         with gr.Column(scale=4):
             fields["width"] = gr.Slider(label="Width", elem_id=f"{tab}_width", minimum=64, maximum=2048, step=8, value=width)
             fields["height"] = gr.Slider(label="Height", elem_id=f"{tab}_height", minimum=64, maximum=2048, step=8, value=height)
-        with gr.Column(scale=1, min_width=120):
+        with gr.Column(scale=1, min_width=180):  # wide enough for the number box and its reset button
             fields["n_iter"] = gr.Slider(label="Batch count", elem_id=f"{tab}_batch_count", minimum=1, maximum=100, step=1, value=1)
             fields["batch_size"] = gr.Slider(label="Batch size", elem_id=f"{tab}_batch_size", minimum=1, maximum=8, step=1, value=1)
     fields["cfg_scale"] = gr.Slider(label="CFG Scale", elem_id=f"{tab}_cfg_scale", minimum=1, maximum=30, step=0.5, value=7.0)

@@ -74,3 +74,14 @@ def test_paste_reads_the_box_or_the_newest_image(tmp_path):
     assert last_parameters(services, "just words") == text
     own = "a cat\nSteps: 3, Sampler: Euler, Seed: 1, Size: 64x64"
     assert last_parameters(services, own) == own
+
+
+def test_autocomplete_offers_lora_wildcard_and_embedding_names():
+    from webui.ui.autocomplete import completions
+
+    names = {"lora": ["demo-outline", "detail"], "embedding": ["bad-hands", "badprompt"], "wildcard": ["animal"]}
+    assert completions(names, "a cat, <lora:de") == (len("<lora:de"), ["<lora:demo-outline:1>", "<lora:detail:1>"])
+    assert completions(names, "a cat, <lora:demo-outline:1> x") == (0, [])
+    assert completions(names, "a __an") == (4, ["__animal__"])
+    assert completions(names, "a cat, (bad") == (3, ["bad-hands", "badprompt"])
+    assert completions(names, "a b") == (0, [])

@@ -60,3 +60,15 @@ def test_dropping_a_png_on_the_prompt_loads_its_parameters(page, fake_app, tmp_p
     page.wait_for_function("() => document.querySelector('#txt2img_seed input').value === '777'")
     assert ui.textbox_value(page, "txt2img_neg_prompt") == "fog"
     assert page.locator("#txt2img_steps input[type=number]").input_value() == "9"
+
+
+def test_prompt_autocomplete_completes_a_lora_name(page, fake_app):
+    box = page.locator("#txt2img_prompt textarea")
+    box.fill("a cat, ")
+    box.press("End")
+    page.keyboard.type("<lora:demo")
+    page.wait_for_selector("#prompt_autocomplete li", state="visible")
+    assert page.locator("#prompt_autocomplete li").first.inner_text() == "<lora:demo-outline:1>"
+    page.keyboard.press("Tab")
+    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value"
+                           " === 'a cat, <lora:demo-outline:1>'")

@@ -1,7 +1,8 @@
 """The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
 import gradio as gr
 
-from webui.ui import clip_skip, common, files, pnginfo, prompt_tools, quicksettings, results, tooltips, ui_defaults
+from webui.ui import (autocomplete, clip_skip, common, files, pnginfo, prompt_tools, quicksettings, results,
+                      tooltips, ui_defaults)
 from webui.ui.extras import build_extras_tab
 from webui.ui.history import build_history_tab
 from webui.ui.img2img import build_img2img_tab
@@ -53,8 +54,9 @@ def build_ui(services) -> gr.Blocks:
         quicksettings.wire_clip_skip(quick, services, [txt2img, img2img, inpaint])
         clip_skip.wire_clip_skip_limit(services, bar.checkpoint, [txt2img, img2img, inpaint])
         ui_defaults.wire_ui_defaults(demo, services, settings_tab, [txt2img, img2img, inpaint])
-        # The page scripts run as one load event: stored theme, button tooltips, PNG drop on prompts.
-        scripts = [quicksettings.THEME_RESTORE_JS, tooltips.page_script(), prompt_tools.PNG_DROP_JS]
+        # The page scripts run as one load event: stored theme, button tooltips, PNG drop on prompts, autocomplete.
+        scripts = [quicksettings.THEME_RESTORE_JS, tooltips.page_script(), prompt_tools.PNG_DROP_JS,
+                   autocomplete.page_script(autocomplete.completion_names(services))]
         demo.load(None, js="() => { " + "".join(f"({script})(); " for script in scripts) + "}")
 
         def on_load():

@@ -69,6 +69,9 @@ def test_img2img_drag_and_drop_gives_the_chosen_size(page, fake_app, tmp_path):
     ui.open_tab(page, "img2img")
     ui.drop_file(page, "#img2img_image button[aria-dropeffect]", _sample_png(tmp_path / "dropped.png"))
     page.wait_for_selector("#img2img_image img")
+    # The dropped image's size becomes the tab's size; then the user picks another.
+    page.wait_for_function("() => document.querySelector('#img2img_width input[type=number]').value === '80'"
+                           " && document.querySelector('#img2img_height input[type=number]').value === '64'")
     ui.fill_text(page, "img2img_prompt", "dropped")
     ui.set_number(page, "img2img_steps", 2)
     ui.set_number(page, "img2img_width", 64)

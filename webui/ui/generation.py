@@ -67,9 +67,8 @@ def build_generation_tab(
     prompt_tools.wire_prompt_tools(tools, prompt, services, fields, TokenCounter())
     if hr:
         size_readouts.wire_hires_readout(hr["_hr_readout"], fields)
-    image_input = inputs.get("init_image") or inputs.get("editor")
-    if image_input is not None:
-        size_readouts.wire_size_from_image(image_input, fields)
+    if inputs.get("init_image") is not None:  # img2img (the inpaint editor keeps its own canvas)
+        size_readouts.wire_size_from_image(inputs["init_image"], fields)
     own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES}
     extra = sampling["_extra"]
     guard = cpu_guard.LargeJobGuard(cpu_guard.runs_on_cpu(services),

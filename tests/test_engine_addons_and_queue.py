@@ -140,6 +140,9 @@ def test_live_previews_follow_the_option(settings, tmp_path):
                     seen.append(event.type == "progress" and progress is not None and progress.preview is not None)
         return any(seen)
 
+    options.update({"show_progress_every_n_steps": 1})
     assert previews_seen()
-    options.update({"live_previews_enable": False})
+    options.update({"show_progress_every_n_steps": 0})  # A1111's display period: 0 = none
+    assert not previews_seen()
+    options.update({"show_progress_every_n_steps": 1, "live_previews_enable": False})
     assert not previews_seen()

@@ -204,3 +204,19 @@ def test_generation_restore_faces_stops_between_faces(models_dir, tiny_checkpoin
         engine.generate(request, StopAfterFaces(runs, 1))
     assert len(runs) == 1  # interrupted after the first face, before the second
     assert stopped.value.partial.images == []
+
+
+def test_generation_keeps_the_image_when_restoration_fails(tiny_checkpoint_dir, tmp_path):
+    models = tmp_path / "models"
+    (models / "Stable-diffusion").mkdir(parents=True)
+    shutil.copy(tiny_checkpoint_dir / "tiny-sd1.safetensors", models / "Stable-diffusion")
+    settings = Settings(models_dir=models, outdir=tmp_path / "out", device="cpu", precision="fp32", save_images=False)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    engine = Engine(settings, catalog, ModelManager(settings, catalog), faces=FaceRestorers(settings))
+    request = GenerationRequest(prompt="a face", steps=2, width=64, height=64, seed=1, sampler_name="Euler",
+                                restore_faces=True, face_restorer="CodeFormer")  # no weights installed
+    result = engine.generate(request)
+    assert len(result.images) == 1
+    warning = next(w for w in result.warnings if w.startswith("Face restoration failed"))
+    assert "codeformer-v0.1.0.pth" in warning and "Codeformer" in warning

@@ -8,7 +8,7 @@ pytest.importorskip("gradio")
 
 from webui.config import Settings  # noqa: E402
 from webui.schemas import GenerationRequest, InvalidRequest  # noqa: E402
-from webui.ui import extras, inpaint, networks, params  # noqa: E402
+from webui.ui import extras, inpaint, params  # noqa: E402
 
 
 def test_request_fields_cast_widget_values_by_field_name():
@@ -72,12 +72,6 @@ def test_extras_folder_must_be_inside_allowed_folders(tmp_path):
         extras.images_from_folder(settings, str(inside / ".." / ".." / "elsewhere"))
 
 
-def test_insert_tag_appends_once_with_a_comma():
-    assert networks.insert_tag("a cat", "<lora:x:1>") == "a cat, <lora:x:1>"
-    assert networks.insert_tag("a cat, <lora:x:1>", "<lora:x:1>") == "a cat, <lora:x:1>"
-    assert networks.insert_tag("", "__animal__") == "__animal__"
-
-
 def build_fake_ui(tmp_path):
     """The whole UI over a fake engine and two fake checkpoints: (gradio Blocks, catalog)."""
     from tests.browser.fake_stack import FakeEngine, FakeModels, write_fake_checkpoints
@@ -104,6 +98,12 @@ def test_build_ui_gives_every_widget_the_tests_rely_on(tmp_path):
                 f"{tab}_interrupt", f"{tab}_send_to_img2img"} <= ids
     assert {"setting_sd_model_checkpoint", "img2img_image", "inpaint_editor", "extras_image", "pnginfo_image",
             "queue_table"} <= ids
+    # Every tooltip names a widget that exists (a renamed button would silently lose its tip).
+    from webui.ui.tooltips import tips_by_id
+
+    assert set(tips_by_id()) - ids == set()
+    restore = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "txt2img_restore_faces")
+    assert "codeformer-v0.1.0.pth" in restore.info and "Codeformer" in restore.info  # no weights installed here
     dropdown = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "setting_sd_model_checkpoint")
     assert [c[0] for c in dropdown.choices] == ["tiny-a.ckpt [" + catalog.checkpoints()[0].short_hash + "]",
                                                  "tiny-b.ckpt [" + catalog.checkpoints()[1].short_hash + "]"]

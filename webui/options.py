@@ -5,6 +5,7 @@ is built by app.py and shared. Values are validated by type against the defaults
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import threading
@@ -35,8 +36,11 @@ DEFAULT_OPTIONS: dict = {
     "eta_noise_seed_delta": 0,
     "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",
-    "initial_noise_multiplier": 1.0,
-    "refiner_switch_by_sample_steps": False,  # refiner_switch_at counts steps, not noise level (A1111's)  # img2img noise scale when a request does not set its own (A1111's)
+    "initial_noise_multiplier": 1.0,  # img2img noise scale when a request does not set its own (A1111's)
+    "refiner_switch_by_sample_steps": False,  # refiner_switch_at counts steps, not noise level (A1111's)
+    # Settings shown at the top of the page (A1111's quicksettings_list); read when the page is built.
+    "quicksettings_list": ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
+    "cpu_confirm_pixel_steps": 1024 * 1024 * 20,  # on a CPU, the UI asks before a job above width*height*steps*images
     **SAVING_OPTIONS,  # file names, formats, grids, output folders (webui/saving.py)
     **SAMPLER_OPTION_DEFAULTS,  # eta_ancestral, eta_ddim, s_churn, sigma_min, rho, ... (A1111's keys)
 }
@@ -60,7 +64,7 @@ class Options:
     def __init__(self, path: Path | None = None, defaults: dict | None = None):
         self._path = path
         self._lock = threading.Lock()
-        self._values = dict(DEFAULT_OPTIONS if defaults is None else defaults)
+        self._values = copy.deepcopy(DEFAULT_OPTIONS if defaults is None else defaults)
         if path and path.exists():
             try:
                 stored = json.loads(path.read_text(encoding="utf-8"))
@@ -93,6 +97,9 @@ class Options:
                     value = type(current)(value)
                 elif isinstance(current, str) and not isinstance(value, str):
                     raise InvalidRequest(f"option {key} must be a string", field=key)
+                elif isinstance(current, list) and not (
+                        isinstance(value, list) and all(isinstance(item, str) for item in value)):
+                    raise InvalidRequest(f"option {key} must be a list of strings", field=key)
                 check_saving_option(key, value)
                 if not _storable(value):
                     raise InvalidRequest(f"option {key} must be valid Unicode text", field=key)

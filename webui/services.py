@@ -60,6 +60,15 @@ class Services:
     wildcards: Any = None  # webui.prompts WildcardIndex
     styles: Any = None  # webui.prompts StyleDatabase
     extra: dict = field(default_factory=dict)
+    token_counter: Any = None  # webui.engine.token_counter.TokenCounter, made on first use
+
+    def prompt_token_counter(self):
+        """The engine's own prompt token counter (tokenizer and 75-token chunks; no weights), made on first use."""
+        if self.token_counter is None:
+            from webui.engine.token_counter import TokenCounter
+
+            self.token_counter = TokenCounter()
+        return self.token_counter
 
     def refresh_wildcards(self):
         """Rescan the wildcards folder; the engine uses the new index from its next job on."""

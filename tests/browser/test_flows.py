@@ -40,7 +40,7 @@ def test_txt2img_shows_image_with_seed_and_saves_png(page, fake_app):
     assert saved, "no PNG saved under outputs/txt2img-images"
     with Image.open(saved[-1]) as png:
         assert png.info.get("parameters") == infotext
-    # ♻️ brings back the seed of the shown image, 🎲 sets it back to random.
+    # Reuse brings back the seed of the shown image, Random sets it back to -1.
     ui.set_number(page, "txt2img_seed", 5)
     page.click("#txt2img_reuse_seed")
     page.wait_for_function("() => document.querySelector('#txt2img_seed input').value === '1234'")
@@ -69,6 +69,9 @@ def test_img2img_drag_and_drop_gives_the_chosen_size(page, fake_app, tmp_path):
     ui.open_tab(page, "img2img")
     ui.drop_file(page, "#img2img_image button[aria-dropeffect]", _sample_png(tmp_path / "dropped.png"))
     page.wait_for_selector("#img2img_image img")
+    # The dropped image's size becomes the tab's size; then the user picks another.
+    page.wait_for_function("() => document.querySelector('#img2img_width input[type=number]').value === '80'"
+                           " && document.querySelector('#img2img_height input[type=number]').value === '64'")
     ui.fill_text(page, "img2img_prompt", "dropped")
     ui.set_number(page, "img2img_steps", 2)
     ui.set_number(page, "img2img_width", 64)
@@ -214,14 +217,24 @@ def test_png_info_shows_parameters_and_sends_them_to_txt2img(page, fake_app, tmp
     assert page.locator("#txt2img_steps input[type=number]").input_value() == "7"
 
 
-def test_lora_wildcard_and_style_lists(page, fake_app):
+def test_network_cards_insert_at_the_cursor(page, fake_app):
     page.click("#txt2img_networks")
-    ui.fill_text(page, "txt2img_prompt", "a cat")
-    page.locator("#txt2img_lora_list").get_by_text("demo-outline").first.click()
-    page.wait_for_function(
-        "() => document.querySelector('#txt2img_prompt textarea').value === 'a cat, <lora:demo-outline:1>'")
-    page.locator("#txt2img_wildcard_list").get_by_text("animal").first.click()
-    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value.endsWith(', __animal__')")
+    box = page.locator("#txt2img_prompt textarea")
+    box.fill("a cat on a mat")
+    box.evaluate("b => b.setSelectionRange(5, 5)")  # the cursor after "a cat"
+    page.fill("#txt2img_network_weight", "0.8")
+    page.locator("#txt2img_network_cards .network-card[data-kind=lora]", has_text="demo-outline").first.click()
+    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value"
+                           " === 'a cat, <lora:demo-outline:0.8> on a mat'")
+    box.evaluate("b => b.setSelectionRange(b.value.length, b.value.length)")
+    page.locator("#txt2img_network_cards .network-card[data-kind=wildcard]", has_text="animal").first.click()
+    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value.endsWith('mat, __animal__')")
+    page.fill("#txt2img_network_search", "zz-removed")  # search hides the cards whose name does not match
+    assert page.locator("#txt2img_network_cards .network-card[data-kind=lora]").first.is_hidden()
+    page.fill("#txt2img_network_search", "")
+    page.locator("#txt2img_network_cards .network-card[data-kind=lora] .card-meta").first.click()
+    page.wait_for_function("() => (document.querySelector('#txt2img_lora_metadata')?.innerText || '')"
+                           ".includes('ss_network_module')")
     assert "Bright" in ui.dropdown_options(page, "txt2img_styles")
 
 

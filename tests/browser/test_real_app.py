@@ -53,10 +53,12 @@ def test_real_txt2img_saves_png_with_infotext_and_png_info_reads_it(real_page, r
 def test_real_img2img_drop_gives_the_chosen_size(real_page, tmp_path):
     page = real_page
     path = tmp_path / "init.png"
-    Image.new("RGB", (64, 64), (200, 40, 40)).save(path)
+    Image.new("RGB", (64, 80), (200, 40, 40)).save(path)
     ui.open_tab(page, "img2img")
     ui.drop_file(page, "#img2img_image button[aria-dropeffect]", path)
     page.wait_for_selector("#img2img_image img")
+    # The dropped image's size becomes the tab's size; then the user picks another.
+    page.wait_for_function("() => document.querySelector('#img2img_height input[type=number]').value === '80'")
     ui.fill_text(page, "img2img_prompt", "a red square")
     _small_settings(page, "img2img", width=64, height=96)
     assert "Done" in ui.generate(page, "img2img")

@@ -23,7 +23,8 @@ def test_settings_tab_changes_saving_options_and_they_persist(page, fake_app, ne
         # A fresh page shows the stored values; a bad value is refused with a message naming it.
         again = new_page(fake_app.url)
         ui.open_tab(again, "settings")
-        assert ui.textbox_value(again, "setting_samples_format") == "webp"
+        # The stored values arrive with the page's load event.
+        again.wait_for_function("() => document.querySelector('#setting_samples_format input').value === 'webp'")
         ui.fill_text(again, "setting_outdir_samples", "../../outside")
         again.click("#settings_submit")
         again.wait_for_function("() => document.querySelector('#settings_result').innerText.includes('Not saved')")

@@ -243,16 +243,19 @@ class Engine:
             job.switch = self._refiner_switch(request, plans, width, height, len(seeds), vae_choice, seamless)
         previews_on = self.options is None or self.options.get("live_previews_enable", True)
         preview = None
+        loop_control = control
         if previews_on:
             factors = self._preview_factors(model)
             preview = lambda lat: latent_preview.cheap_preview(lat, factors)  # noqa: E731
+            if self.options is not None and self.options.get("show_progress_every_n_steps") is not None:
+                loop_control = latent_preview.PreviewPeriod(control, self.options.get("show_progress_every_n_steps"))
         # 7. Denoising loop
         if hires and request.firstpass_image is not None:
             # A1111's firstpass_image: the given picture stands for the first pass; only the hires pass runs.
             given = imageprep.resize_image(request.firstpass_image, 0, width, height)
             latents = vae_ops.encode(model.vae, [given] * len(seeds), tiling=tiling, control=control)
         else:
-            latents = denoise(model.unet, job, control, preview)
+            latents = denoise(model.unet, job, loop_control, preview)
         stopped = job.stopped
         refiner_fields = {}
         if job.switch is not None and job.switch.done:
@@ -275,7 +278,7 @@ class Engine:
         if upcast:
             result.warnings.append("the VAE produced NaNs in half precision; decoded in float32")
         for i, image in enumerate(images):
-            image = self._postprocess_image(request, image, inpaint, i, control)
+            image = self._postprocess_image(request, image, inpaint, i, control, result.warnings)
             plan = plans[i]
             image_hires = {k: v[i] if isinstance(v, list) else v for k, v in hires_fields.items()}
             fields = self._infotext_fields(request, seeds[i], plan, checkpoint, report, image.size, image_hires,
@@ -348,7 +351,7 @@ class Engine:
             result.negative_prompts.append(plan.negative_prompt)
             result.infotexts.append("")
 
-    def _postprocess_image(self, request, image, inpaint, index, control=None):
+    def _postprocess_image(self, request, image, inpaint, index, control=None, warnings: list | None = None):
         if request.restore_faces and self.faces is not None:
             should_stop = control.interrupted if control is not None else None
             try:
@@ -356,6 +359,10 @@ class Engine:
                                            should_stop=should_stop)
             except InterruptedError:  # stopped between two faces
                 raise JobInterrupted() from None
+            except Exception as exc:  # missing or broken weights: the generated image is worth keeping
+                log.warning("face restoration failed: %s", exc)
+                if warnings is not None:
+                    warnings.append(f"Face restoration failed, the image is kept without it: {exc}")
         if inpaint is None:
             return image
         original = inpaint["originals"][index % len(inpaint["originals"])]

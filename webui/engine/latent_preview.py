@@ -69,3 +69,20 @@ def cheap_preview(latents: torch.Tensor, factors: torch.Tensor) -> Image.Image:
     rgb = apply_factors(latents[0], factors)
     array = ((rgb.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     return Image.fromarray(np.ascontiguousarray(array))
+
+
+class PreviewPeriod:
+    """A job control whose live previews come every ``every`` steps (A1111's ``show_progress_every_n_steps``).
+
+    Everything else (progress, interrupt, skip) goes to the wrapped control.
+    """
+
+    def __init__(self, control, every: int):
+        self._control = control
+        self._every = max(0, int(every))
+
+    def wants_preview(self, step: int) -> bool:
+        return self._every > 0 and step > 0 and step % self._every == 0
+
+    def __getattr__(self, name):
+        return getattr(self._control, name)

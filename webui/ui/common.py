@@ -24,7 +24,7 @@ MASK_MODES = list(vocabulary.MASK_MODES)
 
 DEMO_NOTE = (
     "The shipped demo model shows that the pipeline works end to end (prompt, sampler, VAE, saving); "
-    "it is not an art model. Put your own checkpoints in models/Stable-diffusion and press 🔄."
+    "it is not an art model. Put your own checkpoints in models/Stable-diffusion and press ↻ (refresh)."
 )
 
 
@@ -113,6 +113,15 @@ def hr_upscaler_names(services) -> list[str]:
 
 def face_restorer_names(services) -> list[str]:
     return _names(services.faces, "names") or ["CodeFormer", "GFPGAN"]
+
+
+def face_weights_note(services) -> str | None:
+    """Where to put face restoration weights when none are installed (None when some are)."""
+    if _names(services.faces, "names"):
+        return None
+    models = getattr(services.settings, "models_dir", "models")
+    return (f"No face restoration weights installed: put codeformer-v0.1.0.pth in {models}/Codeformer "
+            f"or GFPGANv1.4.pth in {models}/GFPGAN, then restart. Without them the image is kept unrestored.")
 
 
 def style_names(services) -> list[str]:

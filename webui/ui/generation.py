@@ -10,7 +10,8 @@ from typing import Callable
 import gradio as gr
 
 from webui.schemas import GenerationRequest
-from webui.ui import addons, controlnet, networks, params, results, scripts
+from webui.ui import (addons, controlnet, cpu_guard, networks, params, prompt_tools, results, scripts,
+                      size_readouts)
 
 
 @dataclass
@@ -57,8 +58,9 @@ def build_generation_tab(
     the final fields (raising InvalidRequest for what cannot run).
     """
     prompt = params.build_prompt_row(name, services)
-    with gr.Accordion("Extra networks: LoRA and wildcards", open=False, elem_id=f"{name}_networks"):
-        networks.build_networks_panel(name, services, prompt.prompt)
+    tools = prompt_tools.build_prompt_tools(name)
+    with gr.Accordion("Extra networks", open=False, elem_id=f"{name}_networks"):
+        networks.build_networks_panel(name, services, prompt.prompt, checkpoint)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, elem_id=f"{name}_settings"):
             inputs = build_inputs() if build_inputs else {}
@@ -76,14 +78,21 @@ def build_generation_tab(
         "styles": prompt.styles,
         "checkpoint": checkpoint,
         **params.widget_fields(sampling),
-        **hr,
+        **params.widget_fields(hr),
         **addon_widgets,
         **script_widgets,
         **{k: v for k, v in inputs.items() if k in params.FIELD_TYPES},
     }
     tab = GenerationTab(name, prompt, fields, panel, inputs)
+    prompt_tools.wire_prompt_tools(tools, prompt, services, fields, services.prompt_token_counter())
+    if hr:
+        size_readouts.wire_hires_readout(hr["_hr_readout"], fields)
+    if inputs.get("init_image") is not None:  # img2img (the inpaint editor keeps its own canvas)
+        size_readouts.wire_size_from_image(inputs["init_image"], fields)
     own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES}
     extra = sampling["_extra"]
+    guard = cpu_guard.LargeJobGuard(cpu_guard.runs_on_cpu(services),
+                                    lambda: services.options.get("cpu_confirm_pixel_steps") if services.options else 0)
 
     def generate(values: dict, request: gr.Request):
         def build():
@@ -100,7 +109,9 @@ def build_generation_tab(
                 named.pop("checkpoint", None)
             if extra_fields:
                 named = extra_fields({k: values.get(c) for k, c in own.items()}, named)
-            return scripts.attach_ui_script(GenerationRequest(**named), script_title, script_values, services)
+            job_request = scripts.attach_ui_script(GenerationRequest(**named), script_title, script_values, services)
+            guard.check(getattr(request, "session_hash", None) or "", job_request)
+            return job_request
 
         yield from results.submit_and_follow(panel, services, "txt2img" if name == "txt2img" else "img2img", build, request)
 

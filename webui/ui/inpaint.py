@@ -13,7 +13,9 @@ def build_inpaint_inputs(tab: str = "inpaint") -> dict:
     editor = capped(gr.ImageEditor(
         label="Image and mask: paint over what should change", elem_id=f"{tab}_editor", type="pil",
         sources=["upload", "clipboard"], image_mode="RGBA", height=420, transforms=(),
-        brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
+        # Half-transparent white shows the picture under the mask; "auto" sizes the brush to the image.
+        brush=gr.Brush(colors=[("#ffffff", 0.5)], default_color=("#ffffff", 0.5), color_mode="fixed",
+                       default_size="auto"),
         layers=gr.LayerOptions(allow_additional_layers=False), format="png",
     ))
     with gr.Accordion("Upload a mask instead (white = change)", open=False):

@@ -1,12 +1,15 @@
 """The whole page: top bar, one tab per mode, the queue panel, and the Send-to wiring between tabs."""
 import gradio as gr
 
-from webui.ui import common, files, page_assets, pnginfo, results
+from webui.ui import (autocomplete, clip_skip, common, files, page_assets, pnginfo, prompt_tools, quicksettings,
+                      results, tooltips, ui_defaults)
 from webui.ui.extras import build_extras_tab
+from webui.ui.history import build_history_tab
 from webui.ui.img2img import build_img2img_tab
 from webui.ui.inpaint import build_inpaint_tab
 from webui.ui.pnginfo import build_pnginfo_tab
 from webui.ui.queue_panel import build_queue_panel
+from webui.ui import settings
 from webui.ui.settings import build_settings_tab
 from webui.ui.topbar import build_topbar
 from webui.ui.txt2img import build_txt2img_tab
@@ -27,6 +30,7 @@ def build_ui(services) -> gr.Blocks:
     """Build the gradio Blocks for ``services``; app.py mounts it (see ``mount_ui``)."""
     with gr.Blocks(title="Stable Diffusion web UI", analytics_enabled=False) as demo:
         bar = build_topbar(services)
+        quick = quicksettings.build_quicksettings(services, bar.message)
         gr.Markdown(common.DEMO_NOTE, elem_id="demo_note")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
@@ -39,22 +43,33 @@ def build_ui(services) -> gr.Blocks:
                 extras = build_extras_tab(services)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 png = build_pnginfo_tab(services)
+            with gr.Tab("History", id="history", elem_id="tab_history"):
+                history = build_history_tab(services)
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = build_queue_panel(services)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings_tab = build_settings_tab(services)
-        _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue)
+        _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history)
         _wire_native_size(services, bar.checkpoint, [txt2img, img2img, inpaint])
         for tab in (txt2img, img2img, inpaint):
             tab.wire_resume(demo, services)
+        quicksettings.wire_clip_skip(quick, services, [txt2img, img2img, inpaint])
+        clip_skip.wire_clip_skip_limit(services, bar.checkpoint, [txt2img, img2img, inpaint])
+        ui_defaults.wire_ui_defaults(demo, services, settings_tab, [txt2img, img2img, inpaint])
+        # The page scripts run as one load event: stored theme, button tooltips, PNG drop on prompts, autocomplete.
+        scripts = [quicksettings.THEME_RESTORE_JS, tooltips.page_script(), prompt_tools.PNG_DROP_JS,
+                   autocomplete.page_script(autocomplete.completion_names(services))]
+        demo.load(None, js="() => { " + "".join(f"({script})(); " for script in scripts) + "}")
 
         def on_load():
             titles = common.checkpoint_titles(services)
             return gr.Dropdown(choices=titles, value=common.current_checkpoint_title(services))
 
         demo.load(on_load, outputs=[bar.checkpoint], show_progress="hidden")
-        demo.load(lambda: settings_tab.refresh(services), outputs=list(settings_tab.widgets.values()),
-                  show_progress="hidden")
+        # One load event refreshes the Settings tab and the quicksettings from the options store.
+        shown = [*settings_tab.widgets, *quick]
+        demo.load(lambda: settings.current_values(services.options, shown),
+                  outputs=[*settings_tab.widgets.values(), *quick.values()], show_progress="hidden")
     return demo
 
 
@@ -93,8 +108,9 @@ def _carried_fields(state, target) -> dict:
             if name in target.fields and name not in NOT_SENT}
 
 
-def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue) -> None:
-    panels = [txt2img.panel, img2img.panel, inpaint.panel, extras.panel, queue.panel]
+def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history) -> None:
+    # The History tab's selection is held in a result-panel state, so its buttons act like a panel's.
+    panels = [txt2img.panel, img2img.panel, inpaint.panel, extras.panel, queue.panel, history]
     img2img_image = img2img.inputs["init_image"]
     editor = inpaint.inputs["editor"]
     carry_img2img = [c for n, c in img2img.fields.items() if n not in NOT_SENT]
@@ -157,3 +173,19 @@ def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue) -> None:
     png.send_txt2img.click(png_to_txt2img, inputs=[png.parameters], outputs=[tabs, *carry_txt2img], show_progress="hidden")
     png.send_img2img.click(png_to_img2img, inputs=[png.image, png.parameters], outputs=[img2img_image, tabs, *carry_img2img],
                            show_progress="hidden")
+    history.send_txt2img.click(png_to_txt2img, inputs=[history.infotext], outputs=[tabs, *carry_txt2img],
+                               show_progress="hidden")
+
+    def png_state(path, text) -> dict:
+        """A result-panel state holding the PNG Info image, so the panel handlers can send it."""
+        if not path:
+            return {}
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return {"images": [image.convert("RGB")], "infotexts": [text or ""], "selected": 0}
+
+    png.send_inpaint.click(lambda path, text: to_inpaint(png_state(path, text)), inputs=[png.image, png.parameters],
+                           outputs=[editor, tabs, *carry_inpaint], show_progress="hidden")
+    png.send_extras.click(lambda path, text: to_extras(png_state(path, text)), inputs=[png.image, png.parameters],
+                          outputs=[extras.image, tabs], show_progress="hidden")

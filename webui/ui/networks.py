@@ -1,76 +1,65 @@
-"""Extra networks: a LoRA list and a wildcard list that insert their tag into a prompt when clicked."""
+"""Extra networks: the card panel of a tab (checkpoints, LoRAs, embeddings, wildcards) and its handlers."""
 from dataclasses import dataclass
 
 import gradio as gr
 
-from webui.ui import common
+from webui.ui import common, network_cards
 
 
 @dataclass
 class NetworksPanel:
-    loras: gr.Dataset
-    wildcards: gr.Dataset
+    cards: gr.HTML
+    metadata: gr.Code
     refresh: gr.Button
     message: gr.Markdown
 
 
-def lora_rows(services) -> list[list[str]]:
-    """``[name, alias, trigger words]`` for every LoRA in the catalog."""
-    try:
-        loras = services.catalog.loras()
-    except Exception:
-        return []
-    return [[info.name, info.alias, ", ".join(getattr(info, "trigger_words", [])[:5])] for info in loras]
-
-
-def wildcard_rows(services) -> list[list[str]]:
-    return [[name] for name in common.wildcard_names(services)]
-
-
-def insert_tag(prompt: str | None, tag: str) -> str:
-    """Append ``tag`` to the prompt with A1111's ", " separator (once)."""
-    prompt = (prompt or "").rstrip()
-    if tag in prompt:
-        return prompt
-    return f"{prompt}, {tag}" if prompt and not prompt.endswith(",") else f"{prompt} {tag}".strip()
-
-
-def build_networks_panel(tab: str, services, prompt: gr.Textbox) -> NetworksPanel:
-    """Build the panel (inside an accordion) for one tab's prompt box."""
+def build_networks_panel(tab: str, services, prompt: gr.Textbox, checkpoint: gr.Dropdown | None = None) -> NetworksPanel:
+    """Build the card panel (inside an accordion) for one tab's prompt box (see network_cards.py)."""
+    thumbnails = network_cards.ThumbnailCache()
     with gr.Row():
-        refresh = gr.Button("🔄 Refresh lists", elem_id=f"{tab}_networks_refresh", size="sm")
+        refresh = gr.Button("↻ Refresh", elem_id=f"{tab}_networks_refresh", size="sm", scale=0, min_width=100)
         message = gr.Markdown("", elem_id=f"{tab}_networks_message")
-    loras = gr.Dataset(label="LoRA (click to add to the prompt)", elem_id=f"{tab}_lora_list",
-                       components=["textbox", "textbox", "textbox"], headers=["LoRA", "Alias", "Trigger words"],
-                       samples=lora_rows(services) or [["", "", ""]], type="values", layout="table", samples_per_page=20)
-    wildcards = gr.Dataset(label="Wildcards (click to add to the prompt)", elem_id=f"{tab}_wildcard_list",
-                           components=["textbox"], headers=["Wildcard"], samples=wildcard_rows(services) or [[""]],
-                           type="values", layout="table", samples_per_page=20)
+    cards = gr.HTML(network_cards.cards_html(tab, network_cards.collect_cards(services, thumbnails)),
+                    elem_id=f"{tab}_network_cards", js_on_load=network_cards.CARDS_JS,
+                    css_template=network_cards.CARDS_CSS)
+    metadata = gr.Code(label="LoRA training metadata (ss_* tags)", language="json", visible=False,
+                       elem_id=f"{tab}_lora_metadata", interactive=False)
 
-    def add_lora(row, text):
-        name = row[0] if row else ""
-        return insert_tag(text, f"<lora:{name}:1>") if name else text
-
-    def add_wildcard(row, text):
-        name = row[0] if row else ""
-        return insert_tag(text, f"__{name}__") if name else text
-
-    def refresh_lists():
+    def refresh_cards():
         note = ""
         try:
             services.catalog.refresh_loras()
+            services.catalog.refresh_embeddings()
         except Exception as exc:
-            note = f"LoRA scan failed: {common.markdown_text(common.readable_error(exc))}. "
+            note = f"Scan failed: {common.markdown_text(common.readable_error(exc))}. "
         try:
             services.refresh_wildcards()
         except Exception as exc:
             note += f"Wildcard scan failed: {common.markdown_text(common.readable_error(exc))}."
-        wildcard_samples = wildcard_rows(services)
-        lora_samples = lora_rows(services)
-        note = note or f"{len(lora_samples)} LoRA(s), {len(wildcard_samples)} wildcard(s)."
-        return gr.Dataset(samples=lora_samples or [["", "", ""]]), gr.Dataset(samples=wildcard_samples or [[""]]), note
+        found = network_cards.collect_cards(services, thumbnails)
+        counts = ", ".join(f"{len(found[kind])} {kind}(s)" for kind in network_cards.KINDS)
+        return network_cards.cards_html(tab, found), note or counts
 
-    loras.click(add_lora, inputs=[loras, prompt], outputs=[prompt], queue=False, show_progress="hidden")
-    wildcards.click(add_wildcard, inputs=[wildcards, prompt], outputs=[prompt], queue=False, show_progress="hidden")
-    refresh.click(refresh_lists, outputs=[loras, wildcards, message], show_progress="hidden")
-    return NetworksPanel(loras, wildcards, refresh, message)
+    def on_card(evt: gr.EventData):
+        data = getattr(evt, "_data", None) or {}
+        action, name = data.get("action"), data.get("name", "")
+        if action == "meta":
+            try:
+                return gr.Code(value=network_cards.lora_metadata_text(services, name), visible=True), gr.skip(), ""
+            except Exception as exc:
+                return gr.Code(visible=False), gr.skip(), common.markdown_text(common.readable_error(exc))
+        if action == "checkpoint" and checkpoint is not None:
+            try:
+                info = services.models.select_checkpoint(name)
+            except Exception as exc:
+                return gr.skip(), gr.skip(), f"**Could not load the checkpoint:** " \
+                    f"{common.markdown_text(common.readable_error(exc))}"
+            title = getattr(info, "title", name)
+            return gr.skip(), gr.Dropdown(value=title), f"Loaded {common.markdown_text(title)}."
+        return gr.skip(), gr.skip(), ""
+
+    outputs = [metadata, checkpoint if checkpoint is not None else gr.State(None), message]
+    cards.click(on_card, outputs=outputs, show_progress="hidden")
+    refresh.click(refresh_cards, outputs=[cards, message], show_progress="hidden")
+    return NetworksPanel(cards, metadata, refresh, message)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.schemas import MAX_STEPS, GenerationRequest, InvalidRequest
-from webui.ui import common
+from webui.ui import clip_skip, common
 
 # GenerationRequest field name -> type of its default, to cast widget values.
 FIELD_TYPES = {f.name: type(f.default) for f in dataclasses.fields(GenerationRequest) if f.default is not dataclasses.MISSING}
@@ -46,9 +46,10 @@ def build_prompt_row(tab: str, services) -> PromptWidgets:
 
 
 def build_sampling(tab: str, services) -> dict:
-    """Sampler, schedule, steps, size, batch, CFG, seed (with 🎲 and ♻️), clip skip, restore faces."""
+    """Sampler, schedule, steps, size, batch, CFG, seed (with Random and Reuse), clip skip, restore faces."""
     fields: dict = {}
     width, height = common.native_size(services, common.current_checkpoint_title(services))
+    clip_limit = clip_skip.clip_skip_limit(services, common.current_checkpoint_title(services))
     samplers = common.sampler_names(services)
     schedulers = common.scheduler_names(services)
     with gr.Row():
@@ -61,19 +62,22 @@ def build_sampling(tab: str, services) -> dict:
         with gr.Column(scale=4):
             fields["width"] = gr.Slider(label="Width", elem_id=f"{tab}_width", minimum=64, maximum=2048, step=8, value=width)
             fields["height"] = gr.Slider(label="Height", elem_id=f"{tab}_height", minimum=64, maximum=2048, step=8, value=height)
-        with gr.Column(scale=1, min_width=120):
+        with gr.Column(scale=1, min_width=180):  # wide enough for the number box and its reset button
             fields["n_iter"] = gr.Slider(label="Batch count", elem_id=f"{tab}_batch_count", minimum=1, maximum=100, step=1, value=1)
             fields["batch_size"] = gr.Slider(label="Batch size", elem_id=f"{tab}_batch_size", minimum=1, maximum=8, step=1, value=1)
     fields["cfg_scale"] = gr.Slider(label="CFG Scale", elem_id=f"{tab}_cfg_scale", minimum=1, maximum=30, step=0.5, value=7.0)
     with gr.Row():
         fields["seed"] = gr.Number(label="Seed", elem_id=f"{tab}_seed", value=-1, precision=0, scale=4)
-        random_seed = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=40)
-        reuse_seed = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
-        fields["clip_skip"] = gr.Slider(label="Clip skip", elem_id=f"{tab}_clip_skip", minimum=1, maximum=12, step=1, value=1, scale=2)
+        random_seed = gr.Button("Random", elem_id=f"{tab}_random_seed", scale=0, min_width=70, size="sm")
+        reuse_seed = gr.Button("Reuse", elem_id=f"{tab}_reuse_seed", scale=0, min_width=70, size="sm")
+        fields["clip_skip"] = gr.Slider(label="Clip skip", elem_id=f"{tab}_clip_skip", minimum=1, step=1,
+                                       maximum=clip_limit, scale=2,
+                                       value=min(clip_limit, _option(services, "CLIP_stop_at_last_layers", 1)))
         extra = gr.Checkbox(label="Extra", elem_id=f"{tab}_subseed_show", value=False, scale=0, min_width=80)
     fields.update(build_variation_seed(tab, extra))
     with gr.Row():
-        fields["restore_faces"] = gr.Checkbox(label="Restore faces", elem_id=f"{tab}_restore_faces", value=False)
+        fields["restore_faces"] = gr.Checkbox(label="Restore faces", elem_id=f"{tab}_restore_faces", value=False,
+                                              info=common.face_weights_note(services))
         faces = common.face_restorer_names(services)
         fields["face_restorer"] = gr.Dropdown(label="Face restorer", elem_id=f"{tab}_face_restorer", choices=faces,
                                               value="CodeFormer" if "CodeFormer" in faces else faces[0])
@@ -91,7 +95,7 @@ def build_variation_seed(tab: str, extra: gr.Checkbox) -> dict:
         with gr.Row():
             fields["subseed"] = gr.Number(label="Variation seed", elem_id=f"{tab}_subseed", value=-1, precision=0,
                                           scale=4)
-            random_subseed = gr.Button("🎲", elem_id=f"{tab}_random_subseed", scale=0, min_width=40)
+            random_subseed = gr.Button("Random", elem_id=f"{tab}_random_subseed", scale=0, min_width=70, size="sm")
             fields["subseed_strength"] = gr.Slider(label="Variation strength", elem_id=f"{tab}_subseed_strength",
                                                    minimum=0, maximum=1, step=0.01, value=0, scale=4)
         with gr.Row():
@@ -130,6 +134,7 @@ def build_hires(tab: str, services) -> dict:
             fields["hr_scale"] = gr.Slider(label="Upscale by", elem_id=f"{tab}_hr_scale", minimum=1, maximum=4, step=0.05, value=2.0)
             fields["hr_resize_x"] = gr.Slider(label="Resize width to", elem_id=f"{tab}_hr_resize_x", minimum=0, maximum=2048, step=8, value=0)
             fields["hr_resize_y"] = gr.Slider(label="Resize height to", elem_id=f"{tab}_hr_resize_y", minimum=0, maximum=2048, step=8, value=0)
+        fields["_hr_readout"] = gr.Markdown("", elem_id=f"{tab}_hr_readout")
     return fields
 
 
@@ -164,3 +169,9 @@ def request_fields(fields: dict, values: dict) -> dict:
             out[name] = value
     return out
 
+
+
+def _option(services, key: str, default):
+    """An option's stored value, or ``default`` without an options store."""
+    options = getattr(services, "options", None)
+    return options.get(key, default) if options is not None else default

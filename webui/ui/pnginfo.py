@@ -17,6 +17,8 @@ class PngInfoTab:
     send_txt2img: gr.Button
     send_img2img: gr.Button
     reproduce: gr.Button | None = None
+    send_inpaint: gr.Button | None = None
+    send_extras: gr.Button | None = None
 
 
 def read_parameters(path) -> str:
@@ -73,6 +75,8 @@ def build_pnginfo_tab(services=None) -> PngInfoTab:
             with gr.Row():
                 send_txt2img = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
                 send_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_to_img2img")
+                send_inpaint = gr.Button("Send to inpaint", elem_id="pnginfo_send_to_inpaint")
+                send_extras = gr.Button("Send to extras", elem_id="pnginfo_send_to_extras")
                 reproduce = gr.Button("Reproduce", elem_id="pnginfo_reproduce", variant="primary") \
                     if services is not None else None
     if reproduce is not None:
@@ -102,4 +106,4 @@ def build_pnginfo_tab(services=None) -> PngInfoTab:
         return text, parameters_html(text)
 
     image.change(show, inputs=[image], outputs=[parameters, table], show_progress="hidden")
-    return PngInfoTab(image, parameters, table, send_txt2img, send_img2img, reproduce)
+    return PngInfoTab(image, parameters, table, send_txt2img, send_img2img, reproduce, send_inpaint, send_extras)

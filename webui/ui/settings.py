@@ -19,7 +19,8 @@ PATTERN_HELP = "Tags: [seed], [prompt_spaces], [prompt_words], [model_name], [da
 
 @dataclass(frozen=True)
 class OptionRow:
-    """One option on the page: key, label, widget kind ("check", "text", "choice", "number") and its limits."""
+    """One option on the page: key, label, widget kind ("check", "text", "choice", "number", "float", "list")
+    and its limits."""
 
     key: str
     label: str
@@ -55,6 +56,54 @@ SECTIONS: dict[str, list[OptionRow]] = {
         OptionRow("directories_max_prompt_words", "Max prompt words for [prompt_words] pattern", "number",
                   minimum=1, maximum=20),
     ],
+    "Stable Diffusion": [
+        OptionRow("CLIP_stop_at_last_layers", "Clip skip (the tabs' Clip skip starts at this value)", "number",
+                  minimum=1, maximum=12),
+    ],
+    "Sampler parameters": [
+        OptionRow("eta_ancestral", "Eta for k-diffusion samplers (noise multiplier; ancestral samplers)", "float",
+                  minimum=0, maximum=1),
+        OptionRow("eta_ddim", "Eta for DDIM (noise multiplier)", "float", minimum=0, maximum=1),
+        OptionRow("s_churn", "sigma churn", "float", minimum=0, maximum=100),
+        OptionRow("s_tmin", "sigma tmin", "float", minimum=0, maximum=10),
+        OptionRow("s_tmax", "sigma tmax (0 = infinity)", "float", minimum=0, maximum=999),
+        OptionRow("s_noise", "sigma noise", "float", minimum=0, maximum=1.1),
+        OptionRow("s_min_uncond", "Negative Guidance minimum sigma (NGMS; 0 = off)", "float", minimum=0, maximum=15),
+        OptionRow("sigma_min", "sigma min (0 = the model's)", "float", minimum=0, maximum=10),
+        OptionRow("sigma_max", "sigma max (0 = the model's)", "float", minimum=0, maximum=100),
+        OptionRow("rho", "rho (0 = the schedule's default)", "float", minimum=0, maximum=10),
+        OptionRow("always_discard_next_to_last_sigma", "Always discard next-to-last sigma", "check"),
+        OptionRow("sgm_noise_multiplier", "SGM noise multiplier", "check"),
+        OptionRow("beta_dist_alpha", "Beta scheduler - alpha", "float", minimum=0.01, maximum=1),
+        OptionRow("beta_dist_beta", "Beta scheduler - beta", "float", minimum=0.01, maximum=1),
+        OptionRow("uni_pc_variant", "UniPC variant", "choice", ("bh1", "bh2", "vary_coeff")),
+        OptionRow("uni_pc_skip_type", "UniPC skip type", "choice", ("time_uniform", "time_quadratic", "logSNR")),
+        OptionRow("uni_pc_order", "UniPC order", "number", minimum=1, maximum=50),
+        OptionRow("uni_pc_lower_order_final", "UniPC lower order final", "check"),
+        OptionRow("img2img_fix_steps", "With img2img, do exactly the amount of steps the slider specifies", "check"),
+        OptionRow("cfg_rescale_phi", "CFG Rescale phi (v-prediction models; 0 = off)", "float", minimum=0, maximum=1),
+    ],
+    "Random number generator": [
+        OptionRow("randn_source", "Random number generator source", "choice", ("GPU", "CPU", "NV"),
+                  info="GPU: the same image on every device as on an NVIDIA card; CPU: torch's CPU generator"),
+        OptionRow("eta_noise_seed_delta", "Eta noise seed delta (ENSD)", "number", minimum=0, maximum=2**31 - 1),
+    ],
+    "Live previews": [
+        OptionRow("live_previews_enable", "Show live previews of the created image", "check"),
+        OptionRow("show_progress_every_n_steps", "Live preview display period (in sampling steps; 0 = none)",
+                  "number", minimum=0, maximum=32),
+    ],
+    "VAE": [
+        OptionRow("vae_tiling_min_pixels", "Decode and encode in tiles above this many pixels (0 = never)", "number",
+                  minimum=0, maximum=64 * 1024 * 1024),
+        OptionRow("vae_tile_size", "VAE tile size (image pixels)", "number", minimum=64, maximum=4096),
+    ],
+    "User interface": [
+        OptionRow("quicksettings_list", "Quicksettings list (option keys shown at the top; applies after a restart)",
+                  "list"),
+        OptionRow("cpu_confirm_pixel_steps", "On a CPU, ask before jobs above this many pixels x steps (0 = never)",
+                  "number", minimum=0, maximum=2**40),
+    ],
     "Paths for saving (folders inside the output folder)": [
         OptionRow("outdir_samples", "Output directory for images; if empty, defaults to the three below"),
         OptionRow("outdir_txt2img_samples", "Output directory for txt2img images"),
@@ -71,11 +120,18 @@ SECTIONS: dict[str, list[OptionRow]] = {
 }
 
 
+# Sections shown open; the others are one click away, so the page stays short.
+OPEN_SECTIONS = {"Saving images", "Saving to a directory", "Paths for saving (folders inside the output folder)",
+                 "Stable Diffusion", "User interface"}
+
+
 @dataclass
 class SettingsTab:
     widgets: dict  # option key -> component
     apply: gr.Button
     message: gr.Markdown
+    save_defaults: gr.Button | None = None  # wired by the layout (it knows the tabs' widgets)
+    reset_defaults: gr.Button | None = None
 
     def refresh(self, services) -> list:
         """The widgets' values from the options store (for page load)."""
@@ -88,16 +144,24 @@ def rows() -> list[OptionRow]:
 
 
 def current_values(options, keys: list[str]) -> list:
-    """The stored value of each key, in order."""
+    """The stored value of each key, in order (lists as the comma-separated text their box shows)."""
     values = options.as_dict()
-    return [values.get(key) for key in keys]
+    return [", ".join(values[key]) if isinstance(values.get(key), list) else values.get(key) for key in keys]
 
 
-def _cast(row: OptionRow, value):
+def cast_value(row: OptionRow, value):
+    """A widget's value as the option's type (lists from comma-separated text)."""
     if row.kind == "check":
         return bool(value)
     if row.kind == "number":
         return int(value) if value is not None and float(value).is_integer() else value
+    if row.kind == "float":
+        return float(value)
+    if row.kind == "choice" and value not in row.choices:
+        raise ValueError(f"{row.key} must be one of {', '.join(row.choices)}")
+    if row.kind == "list":
+        items = value if isinstance(value, list) else str(value or "").split(",")
+        return [str(item).strip() for item in items if str(item).strip()]
     return "" if value is None else str(value)
 
 
@@ -106,7 +170,7 @@ def apply_settings(options, keys: list[str], values: list) -> str:
     by_key = {row.key: row for row in rows()}
     stored = options.as_dict()
     try:
-        changes = {key: _cast(by_key[key], value) for key, value in zip(keys, values)}
+        changes = {key: cast_value(by_key[key], value) for key, value in zip(keys, values)}
     except (TypeError, ValueError) as exc:
         return f"Not saved: {exc}"
     changes = {key: value for key, value in changes.items() if stored.get(key) != value}
@@ -119,14 +183,19 @@ def apply_settings(options, keys: list[str], values: list) -> str:
     return f"{len(changes)} setting(s) changed: {', '.join(sorted(changes))}."
 
 
-def _widget(row: OptionRow, value):
-    common_args = {"label": row.label, "value": value, "elem_id": f"setting_{row.key}"}
+def option_widget(row: OptionRow, value, elem_id: str | None = None):
+    """The widget of one option row (call inside a gradio layout)."""
+    common_args = {"label": row.label, "value": value, "elem_id": elem_id or f"setting_{row.key}"}
     if row.kind == "check":
         return gr.Checkbox(**common_args)
     if row.kind == "choice":
         return gr.Dropdown(choices=list(row.choices), **common_args)
     if row.kind == "number":
-        return gr.Number(minimum=row.minimum, maximum=row.maximum, precision=0, **common_args)
+        return gr.Number(minimum=row.minimum, maximum=row.maximum, precision=0, info=row.info, **common_args)
+    if row.kind == "float":
+        return gr.Number(minimum=row.minimum, maximum=row.maximum, info=row.info, **common_args)
+    if row.kind == "list":
+        return gr.Textbox(info=row.info or "comma-separated", **{**common_args, "value": ", ".join(value or [])})
     return gr.Textbox(info=row.info, **common_args)
 
 
@@ -138,9 +207,14 @@ def build_settings_tab(services) -> SettingsTab:
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
     message = gr.Markdown(elem_id="settings_result")
     for title, section in SECTIONS.items():
-        with gr.Accordion(title, open=True):
+        with gr.Accordion(title, open=title in OPEN_SECTIONS):
             for row in section:
-                widgets[row.key] = _widget(row, values.get(row.key))
+                widgets[row.key] = option_widget(row, values.get(row.key))
+    with gr.Accordion("Defaults of the generation tabs (ui-config.json)", open=True):
+        with gr.Row():
+            save_defaults = gr.Button("Save the current txt2img, img2img and inpaint values as defaults",
+                                      elem_id="settings_save_ui_defaults")
+            reset_defaults = gr.Button("Back to the built-in defaults", elem_id="settings_reset_ui_defaults")
     keys = list(widgets)
 
     def on_apply(*new_values):
@@ -149,4 +223,4 @@ def build_settings_tab(services) -> SettingsTab:
 
     apply.click(on_apply, inputs=list(widgets.values()), outputs=[message, *widgets.values()],
                 show_progress="hidden")
-    return SettingsTab(widgets, apply, message)
+    return SettingsTab(widgets, apply, message, save_defaults, reset_defaults)

@@ -39,7 +39,7 @@ def build_topbar(services) -> TopBar:
             choices=common.checkpoint_titles(services), value=common.current_checkpoint_title(services),
             scale=4, allow_custom_value=False,
         )
-        refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+        refresh = gr.Button("↻", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
         vae = gr.Dropdown(label="SD VAE", elem_id="setting_sd_vae", choices=vae_choices(services),
                           value=current_vae(services), scale=2, allow_custom_value=False)
         message = gr.Markdown("", elem_id="topbar_message")

@@ -1,0 +1,50 @@
+"""Sizes the user sees: an uploaded image sets the tab's size, hires fix says "from WxH to WxH"."""
+from __future__ import annotations
+
+SLIDER_MAX = 2048  # the size sliders' range (webui/ui/params.py)
+
+
+def size_of_image(image, current_width, current_height) -> tuple[int, int]:
+    """The image's size rounded to multiples of 8 (A1111's sliders), within the sliders' range; no image: unchanged."""
+    if image is None:
+        return current_width, current_height
+    if isinstance(image, dict):  # an ImageEditor value
+        image = image.get("background")
+        if image is None:
+            return current_width, current_height
+    width, height = image.size
+    return tuple(min(SLIDER_MAX, max(64, int(round(side / 8)) * 8)) for side in (width, height))
+
+
+def hires_target(width, height, scale, resize_x, resize_y) -> tuple[int, int]:
+    """The second pass's size as A1111 works it out: "Resize to" wins, one side 0 keeps the aspect."""
+    width, height = int(width or 0), int(height or 0)
+    resize_x, resize_y = int(resize_x or 0), int(resize_y or 0)
+    if resize_x == 0 and resize_y == 0:
+        return int(width * float(scale or 1)), int(height * float(scale or 1))
+    if resize_y == 0:
+        return resize_x, int(round(height * resize_x / max(width, 1) / 8)) * 8
+    if resize_x == 0:
+        return int(round(width * resize_y / max(height, 1) / 8)) * 8, resize_y
+    return resize_x, resize_y
+
+
+def hires_readout(enabled, width, height, scale, resize_x, resize_y) -> str:
+    """A1111's line under the hires settings: ``from 512x512 to 1024x1024``."""
+    target_w, target_h = hires_target(width, height, scale, resize_x, resize_y)
+    text = f"from {int(width or 0)}x{int(height or 0)} to {target_w}x{target_h}"
+    return text if enabled else f"{text} (when enabled)"
+
+
+def wire_size_from_image(image, fields: dict) -> None:
+    """Dropping or uploading an image sets the tab's width and height to its size."""
+    width, height = fields["width"], fields["height"]
+    image.upload(size_of_image, inputs=[image, width, height], outputs=[width, height], show_progress="hidden")
+
+
+def wire_hires_readout(readout, fields: dict) -> None:
+    """Keep the hires readout current while any size input changes."""
+    names = ["enable_hr", "width", "height", "hr_scale", "hr_resize_x", "hr_resize_y"]
+    inputs = [fields[name] for name in names]
+    for comp in inputs:
+        comp.change(hires_readout, inputs=inputs, outputs=[readout], show_progress="hidden", queue=False)

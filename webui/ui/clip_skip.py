@@ -25,7 +25,7 @@ def text_encoder_layers(path: Path) -> int:
             return int(config["num_hidden_layers"])
         if path.suffix.lower() != ".safetensors":
             return DEFAULT_LAYERS
-        from webui.models.safetensors_header import read_safetensors_header
+        from webui.detection.safetensors_header import read_safetensors_header
 
         names = read_safetensors_header(path).shapes
     except (OSError, ValueError, KeyError, TypeError):

@@ -7,7 +7,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from PIL import Image  # noqa: E402
+from PIL import Image, PngImagePlugin  # noqa: E402
 
 from fake_engine import FakeEngine  # noqa: E402
 from webui.config import Settings  # noqa: E402
@@ -29,9 +29,12 @@ def world(tmp_path):
     queue.stop()
 
 
-def _write(path, colour=(10, 200, 10)):
+def _write(path, colour=(10, 200, 10), infotext=None):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (16, 16), colour).save(path)
+    info = PngImagePlugin.PngInfo()
+    if infotext:
+        info.add_text("parameters", infotext)
+    Image.new("RGB", (16, 16), colour).save(path, pnginfo=info)
 
 
 def _generate(world, own: dict) -> list[str]:
@@ -45,15 +48,17 @@ def _generate(world, own: dict) -> list[str]:
 
 
 def test_every_image_of_the_folder_becomes_one_job_and_lands_in_the_output_folder(world):
-    _write(world.outdir / "in" / "a.png")
+    _write(world.outdir / "in" / "a.png", infotext="at dusk\nSteps: 3, Sampler: Euler, Seed: 7, Size: 16x16")
     _write(world.outdir / "in" / "b.png")
     _write(world.outdir / "masks" / "b.png", colour=(255, 255, 255))
     statuses = _generate(world, {"batch_input_dir": str(world.outdir / "in"),
                                  "batch_inpaint_mask_dir": str(world.outdir / "masks"),
-                                 "batch_output_dir": str(world.outdir / "out")})
+                                 "batch_output_dir": str(world.outdir / "out"), "batch_use_png_info": True})
     jobs = world.services.queue.list(owner="me")
     assert len(jobs) == 2 and all(job.status == "succeeded" for job in jobs)
     assert sorted(job.request.mask is not None for job in jobs) == [False, True]  # b.png ran as inpaint
+    assert sorted(job.request.prompt for job in jobs) == ["a field", "a field at dusk"]  # a.png's PNG info appended
+    assert not any(job.request.save_images for job in jobs)  # written to the output folder instead
     assert sorted(p.name for p in (world.outdir / "out").iterdir()) == ["a.png", "b.png"]
     assert any(s.startswith("Batch image 1/2 (a\\.png)") for s in statuses)
     assert any(s.startswith("Batch image 2/2 (b\\.png)") for s in statuses)

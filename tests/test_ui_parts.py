@@ -98,6 +98,8 @@ def test_build_ui_gives_every_widget_the_tests_rely_on(tmp_path):
                 f"{tab}_interrupt", f"{tab}_send_to_img2img"} <= ids
     assert {"setting_sd_model_checkpoint", "img2img_image", "inpaint_editor", "extras_image", "pnginfo_image",
             "queue_table"} <= ids
+    assert {"img2img_batch_tab", "img2img_batch_input_dir", "img2img_batch_output_dir",
+            "img2img_batch_inpaint_mask_dir", "img2img_batch_use_png_info"} <= ids  # A1111's Batch sub-tab
     # Every tooltip names a widget that exists (a renamed button would silently lose its tip).
     from webui.ui.tooltips import tips_by_id
 

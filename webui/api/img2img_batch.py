@@ -12,20 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from webui.api import convert
 from webui.api.errors import OptionForbidden
 from webui.api.jobs_bridge import await_job, caller_of
 from webui.api.models import Img2ImgBody
-from webui.images import read_infotext, write_image
+from webui.batch_folders import mask_for, plan_folder_batch, read_image, write_results
 from webui.saving import effective_options
-from webui.schemas import GenerationResult, InvalidRequest, image_to_base64
-from webui.security.folders import checked_folder
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-MAX_BATCH_FILES = 1000
+from webui.schemas import GenerationResult, image_to_base64
 
 
 class Img2ImgBatchBody(Img2ImgBody):
@@ -37,26 +32,10 @@ class Img2ImgBatchBody(Img2ImgBody):
     use_png_info: bool = False
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _mask_for(image: Path, masks: list[Path]) -> Path | None:
-    """The mask of the same file name, else of the same stem (A1111's rule)."""
-    by_name = {p.name: p for p in masks}
-    return by_name.get(image.name) or next((p for p in masks if p.stem == image.stem), None)
-
-
 def _encoded(path: Path, field: str, max_pixels: int) -> tuple[str, str | None]:
     """A file as the base64 an A1111 body carries, and its infotext."""
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > max_pixels:
-                raise InvalidRequest(f"{field}: {path.name} is over the limit of {max_pixels} pixels", field=field)
-            image.load()
-            return image_to_base64(image), read_infotext(image)
-    except OSError:
-        raise InvalidRequest(f"{field}: {path.name} is not a readable image", field=field) from None
+    image, infotext = read_image(path, field, max_pixels)
+    return image_to_base64(image), infotext
 
 
 def create_img2img_batch_router(services) -> APIRouter:
@@ -76,21 +55,13 @@ def create_img2img_batch_router(services) -> APIRouter:
             raise OptionForbidden("only an admin may process a folder of the server", field="input_dir")
 
         def plan():
-            inputs = _images_in(checked_folder(settings, body.input_dir, "input_dir"))
-            if not inputs:
-                raise InvalidRequest("input_dir holds no images", field="input_dir")
-            if len(inputs) > MAX_BATCH_FILES:
-                raise InvalidRequest(f"input_dir holds over {MAX_BATCH_FILES} images", field="input_dir")
-            masks = _images_in(checked_folder(settings, body.inpaint_mask_dir, "inpaint_mask_dir")) \
-                if body.inpaint_mask_dir else []
-            output = checked_folder(settings, body.output_dir, "output_dir", must_exist=False) \
-                if body.output_dir else None
-            return inputs, masks, output, effective_options(services.options, body.override_settings)
+            batch = plan_folder_batch(settings, body.input_dir, body.inpaint_mask_dir, body.output_dir)
+            return batch.inputs, batch.masks, batch.output, effective_options(services.options, body.override_settings)
 
         def prepare(path, masks, output):
             init, infotext = _encoded(path, "input_dir", settings.max_image_pixels)
             changes = {"init_images": [init], "save_images": output is None and body.save_images}
-            mask = _mask_for(path, masks)
+            mask = mask_for(path, masks)
             if mask is not None:
                 changes["mask"] = _encoded(mask, "inpaint_mask_dir", settings.max_image_pixels)[0]
             if body.use_png_info and infotext:
@@ -102,10 +73,7 @@ def create_img2img_batch_router(services) -> APIRouter:
         def store(path, result, output, opts) -> list[str]:
             if output is None:
                 return list(result.saved_paths)
-            return [str(write_image(image, output, path.stem if index == 0 else f"{path.stem}-{index}",
-                                    fmt=str(opts["samples_format"]), infotext=text, add_number=False,
-                                    quality=int(opts["jpeg_quality"]), lossless=bool(opts["webp_lossless"])))
-                    for index, (image, text) in enumerate(zip(result.images, result.infotexts))]
+            return write_results(path, result.images, result.infotexts, output, opts)
 
         inputs, masks, output, opts = await run_in_threadpool(plan)
         files, processed, warnings = [], [], []

@@ -49,13 +49,16 @@ def build_generation_tab(
     build_inputs: Callable[[], dict] | None = None,
     extra_fields: Callable[[dict, dict], dict] | None = None,
     hires: bool = False,
+    run_jobs: Callable | None = None,
 ) -> GenerationTab:
     """Lay out a tab like A1111's (prompt row on top, parameters left, output right) and wire Generate.
 
     ``build_inputs()`` creates the tab's own widgets and returns them by name; those
     named after request fields are read directly; ``extra_fields(own_values, fields)``
     gets the others by name plus the fields read so far, checks them and returns
-    the final fields (raising InvalidRequest for what cannot run).
+    the final fields (raising InvalidRequest for what cannot run). ``run_jobs(panel,
+    services, build, request, own_values)``, when given, submits and follows the
+    jobs itself (img2img's Batch sub-tab: one job per image of a folder).
     """
     prompt = params.build_prompt_row(name, services)
     tools = prompt_tools.build_prompt_tools(name)
@@ -113,6 +116,9 @@ def build_generation_tab(
             guard.check(getattr(request, "session_hash", None) or "", job_request)
             return job_request
 
+        if run_jobs:
+            yield from run_jobs(panel, services, build, request, {k: values.get(c) for k, c in own.items()})
+            return
         yield from results.submit_and_follow(panel, services, "txt2img" if name == "txt2img" else "img2img", build, request)
 
     all_inputs = set(fields.values()) | set(own.values()) | {extra}

@@ -35,7 +35,8 @@ DEFAULT_OPTIONS: dict = {
     "vae_tile_size": 512,  # VAE tile side in image pixels
     "eta_noise_seed_delta": 0,
     "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
-    "sd_lora": "None",
+    "sd_lora": "None",  # A1111's "Add network to prompt": <lora:NAME:multiplier> ends every prompt
+    "extra_networks_default_multiplier": 1.0,  # the multiplier sd_lora's tag gets (A1111's)
     "initial_noise_multiplier": 1.0,  # img2img noise scale when a request does not set its own (A1111's)
     "refiner_switch_by_sample_steps": False,  # refiner_switch_at counts steps, not noise level (A1111's)
     # Settings shown at the top of the page (A1111's quicksettings_list); read when the page is built.

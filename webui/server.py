@@ -7,7 +7,7 @@ import torch
 
 from webui.catalog import Catalog
 from webui.config import Settings
-from webui.options import Options
+from webui.options import DEFAULT_OPTIONS, Options
 from webui.services import Services
 from webui.startup import claim_queue_db
 
@@ -30,10 +30,13 @@ def build_services(settings: Settings, *, engine=None, start_model: bool = False
     settings.outdir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(settings)
     catalog.refresh()
-    options = Options(settings.outdir / "config.json")
+    # The start-up tile flags are the defaults of A1111's ESRGAN_tile options; a stored value wins.
+    options = Options(settings.outdir / "config.json",
+                      {**DEFAULT_OPTIONS, "ESRGAN_tile": settings.upscaler_tile_size,
+                       "ESRGAN_tile_overlap": settings.upscaler_tile_overlap})
     options.update({"sd_checkpoints_limit": settings.checkpoints_limit})
     models = ModelManager(settings, catalog)
-    upscalers = UpscalerRegistry(settings)
+    upscalers = UpscalerRegistry(settings, options=options)
     faces = FaceRestorers(settings)
     # One memory policy for every model: the manager frees these before a checkpoint load and after OOM.
     models.register("upscalers", upscalers)

@@ -14,8 +14,7 @@ from webui.options import DEFAULT_OPTIONS
 
 # Options that hold for the whole server, not for one job: an override of one is named in the warnings.
 SERVER_WIDE_OPTIONS = frozenset({
-    "sd_checkpoints_limit", "show_progress_every_n_steps", "upscaler_for_img2img", "ESRGAN_tile",
-    "ESRGAN_tile_overlap", "sd_lora",
+    "sd_checkpoints_limit", "show_progress_every_n_steps", "ESRGAN_tile", "ESRGAN_tile_overlap",
 })
 # override_settings keys a job honours: every option of the server's (the engine reads them through the
 # job's JobOptions; convert.py maps a few onto request fields) but the server-wide ones.

@@ -169,7 +169,37 @@ class Engine:
                                      "batch_size images (one per image of a batch)", field="init_images")
             r.batch_size = count
         self._resolve_noise_settings(r)
+        self._add_default_lora(r, warnings)
         return warnings
+
+    def _add_default_lora(self, r: GenerationRequest, warnings: list[str]) -> None:
+        """A1111's ``sd_lora`` ("Add network to prompt"): ``<lora:NAME:multiplier>`` ends every prompt of the job,
+        unless the prompt already names that LoRA."""
+        name = str(self.options.get("sd_lora", "None") or "None") if self.options is not None else "None"
+        if name == "None":
+            return
+        try:
+            self.catalog.find_lora(name)
+        except NotFound:
+            warnings.append(f"sd_lora: LoRA {name!r} not found; not added to the prompt")
+            return
+        if f"<lora:{name}:" in (r.prompt or "") or f"<lora:{name}>" in (r.prompt or ""):
+            return
+        multiplier = self.options.get("extra_networks_default_multiplier", 1.0)
+        r.prompt = f"{r.prompt or ''}<lora:{name}:{multiplier}>"
+
+    def _init_upscaler(self, warnings: list[str]):
+        """A1111's ``upscaler_for_img2img``: ``upscale(image, scale)`` for init images smaller than the target,
+        or None for plain Lanczos."""
+        name = self.options.get("upscaler_for_img2img", "Lanczos") if self.options is not None else None
+        if not name or name in ("None", "Lanczos") or self.upscalers is None:
+            return None
+        try:
+            self.upscalers.get(name)
+        except NotFound:
+            warnings.append(f"upscaler_for_img2img: upscaler {name!r} not found; init images resized with Lanczos")
+            return None
+        return lambda image, scale: self.upscalers.upscale(image, name, scale)
 
     def _resolve_noise_settings(self, r: GenerationRequest) -> None:
         """Fill the request's noise options from the settings (A1111's option keys) and check them."""
@@ -203,7 +233,7 @@ class Engine:
         inpaint = None
         init_images = None
         if request.init_image is not None:
-            init_images, inpaint = self._prepare_init(request, width, height)
+            init_images, inpaint = self._prepare_init(request, width, height, self._init_upscaler(result.warnings))
             if inpaint is not None and inpaint.get("empty"):
                 self._finish_unchanged(request, seeds, subseeds, plans, result, checkpoint)
                 return
@@ -294,16 +324,17 @@ class Engine:
             raise JobInterrupted()
 
     # ------------------------------------------------------------ img2img / inpaint helpers
-    def _prepare_init(self, request, width, height):
+    def _prepare_init(self, request, width, height, upscale=None):
         """The batch's init images (one per item: the request's images, or its one image repeated) and,
-        for inpaint, the masks and paste-back information."""
+        for inpaint, the masks and paste-back information. ``upscale`` enlarges a smaller init image
+        (see ``imageprep.resize_image``)."""
         sources = [image.convert("RGB") for image in [request.init_image, *request.extra_init_images]]
         if len(sources) == 1:
             sources = sources * request.batch_size
         if request.mask is None:
-            return [imageprep.resize_image(init, request.resize_mode, width, height) for init in sources], None
+            return [imageprep.resize_image(init, request.resize_mode, width, height, upscale) for init in sources], None
         mode = request.resize_mode if request.resize_mode != 3 else 0
-        images = [imageprep.resize_image(init, mode, width, height) for init in sources]
+        images = [imageprep.resize_image(init, mode, width, height, upscale) for init in sources]
         mask = imageprep.prepare_mask(request.mask, images[0].size, bool(request.inpainting_mask_invert))
         if mask.getbbox() is None:
             return images[:1], {"empty": True, "image": images[0]}

@@ -6,9 +6,18 @@ from PIL import Image, ImageFilter, ImageOps
 
 
 
-def resize_image(image: Image.Image, mode: int, width: int, height: int) -> Image.Image:
-    """Resize to width x height: 0 stretch, 1 crop to fill, 2 fit and fill the borders, 3 stretch (latent)."""
+def resize_image(image: Image.Image, mode: int, width: int, height: int, upscale=None) -> Image.Image:
+    """Resize to width x height: 0 stretch, 1 crop to fill, 2 fit and fill the borders, 3 stretch (latent).
+
+    ``upscale(image, scale)`` (A1111's ``upscaler_for_img2img``) first enlarges an image smaller
+    than it needs to be in modes 0-2; Lanczos then gives the exact size. Without it, Lanczos only.
+    """
     image = image.convert("RGB")
+    if upscale is not None and mode in (0, 1, 2):
+        fill = max(width / image.width, height / image.height)
+        scale = min(width / image.width, height / image.height) if mode == 2 else fill
+        if scale > 1.0:
+            image = upscale(image, scale).convert("RGB")
     if mode in (0, 3):
         return image.resize((width, height), Image.LANCZOS)
     ratio, src_ratio = width / height, image.width / image.height

@@ -53,12 +53,15 @@ def _guess_scale(stem: str) -> int:
 class UpscalerRegistry:
     """Lists and runs upscalers; at most one model is held in memory at a time.
 
-    Tiles get ``max(settings.upscaler_tile_overlap, min_tile_overlap)`` pixels of context.
+    The tile size and overlap are A1111's options ``ESRGAN_tile`` and ``ESRGAN_tile_overlap``
+    when ``options`` (the runtime options store) has them, else the start-up settings'. Tiles
+    get at least ``min_tile_overlap`` pixels of context.
     """
 
-    def __init__(self, settings: Settings, *, min_tile_overlap: int = MIN_TILE_OVERLAP):
+    def __init__(self, settings: Settings, *, min_tile_overlap: int = MIN_TILE_OVERLAP, options=None):
         self.settings = settings
-        self.tile_overlap = max(settings.upscaler_tile_overlap, min_tile_overlap)
+        self.options = options
+        self.min_tile_overlap = min_tile_overlap
         self._lock = threading.RLock()
         self._spandrel = None
         self._models: dict[str, UpscalerInfo] = {}
@@ -66,6 +69,20 @@ class UpscalerRegistry:
         self._loaded: tuple[str, object] | None = None
         self._scanned = False
         self._detected: dict[tuple[str, int, int], object] = {}
+
+    def _option(self, key: str, default: int) -> int:
+        value = self.options.get(key, default) if self.options is not None else default
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else default
+
+    @property
+    def tile_size(self) -> int:
+        """Tile side in input pixels (0 = no tiling): the ``ESRGAN_tile`` option, else the start-up setting."""
+        return self._option("ESRGAN_tile", self.settings.upscaler_tile_size)
+
+    @property
+    def tile_overlap(self) -> int:
+        """Context pixels per tile side: ``ESRGAN_tile_overlap`` (else the setting), at least the minimum."""
+        return max(self._option("ESRGAN_tile_overlap", self.settings.upscaler_tile_overlap), self.min_tile_overlap)
 
     # ------------------------------------------------------------------ listing
     def _registry(self):
@@ -192,7 +209,7 @@ class UpscalerRegistry:
         A model runs at its own factor (repeated, at most three times, while the
         image is still smaller than the target, as A1111 does); the result is then
         resized with Lanczos to exactly ``round(size * scale)``. ``tile_size``
-        overrides the settings' tile size (0 = no tiling). ``should_stop()`` is asked
+        overrides ``tile_size`` (0 = no tiling). ``should_stop()`` is asked
         before every tile; when it says True, InterruptedError ends the upscale.
         """
         if not scale or scale <= 0:
@@ -206,7 +223,7 @@ class UpscalerRegistry:
             return _resize(image, width, height, Image.Resampling.NEAREST)
         if info.path is None:  # None and Lanczos: A1111's "None" still resizes with Lanczos
             return _resize(image, width, height, Image.Resampling.LANCZOS)
-        tile = self.settings.upscaler_tile_size if tile_size is None else tile_size
+        tile = self.tile_size if tile_size is None else tile_size
         result = image
         for _ in range(MAX_MODEL_PASSES):
             if result.width >= width and result.height >= height:

@@ -56,6 +56,18 @@ SECTIONS: dict[str, list[OptionRow]] = {
         OptionRow("directories_max_prompt_words", "Max prompt words for [prompt_words] pattern", "number",
                   minimum=1, maximum=20),
     ],
+    "Upscaling": [
+        OptionRow("ESRGAN_tile", "Tile size for ESRGAN upscalers (0 = no tiling)", "number", minimum=0, maximum=512),
+        OptionRow("ESRGAN_tile_overlap", "Tile overlap for ESRGAN upscalers (pixels)", "number", minimum=0,
+                  maximum=256),
+        OptionRow("upscaler_for_img2img", "Upscaler for img2img",
+                  info="Enlarges an init image smaller than the target (an upscaler's name; Lanczos: none)"),
+    ],
+    "Extra Networks": [
+        OptionRow("sd_lora", "Add network to prompt", info="A LoRA's name added to every prompt; None: off"),
+        OptionRow("extra_networks_default_multiplier", "Default multiplier for extra networks", "float",
+                  minimum=0, maximum=2),
+    ],
     "Stable Diffusion": [
         OptionRow("CLIP_stop_at_last_layers", "Clip skip (the tabs' Clip skip starts at this value)", "number",
                   minimum=1, maximum=12),

@@ -157,7 +157,9 @@ def test_send_to_img2img_carries_the_image(page, fake_app):
 def test_queue_shows_both_jobs_interrupt_first_second_completes(fake_app, new_page):
     first, second = new_page(fake_app.url), new_page(fake_app.url)
     ui.fill_text(first, "txt2img_prompt", "slow first job")
-    ui.set_number(first, "txt2img_steps", 40)
+    # 70 slow steps (28 s): the job must still run after the queue tab and the other user's clicks on a slow
+    # machine too (more steps at 512x512 would meet the CPU guard's question first).
+    ui.set_number(first, "txt2img_steps", 70)
     first.click("#txt2img_generate")
     ui.wait_status(first, "txt2img", "running")
     ui.fill_text(second, "txt2img_prompt", "second job")

@@ -19,6 +19,14 @@ from webui.models.manager import ModelManager
 from webui.schemas import GenerationRequest
 
 
+
+def run_coroutine(coro):
+    """Run ``coro`` on a fresh event loop in its own thread (the browser tests leave a loop running in this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 def timed(client_call):
     """(seconds, response) of one awaited request."""
     async def run():
@@ -60,7 +68,7 @@ def test_80_waiting_txt2img_clients_leave_progress_and_interrupt_answering(world
             answers = await asyncio.gather(*waiting)
             return progress_s, progress, interrupt_s, interrupt, answers
 
-    progress_s, progress, interrupt_s, interrupt, answers = asyncio.run(scenario())
+    progress_s, progress, interrupt_s, interrupt, answers = run_coroutine(scenario())
     assert progress.status_code == 200 and progress.json()["state"]["job_count"] >= 1
     assert interrupt.status_code == 200
     assert progress_s < 1.0 and interrupt_s < 1.0, (progress_s, interrupt_s)
@@ -95,7 +103,7 @@ def test_checkpoint_switch_requested_during_a_job_happens_after_it_and_before_la
             response = await switch
             return listed, later, response
 
-    listed, later, response = asyncio.run(scenario())
+    listed, later, response = run_coroutine(scenario())
     assert listed == ["running", "queued before", "model", "queued after"]  # the switch is visible in the queue
     assert response.status_code == 200 and models.current_checkpoint.title == title
     assert switched_after == [["running", "queued before"]]
@@ -144,7 +152,7 @@ def test_read_endpoints_answer_while_a_long_job_holds_the_model(tmp_path, settin
                 return [await timed(client.get(path)) for path in
                         ("/sdapi/v1/embeddings", "/sdapi/v1/sd-models", "/sdapi/v1/options")]
 
-        answers = asyncio.run(reads())
+        answers = run_coroutine(reads())
     finally:
         release.set()
         services.queue.close()

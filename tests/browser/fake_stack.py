@@ -30,6 +30,10 @@ from webui.schemas import (
 
 SLOW_STEP_SECONDS = 0.4
 FAST_STEP_SECONDS = 0.01
+#: A prompt with this word makes a slow job that holds at its last step until it is interrupted (at most
+#: HOLD_LIMIT_SECONDS), so that flows which interrupt a running job do not race the job's own end.
+HOLD_WORD = "hold"
+HOLD_LIMIT_SECONDS = 300.0
 
 
 def seed_colour(seed: int) -> tuple[int, int, int]:
@@ -85,9 +89,16 @@ class FakeEngine:
             raise NotFound("no checkpoint loaded")
         return self.models.current_checkpoint
 
+    @staticmethod
+    def _hold_until_interrupted(control) -> None:
+        deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+        while not control.interrupted() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def generate(self, request: GenerationRequest, control=None) -> GenerationResult:
         info = self._checkpoint(request)
-        step_seconds = SLOW_STEP_SECONDS if "slow" in request.prompt else FAST_STEP_SECONDS
+        holds = HOLD_WORD in request.prompt
+        step_seconds = SLOW_STEP_SECONDS if "slow" in request.prompt or holds else FAST_STEP_SECONDS
         base_seed = request.seed if request.seed >= 0 else random.randrange(0, 2**31)
         count = request.n_iter * request.batch_size
         result = GenerationResult()
@@ -104,6 +115,11 @@ class FakeEngine:
                         skipped = True
                         break
                 time.sleep(step_seconds)
+                if holds and step == request.steps and control is not None:
+                    self._hold_until_interrupted(control)
+                    if control.interrupted():
+                        self._add_image(request, result, info, seed)
+                        raise JobInterrupted(partial=result)
                 if control is not None:
                     preview = Image.new("RGB", (32, 32), seed_colour(seed)) if control.wants_preview(step) else None
                     control.report(Progress(image_index=index, image_count=count, step=step, steps=request.steps,

@@ -62,10 +62,11 @@ def build_generation_tab(
     """
     prompt = params.build_prompt_row(name, services)
     tools = prompt_tools.build_prompt_tools(name)
-    with gr.Accordion("Extra networks", open=False, elem_id=f"{name}_networks"):
-        networks.build_networks_panel(name, services, prompt.prompt, checkpoint)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, elem_id=f"{name}_settings"):
+            # In the parameters' column, so that the results start right under the prompt.
+            with gr.Accordion("Extra networks", open=False, elem_id=f"{name}_networks"):
+                networks.build_networks_panel(name, services, prompt.prompt, checkpoint)
             inputs = build_inputs() if build_inputs else {}
             sampling = params.build_sampling(name, services)
             hr = params.build_hires(name, services) if hires else {}

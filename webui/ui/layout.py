@@ -29,8 +29,7 @@ NOT_SENT = {"checkpoint", "styles", "init_image", "mask", "denoising_strength", 
 def build_ui(services) -> gr.Blocks:
     """Build the gradio Blocks for ``services``; app.py mounts it (see ``mount_ui``)."""
     with gr.Blocks(title="Stable Diffusion web UI", analytics_enabled=False) as demo:
-        bar = build_topbar(services)
-        quick = quicksettings.build_quicksettings(services, bar.message)
+        bar, quick = build_topbar(services, lambda message: quicksettings.build_quicksettings(services, message))
         gr.Markdown(common.DEMO_NOTE, elem_id="demo_note")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):

@@ -75,20 +75,16 @@ def build_queue_panel(services) -> QueuePanel:
         others = sum(1 for j in everyone if not caller.may_see(getattr(j, "owner", None)) and not common.job_finished(j))
         return visible[-SHOWN_JOBS:], caller.owner, others
 
-    def refresh(own_value, finished_value, request: gr.Request):
+    def refresh(request: gr.Request):
         try:
             jobs, owner, others = listed(request)
         except Exception as exc:
             return f"<p>Could not read the queue: {html.escape(common.readable_error(exc))}</p>", gr.Dropdown(), gr.Dropdown()
         own = [(_label(j), str(j.id)) for j in jobs if getattr(j, "owner", None) == owner and not common.job_finished(j)]
         done = [(_label(j), str(j.id)) for j in reversed(jobs) if common.job_finished(j)]
-        own_ids = {v for _, v in own}
-        done_ids = {v for _, v in done}
-        return (
-            jobs_table(jobs, owner, others),
-            gr.Dropdown(choices=own, value=own_value if own_value in own_ids else None),
-            gr.Dropdown(choices=done, value=finished_value if finished_value in done_ids else None),
-        )
+        # Only the choices change: a tick that left before the user picked a job must not undo the pick
+        # (the buttons answer a job that has gone with a message).
+        return jobs_table(jobs, owner, others), gr.Dropdown(choices=own), gr.Dropdown(choices=done)
 
     def find(job_id, request):
         """The job with this id if it is the user's own (another's is as unknown as a missing one)."""
@@ -122,7 +118,7 @@ def build_queue_panel(services) -> QueuePanel:
         updates[message] = f"Job {job.id}: {common.job_status(job)}"
         return updates
 
-    timer.tick(refresh, inputs=[own_jobs, finished_jobs], outputs=[table, own_jobs, finished_jobs],
+    timer.tick(refresh, inputs=None, outputs=[table, own_jobs, finished_jobs],
                show_progress="hidden", concurrency_limit=None)
     cancel.click(cancel_job, inputs=[own_jobs], outputs=[message], show_progress="hidden")
     open_button.click(open_job, inputs=[finished_jobs], outputs=[message, *panel.outputs], show_progress="hidden")

@@ -20,27 +20,31 @@ def quick_rows(options) -> list[settings.OptionRow]:
     return [by_key[key] for key in dict.fromkeys(keys) if key in by_key and key not in IN_TOP_BAR]
 
 
+def short_label(row: settings.OptionRow) -> str:
+    """The option's name without its explanation in brackets (the top bar has room for one line)."""
+    return row.label.split(" (")[0]
+
+
 def store(options, row: settings.OptionRow, value) -> str:
     """Store one quicksetting; returns the message for the top bar (errors included, nothing raised)."""
     try:
         options.update({row.key: settings.cast_value(row, value)})
     except Exception as exc:  # the store's typed errors name the option
         return f"**Not saved:** {common.markdown_text(common.readable_error(exc))}"
-    return f"{common.markdown_text(row.label.split(' (')[0])}: saved."
+    return f"{common.markdown_text(short_label(row))}: saved."
 
 
 def build_quicksettings(services, message: gr.Markdown) -> dict:
-    """One row: the theme toggle and the listed options' widgets (returned as ``{option key: component}``)."""
+    """The listed options' widgets and the theme toggle, in the current row (the top bar's), by option key."""
     rows = quick_rows(services.options)
     widgets: dict = {}
     values = services.options.as_dict()
-    with gr.Row(elem_id="quicksettings"):
-        build_theme_toggle()
-        for row in rows:
-            widget = settings.option_widget(row, values.get(row.key), elem_id=f"quick_{row.key}")
-            widgets[row.key] = widget
-            widget.input(lambda value, row=row: store(services.options, row, value), inputs=[widget],
-                         outputs=[message], show_progress="hidden")
+    for row in rows:
+        widget = settings.option_widget(row, values.get(row.key), elem_id=f"quick_{row.key}", label=short_label(row))
+        widgets[row.key] = widget
+        widget.input(lambda value, row=row: store(services.options, row, value), inputs=[widget],
+                     outputs=[message], show_progress="hidden")
+    build_theme_toggle()
     return widgets
 
 

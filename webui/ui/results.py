@@ -112,6 +112,10 @@ def selected_infotext(state: dict | None) -> str:
     return infotexts[index if 0 <= index < len(infotexts) else 0]
 
 
+#: How long Interrupt and Skip wait for the job to end before saying they are on their way.
+ACTION_SETTLE_SECONDS = 0.5
+
+
 def wire_controls(panel: ResultPanel, services) -> None:
     """Interrupt and Skip act on the running job of this browser tab only."""
 
@@ -127,6 +131,10 @@ def wire_controls(panel: ResultPanel, services) -> None:
         job = running[0]
         try:
             getattr(services.queue, action)(job.id, owner=owner)
+            # A job that stops at once has its final status streamed to the page already; this answer must not
+            # arrive after it and put "Interrupting…" back over it.
+            if services.queue.wait(job.id, timeout=ACTION_SETTLE_SECONDS).status.finished:
+                return gr.skip()
         except Exception as exc:
             return f"**Error:** {common.markdown_text(common.readable_error(exc))}"
         return f"{'Interrupting' if action == 'interrupt' else 'Skipping the current image of'} job {short_id(job.id)}…"

@@ -195,9 +195,9 @@ def apply_settings(options, keys: list[str], values: list) -> str:
     return f"{len(changes)} setting(s) changed: {', '.join(sorted(changes))}."
 
 
-def option_widget(row: OptionRow, value, elem_id: str | None = None):
-    """The widget of one option row (call inside a gradio layout)."""
-    common_args = {"label": row.label, "value": value, "elem_id": elem_id or f"setting_{row.key}"}
+def option_widget(row: OptionRow, value, elem_id: str | None = None, label: str | None = None):
+    """The widget of one option row (call inside a gradio layout); ``label`` replaces the row's own."""
+    common_args = {"label": label or row.label, "value": value, "elem_id": elem_id or f"setting_{row.key}"}
     if row.kind == "check":
         return gr.Checkbox(**common_args)
     if row.kind == "choice":

@@ -1,5 +1,6 @@
 """The top bar: checkpoint dropdown (A1111 titles) with a refresh button, and a message line."""
 from dataclasses import dataclass
+from typing import Callable
 
 import gradio as gr
 
@@ -31,8 +32,13 @@ def current_vae(services) -> str:
     return choice if choice in vae_choices(services) else "Automatic"
 
 
-def build_topbar(services) -> TopBar:
-    """Create the bar; choosing a checkpoint queues its load, refresh rescans the model folders."""
+def build_topbar(services, build_more: Callable[[gr.Markdown], object] | None = None) -> tuple[TopBar, object]:
+    """Create the bar; choosing a checkpoint queues its load, refresh rescans the model folders.
+
+    ``build_more(message)`` adds more widgets to the same row (A1111's quicksettings sit beside the
+    checkpoint); its result is returned beside the bar.
+    """
+    message = gr.Markdown("", elem_id="topbar_message", render=False)
     with gr.Row(elem_id="topbar"):
         checkpoint = gr.Dropdown(
             label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
@@ -42,7 +48,8 @@ def build_topbar(services) -> TopBar:
         refresh = gr.Button("↻", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
         vae = gr.Dropdown(label="SD VAE", elem_id="setting_sd_vae", choices=vae_choices(services),
                           value=current_vae(services), scale=2, allow_custom_value=False)
-        message = gr.Markdown("", elem_id="topbar_message")
+        more = build_more(message) if build_more else None
+    message.render()
     bar = TopBar(checkpoint, refresh, message, vae)
 
     def select_vae(choice):
@@ -91,4 +98,4 @@ def build_topbar(services) -> TopBar:
     checkpoint.input(select, inputs=[checkpoint], outputs=[message], show_progress="minimal", trigger_mode="always_last")
     refresh.click(refresh_list, inputs=[checkpoint], outputs=[checkpoint, vae, message], show_progress="minimal")
     vae.input(select_vae, inputs=[vae], outputs=[message], show_progress="hidden")
-    return bar
+    return bar, more

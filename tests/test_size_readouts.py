@@ -40,3 +40,23 @@ def test_clip_skip_limit_is_the_text_encoders_layer_count(tmp_path):
     assert text_encoder_layers(tmp_path / "xl.safetensors") == 3
     (tmp_path / "old.ckpt").write_bytes(b"not read")
     assert text_encoder_layers(tmp_path / "old.ckpt") == DEFAULT_LAYERS
+
+
+def test_resize_by_scales_the_image_size_to_multiples_of_8_and_the_readout_says_from_what_to_what():
+    from webui.ui.size_readouts import resize_readout, scaled_size
+
+    image = Image.new("RGB", (640, 480))
+    assert scaled_size(image, 0.5, 512, 512) == (320, 240)
+    assert scaled_size(image, 1.3, 512, 512) == (832, 624)
+    assert scaled_size(image, 4, 512, 512) == (2048, 1920)  # within the sliders' range
+    assert scaled_size(None, 2, 512, 768) == (512, 768)
+    assert resize_readout(image, 832, 624) == "Resize: from 640x480 to 832x624"
+    assert resize_readout(None, 512, 512) == "Resize: drop an image first"
+
+
+def test_brush_size_follows_the_longer_side_of_the_picture():
+    from webui.ui.size_readouts import brush_size_for
+
+    assert brush_size_for({"background": Image.new("RGBA", (1024, 512))}, 20) == 51
+    assert brush_size_for(Image.new("RGB", (16, 16)), 20) == 2
+    assert brush_size_for({"background": None}, 20) == 20

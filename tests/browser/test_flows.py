@@ -73,6 +73,14 @@ def test_img2img_drag_and_drop_gives_the_chosen_size(page, fake_app, tmp_path):
     # The dropped image's size becomes the tab's size; then the user picks another.
     page.wait_for_function("() => document.querySelector('#img2img_width input[type=number]').value === '80'"
                            " && document.querySelector('#img2img_height input[type=number]').value === '64'")
+    page.wait_for_function("() => document.querySelector('#img2img_resize_readout').innerText"
+                           ".includes('Resize: from 80x64 to 80x64')")
+    # A1111's "Resize by": the image's size times the factor, and the readout says so.
+    ui.set_number(page, "img2img_scale_by", 2)
+    page.wait_for_function("() => document.querySelector('#img2img_width input[type=number]').value === '160'"
+                           " && document.querySelector('#img2img_height input[type=number]').value === '128'")
+    page.wait_for_function("() => document.querySelector('#img2img_resize_readout').innerText"
+                           ".includes('Resize: from 80x64 to 160x128')")
     ui.fill_text(page, "img2img_prompt", "dropped")
     ui.set_number(page, "img2img_steps", 2)
     ui.set_number(page, "img2img_width", 64)
@@ -105,6 +113,12 @@ def test_inpaint_brush_stroke_changes_only_the_painted_area(page, fake_app, tmp_
     ui.upload_file(page, "inpaint_editor", _sample_png(tmp_path / "inpaint.png", size=(256, 256), colour=original))
     canvas = page.locator("#inpaint_editor canvas").first
     canvas.wait_for()
+    # The picture's size becomes the tab's size, and the labelled brush size follows it (1/20 of 256 px).
+    page.wait_for_function("() => document.querySelector('#inpaint_width input[type=number]').value === '256'"
+                           " && document.querySelector('#inpaint_height input[type=number]').value === '256'")
+    page.wait_for_function("() => document.querySelector('#inpaint_brush_size input[type=number]').value === '13'")
+    assert "Brush size" in ui.text_of(page, "inpaint_brush_size")
+    ui.set_number(page, "inpaint_brush_size", 24)  # a bigger brush keeps the picture in the editor
     time.sleep(1.0)  # the editor fits the picture to the canvas after loading it
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()

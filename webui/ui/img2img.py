@@ -20,10 +20,14 @@ def build_img2img_inputs(tab: str = "img2img") -> dict:
     batch_tab.select(lambda: True, outputs=[batch_mode], queue=False, show_progress="hidden")
     resize = gr.Radio(label="Resize mode", elem_id=f"{tab}_resize_mode", choices=common.RESIZE_MODES,
                       value=common.RESIZE_MODES[0], type="index")
+    with gr.Row():
+        scale_by = gr.Slider(label="Resize by (sets width and height from the image)", elem_id=f"{tab}_scale_by",
+                             minimum=0.05, maximum=4.0, step=0.05, value=1.0)
+        readout = gr.Markdown("Resize: drop an image first", elem_id=f"{tab}_resize_readout")
     denoise = gr.Slider(label="Denoising strength", elem_id=f"{tab}_denoising_strength", minimum=0, maximum=1,
                         step=0.01, value=0.75)
     return {"init_image": image, "resize_mode": resize, "denoising_strength": denoise, "batch_mode": batch_mode,
-            **batch}
+            "_scale_by": scale_by, "_resize_readout": readout, **batch}
 
 
 def require_init_image(own: dict, fields: dict) -> dict:

@@ -3,21 +3,30 @@ import gradio as gr
 from PIL import Image, ImageChops
 
 from webui.schemas import InvalidRequest
-from webui.ui import common
+from webui.ui import common, size_readouts
 from webui.ui.generation import GenerationTab, build_generation_tab
 from webui.ui.capped_images import capped
 
 
+def mask_brush(size: int | str = "auto") -> gr.Brush:
+    """Half-transparent white, one fixed colour (no colour button): the picture shows under the mask."""
+    return gr.Brush(colors=[("#ffffff", 0.5)], default_color=("#ffffff", 0.5), color_mode="fixed",
+                    default_size=size)
+
+
 def build_inpaint_inputs(tab: str = "inpaint") -> dict:
-    """The editor, the optional mask upload and A1111's inpaint options, by name."""
+    """The editor, the brush size, the optional mask upload and A1111's inpaint options, by name."""
     editor = capped(gr.ImageEditor(
         label="Image and mask: paint over what should change", elem_id=f"{tab}_editor", type="pil",
-        sources=["upload", "clipboard"], image_mode="RGBA", height=420, transforms=(),
-        # Half-transparent white shows the picture under the mask; "auto" sizes the brush to the image.
-        brush=gr.Brush(colors=[("#ffffff", 0.5)], default_color=("#ffffff", 0.5), color_mode="fixed",
-                       default_size="auto"),
+        sources=["upload", "clipboard"], image_mode="RGBA", height=420, transforms=(), brush=mask_brush(),
         layers=gr.LayerOptions(allow_additional_layers=False), format="png",
     ))
+    brush_size = gr.Slider(label="Brush size (px; set from the image's size when one is dropped)",
+                           elem_id=f"{tab}_brush_size", minimum=1, maximum=200, step=1, value=20)
+    editor.upload(size_readouts.brush_size_for, inputs=[editor, brush_size], outputs=[brush_size],
+                  show_progress="hidden")
+    brush_size.change(lambda size: gr.ImageEditor(brush=mask_brush(int(size))), inputs=[brush_size],
+                      outputs=[editor], show_progress="hidden")
     with gr.Accordion("Upload a mask instead (white = change)", open=False):
         mask = capped(gr.Image(label="Mask", elem_id=f"{tab}_mask_upload", type="pil", image_mode="L",
                                sources=["upload", "clipboard"], height=200, format="png"))
@@ -39,7 +48,7 @@ def build_inpaint_inputs(tab: str = "inpaint") -> dict:
     return {
         "editor": editor, "mask_upload": mask, "inpaint_area": area, "mask_blur": blur,
         "inpainting_mask_invert": mode, "inpainting_fill": fill, "inpaint_full_res_padding": padding,
-        "resize_mode": resize, "denoising_strength": denoise,
+        "resize_mode": resize, "denoising_strength": denoise, "_brush_size": brush_size,
     }
 
 

@@ -1,4 +1,5 @@
-"""Sizes the user sees: an uploaded image sets the tab's size, hires fix says "from WxH to WxH"."""
+"""Sizes the user sees: an uploaded image sets the tab's size, "Resize by" scales it, hires fix and img2img
+say "from WxH to WxH"."""
 from __future__ import annotations
 
 SLIDER_MAX = 2048  # the size sliders' range (webui/ui/params.py)
@@ -14,6 +15,36 @@ def size_of_image(image, current_width, current_height) -> tuple[int, int]:
             return current_width, current_height
     width, height = image.size
     return tuple(min(SLIDER_MAX, max(64, int(round(side / 8)) * 8)) for side in (width, height))
+
+
+def image_size(image) -> tuple[int, int] | None:
+    """(width, height) of a PIL image or of an ImageEditor value's background; None without an image."""
+    if isinstance(image, dict):
+        image = image.get("background")
+    return None if image is None else image.size
+
+
+def scaled_size(image, scale, current_width, current_height) -> tuple[int, int]:
+    """A1111's "Resize by": the image's size times ``scale``, in multiples of 8 within the sliders' range."""
+    size = image_size(image)
+    if size is None:
+        return current_width, current_height
+    factor = float(scale or 1)
+    return tuple(min(SLIDER_MAX, max(64, int(round(side * factor / 8)) * 8)) for side in size)
+
+
+def resize_readout(image, width, height) -> str:
+    """The line under img2img's size: ``Resize: from 640x480 to 512x384`` (or what is missing)."""
+    size = image_size(image)
+    if size is None:
+        return "Resize: drop an image first"
+    return f"Resize: from {size[0]}x{size[1]} to {int(width or 0)}x{int(height or 0)}"
+
+
+def brush_size_for(image, current: int) -> int:
+    """A brush size relative to the image: about 1/20 of its longer side (the current size without an image)."""
+    size = image_size(image)
+    return current if size is None else max(2, min(200, round(max(size) / 20)))
 
 
 def hires_target(width, height, scale, resize_x, resize_y) -> tuple[int, int]:
@@ -40,6 +71,15 @@ def wire_size_from_image(image, fields: dict) -> None:
     """Dropping or uploading an image sets the tab's width and height to its size."""
     width, height = fields["width"], fields["height"]
     image.upload(size_of_image, inputs=[image, width, height], outputs=[width, height], show_progress="hidden")
+
+
+def wire_resize_by(image, scale, readout, fields: dict) -> None:
+    """Moving "Resize by" sets width and height from the image; the readout follows every size change."""
+    width, height = fields["width"], fields["height"]
+    scale.input(scaled_size, inputs=[image, scale, width, height], outputs=[width, height], show_progress="hidden")
+    for comp in (image, width, height):
+        comp.change(resize_readout, inputs=[image, width, height], outputs=[readout], show_progress="hidden",
+                    queue=False)
 
 
 def wire_hires_readout(readout, fields: dict) -> None:

@@ -1,8 +1,8 @@
 """The demo ControlNet's data and measure: silhouettes are the scene's geometry, the centroid measure finds
 a drawn shape's centre of mass, and the scenes held out of training never reach it.
 
-The trained model's own tests (loading, centroid within 4 px at held-out positions) wait in
-tests/pending/demo_controlnet_quality.py for the trained weights.
+The trained model's own tests (loading, centroid within 4 px at held-out positions) are in
+tests/test_demo_controlnet_quality.py and tests/test_api_demo_controlnet.py.
 """
 from __future__ import annotations
 

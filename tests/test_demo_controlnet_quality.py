@@ -1,8 +1,5 @@
-"""PENDING, not collected (the file name does not start with ``test_``): enable it (move it to
-``tests/test_demo_controlnet_quality.py``) once ``models/ControlNet/demo-silhouette.safetensors`` has been
-trained and committed (``tools/train_demo_controlnet.py``; bench/TRAINING.md says why it is not yet).
-
-The shipped demo ControlNet: it loads with diffusers from the file alone and puts the shape where the
+"""The shipped demo ControlNet (``models/ControlNet/demo-silhouette.safetensors``, trained by
+``tools/train_demo_controlnet.py``): it loads with diffusers from the file alone and puts the shape where the
 silhouette is, at positions and sizes its training never showed, whatever shape and colours the prompt names.
 
 Generation is plain diffusers (``StableDiffusionControlNetPipeline``) on the demo model's components as the

@@ -85,3 +85,28 @@ def test_autocomplete_offers_lora_wildcard_and_embedding_names():
     assert completions(names, "a __an") == (4, ["__animal__"])
     assert completions(names, "a cat, (bad") == (3, ["bad-hands", "badprompt"])
     assert completions(names, "a b") == (0, [])
+
+
+def test_an_embedding_name_counts_as_its_vectors_as_the_engine_encodes_it(tmp_path):
+    """A 4-vector embedding is 4 tokens (not the word pieces of its name), also where it crosses a chunk."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from webui.models.embeddings import EmbeddingSet
+
+    torch.save({"string_to_param": {"*": torch.randn(4, 32)}, "name": "zzstyle"}, tmp_path / "zzStyle.pt")
+    config = CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    engine_tokenizer = load_clip_tokenizer("clip_l")
+    embeddings = EmbeddingSet()
+    status = embeddings.install([("zzStyle", tmp_path / "zzStyle.pt")], [engine_tokenizer],
+                                [CLIPTextModel(config)], "sd1")
+    counter = TokenCounter(load_clip_tokenizer("clip_l"), embedding_vectors=lambda: dict(status.loaded))
+    unaware = TokenCounter(load_clip_tokenizer("clip_l"))
+    engine = PromptEncoder([engine_tokenizer], [None], family="sd1")
+    for prompt in ("a photo of zzStyle", "(ZZSTYLE:1.2), a cat", "word " * 73 + "zzStyle", "zzstyles"):
+        expected = engine.token_count(embeddings.expand_prompt(prompt))
+        assert counter.count(prompt) == expected, prompt
+    assert counter.count("a photo of zzStyle") == (7, 75)
+    assert unaware.count("a photo of zzStyle")[0] != 7  # the name's word pieces: why the counter must know it
+    assert counter.count("word " * 73 + "zzStyle")[1] == 150  # the vectors stay together, in the second chunk

@@ -67,8 +67,14 @@ class Services:
         if self.token_counter is None:
             from webui.engine.token_counter import TokenCounter
 
-            self.token_counter = TokenCounter()
+            self.token_counter = TokenCounter(embedding_vectors=self.loaded_embedding_vectors)
         return self.token_counter
+
+    def loaded_embedding_vectors(self) -> dict[str, int]:
+        """Vector counts of the embeddings the loaded model has installed (published by the manager; no lock)."""
+        snapshot = getattr(self.models, "snapshot", None)
+        status = getattr(snapshot(), "embeddings", None) if callable(snapshot) else None
+        return dict(getattr(status, "loaded", None) or {})
 
     def refresh_wildcards(self):
         """Rescan the wildcards folder; the engine uses the new index from its next job on."""

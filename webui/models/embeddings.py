@@ -171,9 +171,7 @@ class EmbeddingSet:
 
     def expand_prompt(self, text: str) -> str:
         """Replace each whole-word embedding name by its tokens (``name`` -> ``name name_1 name_2``)."""
-        if self._pattern is None:
-            return text
-        return self._pattern.sub(lambda m: " ".join(self._tokens[m.group(0).lower()]), text)
+        return expand_embedding_names(text, self._pattern, self._tokens)
 
     def used_in(self, text: str) -> list[str]:
         """Names of the installed embeddings that ``text`` mentions, in order of first mention."""
@@ -220,23 +218,16 @@ class EmbeddingSet:
 
     # -- internals ------------------------------------------------------------
     def _add_tokens(self, chosen, tokenizers, text_encoders) -> None:
-        from tokenizers import AddedToken
-
         vocabularies = [set(tok.get_vocab()) for tok in tokenizers]
-        used: set[str] = set()
-        for name, vectors in chosen:
-            tokens = _token_names(name, int(vectors[0].shape[0]))
-            if any(t in vocab or t in used for t in tokens for vocab in vocabularies):
-                tokens = _token_names(f"<{name}>", int(vectors[0].shape[0]))
-            used.update(tokens)
-            self._tokens[name.lower()] = tokens
+        self._tokens = embedding_token_names([(name, int(vectors[0].shape[0])) for name, vectors in chosen],
+                                             vocabularies)
         for tokenizer in tokenizers:
             backend = getattr(tokenizer, "_tokenizer", None)
             if backend is None:
                 raise TypeError(f"{type(tokenizer).__name__} has no tokenizers backend to extend")
             self._saved_tokenizers.append((tokenizer, backend))
             tokenizer._tokenizer = type(backend).from_str(backend.to_str())
-            tokenizer.add_tokens([AddedToken(t, single_word=True, normalized=False) for t in self._all_tokens()])
+            add_embedding_tokens(tokenizer, self._all_tokens())
         for index, (tokenizer, encoder) in enumerate(zip(tokenizers, text_encoders)):
             embedding = encoder.get_input_embeddings()
             original = embedding.weight
@@ -256,13 +247,46 @@ class EmbeddingSet:
                 if getattr(module, "eos_token_id", None) == _LEGACY_EOS_ID and eos is not None:
                     self._saved_eos.append((module, _LEGACY_EOS_ID))
                     module.eos_token_id = eos
-        names = sorted(self._tokens, key=len, reverse=True)
-        self._pattern = re.compile(
-            r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])", re.IGNORECASE
-        )
+        self._pattern = embedding_name_pattern(self._tokens)
 
     def _all_tokens(self) -> list[str]:
         return [t for tokens in self._tokens.values() for t in tokens]
+
+
+def embedding_token_names(counts, vocabularies) -> dict[str, list[str]]:
+    """The tokens each embedding gets, by lowercased name: ``name``, ``name_1``... (``<name>``... when one of
+    those is already a word of a tokenizer or of another embedding). ``counts`` = [(name, vectors), ...]."""
+    tokens_by_name: dict[str, list[str]] = {}
+    used: set[str] = set()
+    for name, count in counts:
+        tokens = _token_names(name, count)
+        if any(t in vocab or t in used for t in tokens for vocab in vocabularies):
+            tokens = _token_names(f"<{name}>", count)
+        used.update(tokens)
+        tokens_by_name[name.lower()] = tokens
+    return tokens_by_name
+
+
+def add_embedding_tokens(tokenizer, tokens: list[str]) -> None:
+    """Teach ``tokenizer`` the embeddings' tokens, each one whole word."""
+    from tokenizers import AddedToken
+
+    tokenizer.add_tokens([AddedToken(t, single_word=True, normalized=False) for t in tokens])
+
+
+def embedding_name_pattern(tokens_by_name: dict[str, list[str]]) -> re.Pattern | None:
+    """A case-insensitive whole-word pattern of the names (longest first); None without names."""
+    if not tokens_by_name:
+        return None
+    names = sorted(tokens_by_name, key=len, reverse=True)
+    return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])", re.IGNORECASE)
+
+
+def expand_embedding_names(text: str, pattern: re.Pattern | None, tokens_by_name: dict[str, list[str]]) -> str:
+    """``text`` with each embedding name replaced by all its tokens (``name`` -> ``name name_1 name_2``)."""
+    if pattern is None:
+        return text
+    return pattern.sub(lambda m: " ".join(tokens_by_name[m.group(0).lower()]), text)
 
 
 def _token_names(name: str, count: int) -> list[str]:

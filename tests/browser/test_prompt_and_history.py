@@ -72,3 +72,18 @@ def test_prompt_autocomplete_completes_a_lora_name(page, fake_app):
     page.keyboard.press("Tab")
     page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value"
                            " === 'a cat, <lora:demo-outline:1>'")
+
+
+def test_style_names_complete_as_typed_and_apply_to_the_prompt(page, fake_app):
+    ui.fill_text(page, "txt2img_prompt", "a cat")
+    box = page.locator("#txt2img_styles input").first
+    box.click()
+    page.keyboard.type("bri")
+    options = page.locator("#txt2img_styles li[role=option]")
+    options.first.wait_for()
+    assert [options.nth(i).inner_text().strip() for i in range(options.count())] == ["Bright"]
+    page.keyboard.press("Enter")
+    page.locator("#demo_note").click()  # close the list
+    page.click("#txt2img_style_apply")
+    page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value"
+                           " === 'a cat, bright colours'")

@@ -61,6 +61,8 @@ def test_ctrl_up_weights_words_ctrl_enter_generates_and_the_whole_image_shows(pa
     line = ui.wait_status(page, "txt2img", "Done", "Error")
     assert line.startswith("Done: 4 image(s)")
     assert box.input_value() == "a (red:0.9) cat", "Ctrl+Enter adds no newline"
+    page.wait_for_function("() => document.querySelector('#txt2img_interrupt').offsetParent === null")
+    assert page.is_visible("#txt2img_generate"), "idle: Generate alone, Interrupt and Skip hidden"
     assert "a (red:0.9) cat" in ui.textbox_value(page, "txt2img_infotext")
 
     # The large image: the image's own aspect, inside the gallery, drawn without smoothing (64 px shown larger).

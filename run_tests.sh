@@ -10,4 +10,4 @@ if [ -f .ci/services-setup.sh ]; then
   bash .ci/services-setup.sh
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=15 "$@"  # the slowest tests, for whoever keeps CI fast

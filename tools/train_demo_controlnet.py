@@ -261,7 +261,9 @@ def export_controlnet(path: Path, controlnet, args, report: dict, timings: dict)
         "modelspec.resolution": "64x64",
         "modelspec.license": "same as this project",
         "webui.controlnet.layout": "diffusers",
-        "webui.controlnet.config": json.dumps(dict(controlnet.config), default=list),
+        # the config without where it was read from (a path of the training machine)
+        "webui.controlnet.config": json.dumps({k: v for k, v in dict(controlnet.config).items()
+                                               if k != "_name_or_path"}, default=list),
         "webui.demo.base_model": "demo-shapes.safetensors",
         "webui.demo.recipe": json.dumps({
             "from_unet": {"conditioning_embedding_out_channels": list(CONDITIONING_OUT_CHANNELS),

@@ -53,10 +53,3 @@ def test_resize_by_scales_the_image_size_to_multiples_of_8_and_the_readout_says_
     assert resize_readout(image, 832, 624) == "Resize: from 640x480 to 832x624"
     assert resize_readout(None, 512, 512) == "Resize: drop an image first"
 
-
-def test_brush_size_follows_the_longer_side_of_the_picture():
-    from webui.ui.size_readouts import brush_size_for
-
-    assert brush_size_for({"background": Image.new("RGBA", (1024, 512))}, 20) == 51
-    assert brush_size_for(Image.new("RGB", (16, 16)), 20) == 2
-    assert brush_size_for({"background": None}, 20) == 20

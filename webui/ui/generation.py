@@ -91,9 +91,8 @@ def build_generation_tab(
     prompt_tools.wire_prompt_tools(tools, prompt, services, fields, services.prompt_token_counter())
     if hr:
         size_readouts.wire_hires_readout(hr["_hr_readout"], fields)
-    dropped = inputs.get("init_image") or inputs.get("editor")  # img2img's image, inpaint's editor
-    if dropped is not None:
-        size_readouts.wire_size_from_image(dropped, fields)
+    if inputs.get("init_image") is not None:  # img2img (no event reads inpaint's editor while a picture loads)
+        size_readouts.wire_size_from_image(inputs["init_image"], fields)
     if inputs.get("_scale_by") is not None:
         size_readouts.wire_resize_by(inputs["init_image"], inputs["_scale_by"], inputs["_resize_readout"], fields)
     own = {k: v for k, v in inputs.items() if k not in params.FIELD_TYPES and not k.startswith("_")}

@@ -3,12 +3,16 @@ import gradio as gr
 from PIL import Image, ImageChops
 
 from webui.schemas import InvalidRequest
-from webui.ui import common, size_readouts
+from webui.ui import common
 from webui.ui.generation import GenerationTab, build_generation_tab
 from webui.ui.capped_images import capped
 
 
-def mask_brush(size: int | str = "auto") -> gr.Brush:
+#: The editor's own starting brush size ("auto" means 25 in gradio's editor), shown on the slider.
+DEFAULT_BRUSH_SIZE = 25
+
+
+def mask_brush(size: int = DEFAULT_BRUSH_SIZE) -> gr.Brush:
     """Half-transparent white, one fixed colour (no colour button): the picture shows under the mask."""
     return gr.Brush(colors=[("#ffffff", 0.5)], default_color=("#ffffff", 0.5), color_mode="fixed",
                     default_size=size)
@@ -21,12 +25,12 @@ def build_inpaint_inputs(tab: str = "inpaint") -> dict:
         sources=["upload", "clipboard"], image_mode="RGBA", height=420, transforms=(), brush=mask_brush(),
         layers=gr.LayerOptions(allow_additional_layers=False), format="png",
     ))
-    brush_size = gr.Slider(label="Brush size (px; set from the image's size when one is dropped)",
-                           elem_id=f"{tab}_brush_size", minimum=1, maximum=200, step=1, value=20)
-    editor.upload(size_readouts.brush_size_for, inputs=[editor, brush_size], outputs=[brush_size],
-                  show_progress="hidden")
-    brush_size.change(lambda size: gr.ImageEditor(brush=mask_brush(int(size))), inputs=[brush_size],
-                      outputs=[editor], show_progress="hidden")
+    # Only the user's own moves reach the editor, and no event reads the editor while a picture loads into it:
+    # an upload handler with the editor as input lost the picture in a CI run (a race inside the editor).
+    brush_size = gr.Slider(label="Brush size (pixels of the picture)", elem_id=f"{tab}_brush_size", minimum=1,
+                           maximum=200, step=1, value=DEFAULT_BRUSH_SIZE)
+    brush_size.input(lambda size: gr.ImageEditor(brush=mask_brush(int(size))), inputs=[brush_size],
+                     outputs=[editor], show_progress="hidden")
     with gr.Accordion("Upload a mask instead (white = change)", open=False):
         mask = capped(gr.Image(label="Mask", elem_id=f"{tab}_mask_upload", type="pil", image_mode="L",
                                sources=["upload", "clipboard"], height=200, format="png"))

@@ -41,12 +41,6 @@ def resize_readout(image, width, height) -> str:
     return f"Resize: from {size[0]}x{size[1]} to {int(width or 0)}x{int(height or 0)}"
 
 
-def brush_size_for(image, current: int) -> int:
-    """A brush size relative to the image: about 1/20 of its longer side (the current size without an image)."""
-    size = image_size(image)
-    return current if size is None else max(2, min(200, round(max(size) / 20)))
-
-
 def hires_target(width, height, scale, resize_x, resize_y) -> tuple[int, int]:
     """The second pass's size as A1111 works it out: "Resize to" wins, one side 0 keeps the aspect."""
     width, height = int(width or 0), int(height or 0)

@@ -53,3 +53,13 @@ def test_resize_by_scales_the_image_size_to_multiples_of_8_and_the_readout_says_
     assert resize_readout(image, 832, 624) == "Resize: from 640x480 to 832x624"
     assert resize_readout(None, 512, 512) == "Resize: drop an image first"
 
+
+
+def test_a_sent_picture_gets_a_brush_sized_to_it():
+    from webui.ui.inpaint import brush_size_for, editor_with_picture
+
+    assert brush_size_for(1024, 512) == 51
+    assert brush_size_for(16, 16) == 2
+    assert brush_size_for(8000, 100) == 200
+    update, size = editor_with_picture(Image.new("RGB", (640, 480)))
+    assert size == 32 and update.brush.default_size == 32

@@ -279,6 +279,8 @@ def test_send_to_inpaint_and_extras_carry_the_image(page, fake_app):
     page.wait_for_selector("#inpaint_editor canvas")
     assert ui.textbox_value(page, "inpaint_prompt") == "carry me"
     assert page.locator("#inpaint_width input[type=number]").input_value() == "96"
+    # The brush is sized to the picture sent (1/20 of its longer side, at least 2 px).
+    assert page.locator("#inpaint_brush_size input[type=number]").input_value() == "5"
     ui.open_tab(page, "txt2img")
     page.click("#txt2img_send_to_extras")
     page.wait_for_selector("#tab_extras", state="visible")

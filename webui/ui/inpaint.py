@@ -12,6 +12,18 @@ from webui.ui.capped_images import capped
 DEFAULT_BRUSH_SIZE = 25
 
 
+def brush_size_for(width: int, height: int) -> int:
+    """A brush relative to the picture: about 1/20 of its longer side, within the slider's range."""
+    return max(2, min(200, round(max(width, height) / 20)))
+
+
+def editor_with_picture(image) -> tuple[gr.ImageEditor, int]:
+    """An editor update holding ``image`` (nothing painted) with a brush sized to it, and that size."""
+    size = brush_size_for(*image.size)
+    value = {"background": image, "layers": [], "composite": image}
+    return gr.ImageEditor(value=value, brush=mask_brush(size)), size
+
+
 def mask_brush(size: int = DEFAULT_BRUSH_SIZE) -> gr.Brush:
     """Half-transparent white, one fixed colour (no colour button): the picture shows under the mask."""
     return gr.Brush(colors=[("#ffffff", 0.5)], default_color=("#ffffff", 0.5), color_mode="fixed",

@@ -6,7 +6,7 @@ from webui.ui import (autocomplete, clip_skip, common, files, page_assets, pngin
 from webui.ui.extras import build_extras_tab
 from webui.ui.history import build_history_tab
 from webui.ui.img2img import build_img2img_tab
-from webui.ui.inpaint import build_inpaint_tab
+from webui.ui.inpaint import build_inpaint_tab, editor_with_picture
 from webui.ui.pnginfo import build_pnginfo_tab
 from webui.ui.queue_panel import build_queue_panel
 from webui.ui import settings
@@ -111,7 +111,7 @@ def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history) 
     # The History tab's selection is held in a result-panel state, so its buttons act like a panel's.
     panels = [txt2img.panel, img2img.panel, inpaint.panel, extras.panel, queue.panel, history]
     img2img_image = img2img.inputs["init_image"]
-    editor = inpaint.inputs["editor"]
+    editor, brush_size = inpaint.inputs["editor"], inpaint.inputs["_brush_size"]
     carry_img2img = [c for n, c in img2img.fields.items() if n not in NOT_SENT]
     carry_inpaint = [c for n, c in inpaint.fields.items() if n not in NOT_SENT]
 
@@ -131,7 +131,8 @@ def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history) 
             gr.Warning("There is no image to send yet.")
             return {}
         updates = _carried_fields(state, inpaint)
-        updates.update({editor: {"background": image, "layers": [], "composite": image},
+        picture, brush = editor_with_picture(image)  # the brush sized to the picture
+        updates.update({editor: picture, brush_size: brush,
                         inpaint.fields["width"]: image.width, inpaint.fields["height"]: image.height,
                         tabs: gr.Tabs(selected="inpaint")})
         return updates
@@ -146,7 +147,7 @@ def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history) 
     for panel in panels:
         panel.send_img2img.click(to_img2img, inputs=[panel.state], outputs=[img2img_image, tabs, *carry_img2img],
                                  show_progress="hidden")
-        panel.send_inpaint.click(to_inpaint, inputs=[panel.state], outputs=[editor, tabs, *carry_inpaint],
+        panel.send_inpaint.click(to_inpaint, inputs=[panel.state], outputs=[editor, brush_size, tabs, *carry_inpaint],
                                  show_progress="hidden")
         panel.send_extras.click(to_extras, inputs=[panel.state], outputs=[extras.image, tabs], show_progress="hidden")
 
@@ -185,6 +186,6 @@ def _wire_send_to(tabs, txt2img, img2img, inpaint, extras, png, queue, history) 
             return {"images": [image.convert("RGB")], "infotexts": [text or ""], "selected": 0}
 
     png.send_inpaint.click(lambda path, text: to_inpaint(png_state(path, text)), inputs=[png.image, png.parameters],
-                           outputs=[editor, tabs, *carry_inpaint], show_progress="hidden")
+                           outputs=[editor, brush_size, tabs, *carry_inpaint], show_progress="hidden")
     png.send_extras.click(lambda path, text: to_extras(png_state(path, text)), inputs=[png.image, png.parameters],
                           outputs=[extras.image, tabs], show_progress="hidden")

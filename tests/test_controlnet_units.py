@@ -82,6 +82,12 @@ def test_preprocessors_make_the_control_images_users_expect():
     shuffled = [array(run_module("shuffle", image, 64, seed=s)) for s in (1, 1, 2)]
     assert np.array_equal(shuffled[0], shuffled[1]) and not np.array_equal(shuffled[0], shuffled[2])
     assert run_module("canny", image, 128).size == (192, 128)  # the short side at the processor resolution
+    # The colour adapter's grid: cells of 64 px, each one flat colour, the picture's colours where they were.
+    halves = Image.new("RGB", (256, 128), (220, 20, 20))
+    ImageDraw.Draw(halves).rectangle((128, 0, 255, 127), fill=(20, 20, 220))
+    grid = array(run_module("t2ia_color_grid", halves, 128))
+    assert grid.shape == (128, 256, 3) and len(np.unique(grid[:64, :64].reshape(-1, 3), axis=0)) == 1
+    assert grid[10, 10, 0] > 150 > grid[10, 200, 0] and grid[10, 200, 2] > 150
 
 
 def test_network_preprocessors_name_the_annotator_file_they_need(tmp_path):

@@ -125,6 +125,13 @@ def _shuffle(image, resolution, a, b, seed):
     return Image.fromarray(out.clip(0, 255).astype(np.uint8))
 
 
+def _color_grid(image, resolution, a, b, seed):
+    """The colour adapter's input: the image in cells of 64x64 pixels, each its average colour."""
+    image = _at_resolution(image, resolution)
+    cells = image.resize((max(1, image.width // 64), max(1, image.height // 64)), Image.BICUBIC)
+    return cells.resize(image.size, Image.NEAREST)
+
+
 _RES = Slider("Preprocessor Resolution", 512, 64, 2048, 8)
 MODULES: tuple[Module, ...] = (
     Module("none", "All", _none, resolution=False),
@@ -137,6 +144,7 @@ MODULES: tuple[Module, ...] = (
            thresholds=(Slider("Down Sampling Rate", 1.0, 1.0, 8.0, 0.01),)),
     Module("blur_gaussian", "Tile", _blur_gaussian, thresholds=(Slider("Sigma", 9.0, 0.01, 64.0, 0.01),)),
     Module("shuffle", "Shuffle", _shuffle),
+    Module("t2ia_color_grid", "T2I-Adapter", _color_grid),
     # Network annotators: the file each needs (the extension's names for them).
     Module("depth_midas", "Depth", None, annotator="dpt_hybrid-midas-501f0c75.pt"),
     Module("depth_leres", "Depth", None, annotator="res101.pth"),
@@ -149,14 +157,15 @@ MODULES: tuple[Module, ...] = (
     Module("mlsd", "MLSD", None, annotator="mlsd_large_512_fp32.pth"),
     Module("normal_bae", "NormalMap", None, annotator="scannet.pt"),
     Module("seg_ofade20k", "Segmentation", None, annotator="upernet_global_small.pth"),
+    Module("t2ia_sketch_pidi", "T2I-Adapter", None, annotator="table5_pidinet.pth"),
 )
 CONTROL_TYPES = ("All", "Canny", "Depth", "NormalMap", "OpenPose", "MLSD", "Lineart", "SoftEdge", "Scribble",
-                 "Segmentation", "Shuffle", "Tile")
+                 "Segmentation", "Shuffle", "Tile", "T2I-Adapter")
 # Words in a ControlNet's file name that name its control type (as the extension filters its model list).
 CONTROL_TYPE_WORDS = {"Canny": ("canny",), "Depth": ("depth",), "NormalMap": ("normal",), "OpenPose": ("pose",),
                       "MLSD": ("mlsd",), "Lineart": ("lineart",), "SoftEdge": ("softedge", "hed", "pidi"),
                       "Scribble": ("scribble", "sketch"), "Segmentation": ("seg", "silhouette"),
-                      "Shuffle": ("shuffle",), "Tile": ("tile", "blur")}
+                      "Shuffle": ("shuffle",), "Tile": ("tile", "blur"), "T2I-Adapter": ("t2i", "adapter")}
 
 
 def find_module(name: str) -> Module:

@@ -7,6 +7,7 @@ extension's field names, or its older ones (``input_image``, ``guessmode``,
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable
@@ -63,6 +64,21 @@ class ControlUnit:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(ControlUnit))
+
+
+def with_mask_as_input(unit: ControlUnit) -> ControlUnit:
+    """The unit as the extension runs a drawn mask: strokes on the unit's canvas become the control image.
+
+    A mask that is neither all black nor all white replaces the image (white strokes on black, the
+    scribble a user drew) and the preprocessor becomes "none"; a blank or full mask changes nothing.
+    """
+    if unit.mask is None:
+        return unit
+    grey = unit.mask.convert("L")
+    low, high = grey.getextrema()
+    if (low, high) in ((0, 0), (255, 255)):
+        return dataclasses.replace(unit, mask=None)
+    return dataclasses.replace(unit, image=grey.convert("RGB"), module="none", mask=None)
 
 
 def _number(value, where: str, low: float, high: float, whole: bool = False):

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from webui.engine.controlnet import unet_residuals
 from webui.engine.guidance import GuideCall, GuidanceHooks
 from webui.engine.noise import ImageRNG
 from webui.engine.sampling.runner import CFGPP_SCALE, Guided, Latents, Plan, run
@@ -179,7 +180,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
             control_in = job.controlnet.unet_inputs(model_in.to(dtype), timestep, context, added, image_rows,
                                                     conditional, step, job.progress.steps)
         out = model[0](model_in.to(dtype), timestep, encoder_hidden_states=context, added_cond_kwargs=added,
-                   **control_in).sample.float()
+                   **unet_residuals(control_in)).sample.float()
         out_pos = out[-len(rows):]
         if skip_uncond:
             first_part = [int((rows == i).nonzero()[0]) for i in range(batch)]
@@ -196,11 +197,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
         def positive_again():  # the positive rows once more, for add-ons that perturb the UNet (PAG)
             n = len(rows)
             extra = {k: v[-n:] for k, v in added.items()} if added else None
-            residuals = {}
-            if control_in:
-                residuals = {"down_block_additional_residuals": tuple(r[-n:] for r in
-                                                                      control_in["down_block_additional_residuals"]),
-                             "mid_block_additional_residual": control_in["mid_block_additional_residual"][-n:]}
+            residuals = unet_residuals(control_in, n)
             return model[0](model_in[-n:].to(dtype), timestep[-n:], encoder_hidden_states=context[-n:],
                         added_cond_kwargs=extra, **residuals).sample.float()
         return hooks.combine(guided, GuideCall(x_in, t, sigma, out_neg, out_pos, rows, weights, used_scale, step,

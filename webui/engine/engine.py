@@ -21,9 +21,9 @@ from webui import vocabulary
 from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
-from webui.controlnet import find_controlnet_args, parse_units, units_infotext
+from webui.controlnet import find_controlnet_args, parse_units, units_infotext, with_mask_as_input
 from webui.engine import imageprep, latent_preview, vae_ops
-from webui.engine.controlnet import ControlRun, prepare_unit
+from webui.engine.controlnet import ControlRun, is_adapter, prepare_unit
 from webui.engine.diffusion import Conditioning, ModelSwitch, SamplingJob, denoise
 from webui.engine.guidance.soft_inpaint import SoftInpaintRun
 from webui.engine.noise import make_image_rng, sampler_uses_ensd, variation_seeds
@@ -639,17 +639,16 @@ class Engine:
             if not unit.active:
                 warnings.append(f"ControlNet unit {index}: no model chosen; ignored")
                 continue
+            unit = with_mask_as_input(unit)  # strokes drawn on the unit's canvas are its control image
             image = unit.image if unit.image is not None else request.init_image
             if image is None:
                 raise InvalidRequest(f"ControlNet unit {index} has no image", field=f"{where}.image")
-            if unit.mask is not None:
-                warnings.append(f"ControlNet unit {index}: masks are not used by this server; ignored")
             try:
                 info = self.catalog.find_controlnet(unit.model)
             except NotFound as exc:
                 raise InvalidRequest(str(exc), field=f"{where}.model") from None
             net = self.models.controlnet(info.title)
-            strides = 2 ** (len(net.config.conditioning_embedding_out_channels) - 1)
+            strides = 8 if is_adapter(net) else 2 ** (len(net.config.conditioning_embedding_out_channels) - 1)
             if strides != vae_ops.scale_factor(model.vae):  # its hint would not land on the latent grid
                 raise InvalidRequest(f"ControlNet {info.title} reads its image at 1/{strides} of the pixels, this "
                                      f"checkpoint's latents are 1/{vae_ops.scale_factor(model.vae)}: it is made "

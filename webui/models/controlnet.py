@@ -8,6 +8,7 @@ of stride-2 convolutions, SDXL's size embedding) is read from them; what they
 cannot show (attention heads, norm groups, activation) comes from the UNet of
 the checkpoint the ControlNet runs with, as a ControlNet is a copy of that
 UNet's encoder. A ControlNet for another family is refused with a message.
+T2I-Adapters in the same folder are told apart by their keys (webui.models.t2i_adapter).
 """
 from __future__ import annotations
 
@@ -161,14 +162,29 @@ def _controlnet_class():
     return ControlNetModel
 
 
-def read_controlnet(path: Path) -> dict:
-    """A ControlNet file's tensors in the diffusers layout (safetensors, or .pth/.bin through weights_only)."""
-    state, _ = read_state_dict(Path(path))
+def _controlnet_state(state: dict, name: str) -> dict:
     layout = detect_layout(state)
     if layout == "unknown":
-        raise ModelLoadError(f"{Path(path).name} is not a ControlNet in a layout this server reads "
-                             "(original control_model.* or diffusers); T2I-Adapters are not supported yet")
+        raise ModelLoadError(f"{name} is neither a ControlNet (original control_model.* or diffusers layout) "
+                             "nor a T2I-Adapter this server reads")
     return original_to_diffusers(state) if layout == "original" else state
+
+
+def load_control_model(path: Path, unet_config: dict, checkpoint: str, title: str, device, dtype):
+    """The ControlNet or T2I-Adapter in ``path``, checked against the UNet of ``unet_config`` and built."""
+    from webui.models import t2i_adapter
+
+    state, _ = read_state_dict(Path(path))
+    adapter_layout = t2i_adapter.detect_adapter_layout(state)
+    if adapter_layout is not None:
+        state = t2i_adapter.adapter_state(state, adapter_layout, unet_config)
+        config = t2i_adapter.infer_adapter_config(state)
+        t2i_adapter.check_adapter_fits(title, config, unet_config, checkpoint)
+        return t2i_adapter.build_adapter(state, config, device, dtype)
+    state = _controlnet_state(state, Path(path).name)
+    shapes = infer_controlnet_config(state)
+    check_family(title, shapes, unet_config, checkpoint)
+    return build_controlnet(state, controlnet_config(shapes, unet_config), device, dtype)
 
 
 def build_controlnet(state: dict, config: dict, device, dtype):
@@ -178,7 +194,7 @@ def build_controlnet(state: dict, config: dict, device, dtype):
 
 
 class ControlNetCache:
-    """Loaded ControlNets, by file hash and the UNet they fit; the model manager owns one.
+    """Loaded ControlNets and T2I-Adapters, by file hash and the UNet they fit; the model manager owns one.
 
     ``limit`` models stay loaded (LRU), so a job using the same units again does
     not read the files again.
@@ -193,15 +209,12 @@ class ControlNetCache:
     def get(self, info, unet_config: dict, checkpoint: str):
         """The ControlNet of catalog entry ``info`` ready to run beside a UNet of ``unet_config``."""
         key = (info.sha256, unet_config.get("cross_attention_dim"), repr(unet_config.get("attention_head_dim")),
-               unet_config.get("norm_num_groups"))
+               unet_config.get("norm_num_groups"), repr(unet_config.get("down_block_types")))
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-        state = read_controlnet(info.path)
-        shapes = infer_controlnet_config(state)
-        check_family(info.title, shapes, unet_config, checkpoint)
-        model = build_controlnet(state, controlnet_config(shapes, unet_config), self.device, self.dtype)
+        model = load_control_model(info.path, unet_config, checkpoint, info.title, self.device, self.dtype)
         self.load_count += 1
         with self._lock:
             self._models[key] = model

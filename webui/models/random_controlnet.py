@@ -1,4 +1,4 @@
-"""Random-weight ControlNets in the two single-file layouts, built from a UNet (for tests and benchmarks)."""
+"""Random-weight ControlNets and T2I-Adapters in their single-file layouts (for tests and benchmarks)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,7 +33,11 @@ def write_controlnet(path: str | Path, model, layout: str = "diffusers", dtype: 
         raise ValueError(f"unknown layout {layout!r}")
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
-    path = Path(path)
+    return _save(Path(path), state)
+
+
+def _save(path: Path, state: dict) -> Path:
+    """``.safetensors`` with safetensors, anything else with torch.save (plain tensors only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -42,3 +46,30 @@ def write_controlnet(path: str | Path, model, layout: str = "diffusers", dtype: 
     else:
         torch.save(state, str(path))
     return path
+
+
+def random_t2i_adapter(channels, *, adapter_type: str = "full_adapter", in_channels: int = 3,
+                       num_res_blocks: int = 2, seed: int = 0, scale: float = 1.0):
+    """A diffusers T2IAdapter with random weights (scaled by ``scale``), in eval mode."""
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(seed)
+    factor = 16 if adapter_type == "full_adapter_xl" else 8
+    model = T2IAdapter(in_channels=in_channels, channels=list(channels), num_res_blocks=num_res_blocks,
+                       downscale_factor=factor, adapter_type=adapter_type)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(scale)
+    return model.eval()
+
+
+def write_t2i_adapter(path: str | Path, model, layout: str = "diffusers") -> Path:
+    """Save a T2IAdapter as one file: "diffusers" (adapter.* keys) or "original" (TencentARC's keys)."""
+    from webui.models.t2i_adapter import diffusers_to_original
+
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if layout == "original":
+        state = diffusers_to_original(state, dict(model.config))
+    elif layout != "diffusers":
+        raise ValueError(f"unknown layout {layout!r}")
+    return _save(Path(path), state)

@@ -2,18 +2,14 @@
 original layout (.pth) and diffusers' layout, put in models/ControlNet and run through the user's path."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from webui.catalog import Catalog
-from webui.engine.engine import Engine
+from tests.test_controlnet_engine import silhouette
 from webui.infotext import parse_infotext
 from webui.models import t2i_adapter
-from webui.models.manager import ModelManager
 from webui.models.random_controlnet import random_t2i_adapter, write_t2i_adapter
 from webui.schemas import GenerationRequest, InvalidRequest
 
@@ -23,15 +19,12 @@ TINY_WIDTHS = (32, 64)
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, tiny_checkpoint_dir):
+    from tests.kdiffusion_reference import make_engine
     from tests.random_checkpoint import build_random_components
-    from webui.config import Settings
     from webui.models.random_controlnet import random_controlnet, write_controlnet
 
     root = tmp_path_factory.mktemp("t2i-engine")
-    models = root / "models"
-    (models / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(tiny_checkpoint_dir / "tiny-sd1.safetensors", models / "Stable-diffusion")
-    folder = models / "ControlNet"
+    folder = root / "models" / "ControlNet"
     write_t2i_adapter(folder / "t2i-original.pth",
                       random_t2i_adapter(TINY_WIDTHS, adapter_type="full_adapter_xl", seed=1), "original")
     write_t2i_adapter(folder / "t2i-diffusers.safetensors",
@@ -42,17 +35,11 @@ def engine(tmp_path_factory, tiny_checkpoint_dir):
                       random_t2i_adapter(TINY_WIDTHS, adapter_type="full_adapter", seed=4), "original")
     sd1_unet, _, _ = build_random_components("sd1", seed=1)
     write_controlnet(folder / "cn.safetensors", random_controlnet(sd1_unet, embedding=(8, 16, 16, 32), seed=6))
-    settings = Settings(models_dir=models, outdir=root / "outputs", wildcards_dir=root / "wildcards",
-                        styles_file=root / "styles.csv", device="cpu", precision="fp32")
-    catalog = Catalog(settings)
-    catalog.refresh()
-    return Engine(settings, catalog, ModelManager(settings, catalog))
+    return make_engine(root, tiny_checkpoint_dir / "tiny-sd1.safetensors")
 
 
 def circle(x: int = 20, y: int = 20, r: int = 12) -> Image.Image:
-    image = Image.new("RGB", (64, 64), "black")
-    ImageDraw.Draw(image).ellipse((x - r, y - r, x + r, y + r), fill="white")
-    return image
+    return silhouette(x, y, r)
 
 
 def unit(**fields) -> dict:

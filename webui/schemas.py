@@ -292,6 +292,24 @@ class ExtrasRequest(RequestModel):
     override_settings: dict = field(default_factory=dict)  # A1111 options for this job only
 
 
+# A ControlNet preprocessor run on its own (``/controlnet/detect``, the UI's preview) is a job of its own kind
+# when the preprocessor runs a network: only the queue's worker holds model weights.
+DETECT_JOB_KIND = "detect"
+DetectResolution = Annotated[int, Field(ge=-1, le=MAX_SIDE)]  # -1: the preprocessor's default
+DetectThreshold = Annotated[float, Field(ge=-1, le=10_000)]  # -1: the preprocessor's default
+
+
+@request_model
+class DetectRequest(RequestModel):
+    """Images through one ControlNet preprocessor, as sd-webui-controlnet's ``/controlnet/detect`` takes them."""
+
+    module: Annotated[str, Field(max_length=200)] = "none"
+    images: ExtrasImages = field(default_factory=list)
+    processor_res: DetectResolution = -1
+    threshold_a: DetectThreshold = -1
+    threshold_b: DetectThreshold = -1
+
+
 def final_size(request: "GenerationRequest") -> tuple[int, int]:
     """Width and height of the images a request makes, after hires fix."""
     width, height = request.width, request.height
@@ -364,6 +382,12 @@ class ExtrasResult(Serialisable):
     infotexts: list[str] = field(default_factory=list)  # what was done: A1111's "postprocessing" text
     source_infotexts: list[str] = field(default_factory=list)  # each source image's own infotext ("" if none)
     saved_paths: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DetectResult(Serialisable):
+    images: list[Image.Image] = field(default_factory=list)  # the control images, one per input image
     warnings: list[str] = field(default_factory=list)
 
 

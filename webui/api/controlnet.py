@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from webui.api.jobs_bridge import await_job, caller_of
 from webui.controlnet import UNIT_COUNT, find_controlnet_args, parse_units
 from webui.controlnet.preprocessors import CONTROL_TYPE_WORDS, CONTROL_TYPES, MODULES, find_module, module_details, \
-    run_module
+    needs_network, run_module
 from webui.controlnet.units import FIELD_NAMES
-from webui.schemas import InvalidRequest, NotFound, image_to_base64
+from webui.schemas import DETECT_JOB_KIND, DetectRequest, InvalidRequest, NotFound, image_to_base64
 
 API_VERSION = 2  # what the extension's /controlnet/version answers today
 
@@ -114,7 +116,8 @@ def create_controlnet_router(services) -> APIRouter:
         return {"control_net_unit_count": UNIT_COUNT}
 
     @router.post("/detect")
-    def detect(body: DetectBody) -> dict:
+    async def detect(body: DetectBody, http: Request) -> dict:
+        """The preprocessor's control image of each input; network preprocessors run as a queued job."""
         from webui.api.convert import decode_image
 
         inputs = body.controlnet_input_images or body.controlnet_images
@@ -122,19 +125,28 @@ def create_controlnet_router(services) -> APIRouter:
             raise InvalidRequest("controlnet_input_images is empty: send at least one base64 image",
                                  field="controlnet_input_images")
         try:
-            find_module(body.controlnet_module)
+            network = needs_network(body.controlnet_module)
         except InvalidRequest as exc:
             raise InvalidRequest(str(exc), field="controlnet_module") from None
-        annotators = services.settings.model_folder("ControlNet") / "annotators"
-        images = []
-        for index, text in enumerate(inputs):
-            image = decode_image(text, f"controlnet_input_images[{index}]", services.settings.max_image_pixels)
+
+        def decoded() -> list:
+            return [decode_image(text, f"controlnet_input_images[{index}]", services.settings.max_image_pixels)
+                    for index, text in enumerate(inputs)]
+
+        images = await run_in_threadpool(decoded)
+        settings = (body.controlnet_processor_res, body.controlnet_threshold_a, body.controlnet_threshold_b)
+        if network:  # only the worker holds model weights
+            request = DetectRequest(module=body.controlnet_module, images=images, processor_res=settings[0],
+                                    threshold_a=settings[1], threshold_b=settings[2])
             try:
-                detected = run_module(body.controlnet_module, image, body.controlnet_processor_res,
-                                      body.controlnet_threshold_a, body.controlnet_threshold_b, annotators)
+                result = await await_job(services.queue, DETECT_JOB_KIND, request, caller_of(http).owner)
             except InvalidRequest as exc:
                 raise InvalidRequest(str(exc), field="controlnet_module") from None
-            images.append(image_to_base64(detected))
-        return {"images": images, "info": "Success"}
+            detected = list(result.images)
+        else:
+            detected = await run_in_threadpool(lambda: [run_module(body.controlnet_module, image, *settings)
+                                                        for image in images])
+        encoded = await run_in_threadpool(lambda: [image_to_base64(image) for image in detected])
+        return {"images": encoded, "info": "Success"}
 
     return router

@@ -3,12 +3,12 @@
 Each takes an RGB image and the unit's resolution and thresholds and returns the
 control image (the "detected map"). Names, slider meanings and defaults follow
 sd-webui-controlnet. Modules that run a network (depth, pose, line-art models)
-are listed with the annotator file they need in ``models/ControlNet/annotators/``.
+are listed with the annotator file they need in ``models/ControlNet/annotators/``;
+the worker runs them (``webui.models.annotators``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -145,16 +145,24 @@ MODULES: tuple[Module, ...] = (
     Module("blur_gaussian", "Tile", _blur_gaussian, thresholds=(Slider("Sigma", 9.0, 0.01, 64.0, 0.01),)),
     Module("shuffle", "Shuffle", _shuffle),
     Module("t2ia_color_grid", "T2I-Adapter", _color_grid),
-    # Network annotators: the file each needs (the extension's names for them).
+    # Network annotators (webui.models.annotators runs them): the first file each needs, by the extension's names.
     Module("depth_midas", "Depth", None, annotator="dpt_hybrid-midas-501f0c75.pt"),
     Module("depth_leres", "Depth", None, annotator="res101.pth"),
     Module("openpose", "OpenPose", None, annotator="body_pose_model.pth"),
-    Module("openpose_hand", "OpenPose", None, annotator="hand_pose_model.pth"),
+    Module("openpose_hand", "OpenPose", None, annotator="body_pose_model.pth"),
+    Module("openpose_face", "OpenPose", None, annotator="body_pose_model.pth"),
+    Module("openpose_faceonly", "OpenPose", None, annotator="body_pose_model.pth"),
+    Module("openpose_full", "OpenPose", None, annotator="body_pose_model.pth"),
     Module("softedge_hed", "SoftEdge", None, annotator="ControlNetHED.pth"),
+    Module("softedge_pidinet", "SoftEdge", None, annotator="table5_pidinet.pth"),
     Module("scribble_hed", "Scribble", None, annotator="ControlNetHED.pth"),
+    Module("scribble_pidinet", "Scribble", None, annotator="table5_pidinet.pth"),
     Module("lineart_realistic", "Lineart", None, annotator="sk_model.pth"),
+    Module("lineart_coarse", "Lineart", None, annotator="sk_model2.pth"),
     Module("lineart_anime", "Lineart", None, annotator="netG.pth"),
-    Module("mlsd", "MLSD", None, annotator="mlsd_large_512_fp32.pth"),
+    Module("mlsd", "MLSD", None, annotator="mlsd_large_512_fp32.pth",
+           thresholds=(Slider("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
+                       Slider("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01))),
     Module("normal_bae", "NormalMap", None, annotator="scannet.pt"),
     Module("seg_ofade20k", "Segmentation", None, annotator="upernet_global_small.pth"),
     Module("t2ia_sketch_pidi", "T2I-Adapter", None, annotator="table5_pidinet.pth"),
@@ -194,18 +202,27 @@ def pixel_perfect_resolution(image: Image.Image, width: int, height: int, resize
     return int(round(k * min(image.width, image.height)))
 
 
+NetworkRunner = Callable[[str, Image.Image, int, float, float], Image.Image]
+
+
+def needs_network(name: str) -> bool:
+    """Whether module ``name`` runs an annotator network (so only the queue's worker may run it)."""
+    return find_module(name).run is None
+
+
 def run_module(name: str, image: Image.Image, resolution: int = -1, threshold_a: float = -1,
-               threshold_b: float = -1, annotators_dir: Path | None = None, seed: int = 0) -> Image.Image:
-    """The control image of ``image`` through module ``name``; -1 values take the module's defaults."""
+               threshold_b: float = -1, network: NetworkRunner | None = None, seed: int = 0) -> Image.Image:
+    """The control image of ``image`` through module ``name``; -1 values take the module's defaults.
+
+    Network modules go to ``network(module, image, resolution, a, b)`` (the worker's annotators).
+    """
     module = find_module(name)
-    if module.run is None:
-        where = Path("models/ControlNet/annotators") / module.annotator
-        present = annotators_dir is not None and (Path(annotators_dir) / module.annotator).is_file()
-        detail = "is present, but this server does not run that annotator yet" if present else \
-            "is needed: put that file there"
-        raise InvalidRequest(f"ControlNet preprocessor {module.name}: {where} {detail} "
-                             "(or send an already preprocessed image with module none)", field="module")
     resolution, a, b = effective_settings(module.name, resolution, threshold_a, threshold_b)
+    if module.run is None:
+        if network is None:
+            raise InvalidRequest(f"ControlNet preprocessor {module.name} runs a network: it runs in a queued job "
+                                 "only", field="module")
+        return network(module.name, image, resolution, a, b)
     return module.run(image, resolution, a, b, seed)
 
 

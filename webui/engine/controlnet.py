@@ -41,14 +41,14 @@ class PreparedUnit:
     detected: Image.Image
 
 
-def prepare_unit(unit: ControlUnit, model, title: str, width: int, height: int, annotators_dir=None,
+def prepare_unit(unit: ControlUnit, model, title: str, width: int, height: int, network=None,
                  seed: int = 0) -> PreparedUnit:
     """Run the unit's preprocessor (pixel perfect picks the resolution from the generated size)."""
     resolution = unit.processor_res
     if unit.pixel_perfect:
         resolution = pixel_perfect_resolution(unit.image, width, height, unit.resize_mode)
     detected = run_module(unit.module, unit.image, resolution, unit.threshold_a, unit.threshold_b,
-                          annotators_dir=annotators_dir, seed=seed)
+                          network=network, seed=seed)
     # The infotext records what ran (the extension writes resolved values, not -1).
     resolution, a, b = effective_settings(unit.module, resolution, unit.threshold_a, unit.threshold_b)
     unit = dataclasses.replace(unit, processor_res=resolution, threshold_a=a, threshold_b=b)

@@ -39,7 +39,7 @@ from webui.vocabulary import (
 from webui.models.manager import ModelManager
 from webui.option_overlay import JobOptions
 from webui.schemas import (
-    ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
+    DETECT_JOB_KIND, DetectRequest, DetectResult, ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
     JobInterrupted, NotFound, NullControl, Progress, check_request_limits, image_from_base64,
 )
 
@@ -80,6 +80,8 @@ class Engine:
             return self.generate(request, control)
         if kind == "extras":
             return self.extras(request, control)
+        if kind == DETECT_JOB_KIND:
+            return self.detect(request, control)
         if kind == MODEL_JOB_KIND:  # checkpoint load/unload/reload, in order with the other jobs
             return apply_model_action(self.models, request)
         raise InvalidRequest(f"unknown job kind {kind!r}", field="kind")
@@ -654,8 +656,7 @@ class Engine:
                                      f"checkpoint's latents are 1/{vae_ops.scale_factor(model.vae)}: it is made "
                                      "for another model", field=f"{where}.model")
             unit = dataclasses.replace(unit, image=image)
-            prepared.append(prepare_unit(unit, net, info.title, width, height,
-                                         self.settings.model_folder("ControlNet") / "annotators", seeds[0]))
+            prepared.append(prepare_unit(unit, net, info.title, width, height, self.models.run_annotator, seeds[0]))
         result.warnings.extend(warnings)
         if not prepared:
             return None
@@ -747,6 +748,21 @@ class Engine:
         path = saver.save(image, text, context or NameContext(seed=seed, prompt=plan.prompt))
         if path is not None:
             result.saved_paths.append(str(path))
+
+    # ------------------------------------------------------------ ControlNet preprocessors on their own
+    def detect(self, request: DetectRequest, control: JobControl | None = None) -> DetectResult:
+        """Each image through the request's ControlNet preprocessor (network ones with the worker's annotators)."""
+        from webui.controlnet.preprocessors import run_module
+
+        control = control or NullControl()
+        check_request_limits(request)
+        result = DetectResult()
+        for image in request.images:
+            if control.interrupted():
+                raise JobInterrupted("preprocessing interrupted")
+            result.images.append(run_module(request.module, image, request.processor_res, request.threshold_a,
+                                            request.threshold_b, network=self.models.run_annotator))
+        return result
 
     # ------------------------------------------------------------ extras
     def extras(self, request: ExtrasRequest, control: JobControl | None = None) -> ExtrasResult:

@@ -18,6 +18,9 @@ from PIL import Image
 
 from webui.schemas import MODEL_JOB_KIND, ModelAction
 from webui.schemas import (
+    DETECT_JOB_KIND,
+    DetectRequest,
+    DetectResult,
     ExtrasRequest,
     ExtrasResult,
     GenerationRequest,
@@ -32,9 +35,10 @@ from webui.schemas import (
 )
 
 REQUEST_TYPES = {"txt2img": GenerationRequest, "img2img": GenerationRequest, "extras": ExtrasRequest,
-                 MODEL_JOB_KIND: ModelAction}
+                 DETECT_JOB_KIND: DetectRequest, MODEL_JOB_KIND: ModelAction}
 _FROM_PATHS = "__images_from_saved_paths__"
-RESULT_TYPES = {"txt2img": GenerationResult, "img2img": GenerationResult, "extras": ExtrasResult}
+RESULT_TYPES = {"txt2img": GenerationResult, "img2img": GenerationResult, "extras": ExtrasResult,
+                DETECT_JOB_KIND: DetectResult}
 
 
 class NotYourJob(WebUIError):
@@ -46,7 +50,7 @@ class NotYourJob(WebUIError):
 def check_kind(kind: str, request: Any) -> None:
     """Raise InvalidRequest unless ``kind`` is a job kind and ``request`` has its request type."""
     if kind not in REQUEST_TYPES:
-        expected_kinds = ", ".join((*JOB_KINDS, MODEL_JOB_KIND))
+        expected_kinds = ", ".join((*JOB_KINDS, DETECT_JOB_KIND, MODEL_JOB_KIND))
         raise InvalidRequest(f"unknown job kind {kind!r}; expected one of {expected_kinds}", field="kind")
     expected = REQUEST_TYPES[kind]
     if not isinstance(request, expected):

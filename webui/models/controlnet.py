@@ -15,13 +15,12 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from webui.detection.families import family_for_context_dim
+from webui.models.loaded_lru import LoadedLRU
 from webui.models.loader import build_module, read_state_dict
 from webui.schemas import InvalidRequest, ModelLoadError
 
@@ -193,7 +192,7 @@ def build_controlnet(state: dict, config: dict, device, dtype):
     return torch.nn.Module.to(model, device=device, dtype=dtype)  # no diffusers fp32-module warning: none to keep
 
 
-class ControlNetCache:
+class ControlNetCache(LoadedLRU):
     """Loaded ControlNets and T2I-Adapters, by file hash and the UNet they fit; the model manager owns one.
 
     ``limit`` models stay loaded (LRU), so a job using the same units again does
@@ -201,30 +200,12 @@ class ControlNetCache:
     """
 
     def __init__(self, device, dtype, limit: int = 2):
-        self.device, self.dtype, self.limit = device, dtype, max(1, limit)
-        self._models: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
-        self._lock = threading.Lock()
-        self.load_count = 0
+        super().__init__(limit)
+        self.device, self.dtype = device, dtype
 
     def get(self, info, unet_config: dict, checkpoint: str):
         """The ControlNet of catalog entry ``info`` ready to run beside a UNet of ``unet_config``."""
         key = (info.sha256, unet_config.get("cross_attention_dim"), repr(unet_config.get("attention_head_dim")),
                unet_config.get("norm_num_groups"), repr(unet_config.get("down_block_types")))
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-        model = load_control_model(info.path, unet_config, checkpoint, info.title, self.device, self.dtype)
-        self.load_count += 1
-        with self._lock:
-            self._models[key] = model
-            while len(self._models) > self.limit:
-                self._models.popitem(last=False)
-        return model
-
-    def clear(self) -> None:
-        """Drop every loaded ControlNet (the manager frees memory after this)."""
-        with self._lock:
-            self._models.clear()
-
-    unload = clear  # the manager's holder interface (ModelManager.register)
+        return super().get(key, lambda: load_control_model(info.path, unet_config, checkpoint, info.title,
+                                                           self.device, self.dtype))

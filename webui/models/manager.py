@@ -83,6 +83,7 @@ class ModelManager:
         self._current: CheckpointInfo | None = None
         self._addons = None  # per-model LoRA/embedding/VAE state (webui.models.addons.ModelAddons)
         self._controlnets = None  # loaded ControlNets (webui.models.controlnet.ControlNetCache), made on first use
+        self._annotators = None  # loaded ControlNet annotators (webui.models.annotators.AnnotatorCache), idem
         self._holders: dict[str, ModelHolder] = {}  # upscalers, face restorers, ControlNets...: see register()
         self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
         self.last_load_seconds = 0.0
@@ -255,6 +256,20 @@ class ModelManager:
             if self._addons is None:
                 self._addons = ModelAddons(self.settings, self.catalog, self._loaded, self._current)
             return self._addons
+
+    # ---- ControlNet annotators (webui.models.annotators): networks that make control images
+    def run_annotator(self, module: str, image, resolution: int, threshold_a: float, threshold_b: float):
+        """The control image of ``image`` through network preprocessor ``module``, its weights read from
+        models/ControlNet/annotators/ (InvalidRequest naming a missing file)."""
+        from webui.models.annotators import AnnotatorCache
+
+        with self._lock:
+            if self._annotators is None:  # under the common policy from now on: freed before loads and on OOM
+                self._annotators = AnnotatorCache(self.device)
+                self._holders["annotators"] = self._annotators
+            cache = self._annotators
+        folder = self.settings.model_folder("ControlNet") / "annotators"
+        return cache.run(folder, module, image, resolution, threshold_a, threshold_b)
 
     # ---- ControlNets (webui.models.controlnet): a separate cache the manager owns
     def controlnet(self, name: str):

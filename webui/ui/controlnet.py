@@ -10,8 +10,10 @@ from __future__ import annotations
 import gradio as gr
 
 from webui.controlnet import CONTROL_MODES, RESIZE_MODES, UNIT_COUNT, ControlUnit, units_from_infotext
-from webui.controlnet.preprocessors import MODULES, find_module, run_module
-from webui.schemas import InvalidRequest
+from webui.controlnet.preprocessors import MODULES, find_module, needs_network, run_module
+from webui.jobs.follow import submit_and_wait
+from webui.schemas import DETECT_JOB_KIND, DetectRequest, InvalidRequest, JobStatus, WebUIError
+from webui.ui import common
 
 PREFIX = "controlnet."
 _DEFAULT = ControlUnit(enabled=False)
@@ -40,22 +42,31 @@ def threshold_sliders(module_name: str) -> list[dict]:
     return out
 
 
-def preview(image, module_name, resolution, threshold_a, threshold_b, annotators):
-    """The preprocessor's output for the preview (an error message in place of an image when it cannot run)."""
+async def preview(services, image, module_name, resolution, threshold_a, threshold_b, owner: str = ""):
+    """The preprocessor's output for the preview (a warning in place of an image when it cannot run).
+
+    Preprocessors that run a network go through the queue as a job, as only its worker holds weights.
+    """
     if image is None:
         return None
+    settings = (int(resolution or -1), float(threshold_a if threshold_a is not None else -1),
+                float(threshold_b if threshold_b is not None else -1))
     try:
-        return run_module(module_name, image, int(resolution or -1), float(threshold_a if threshold_a is not None
-                                                                          else -1),
-                          float(threshold_b if threshold_b is not None else -1), annotators)
-    except InvalidRequest as exc:
+        if not needs_network(module_name):
+            return run_module(module_name, image, *settings)
+        request = DetectRequest(module=module_name, images=[image], processor_res=settings[0],
+                                threshold_a=settings[1], threshold_b=settings[2])
+        job = await submit_and_wait(services.queue, DETECT_JOB_KIND, request, owner=owner)
+        if job.status != JobStatus.SUCCEEDED or not job.result.images:
+            raise InvalidRequest(job.error or f"the preprocessor job was {job.status.value}")
+        return job.result.images[0]
+    except WebUIError as exc:
         gr.Warning(str(exc))
         return None
 
 
 def _unit_tab(tab: str, index: int, services) -> dict:
     key = f"{tab}_controlnet_{index}"
-    annotators = services.settings.model_folder("ControlNet") / "annotators"
     with gr.Row():
         image = gr.Image(label="Control image", type="pil", sources=["upload", "clipboard"], height=256,
                          elem_id=f"{key}_image")
@@ -88,7 +99,11 @@ def _unit_tab(tab: str, index: int, services) -> dict:
                            elem_id=f"{key}_resize_mode")
 
     preview_inputs = [image, module, resolution, *thresholds]
-    run_preview = lambda *values: preview(*values, annotators)  # noqa: E731
+
+    async def run_preview(image, module_name, resolution, threshold_a, threshold_b, request: gr.Request):
+        return await preview(services, image, module_name, resolution, threshold_a, threshold_b,
+                             common.owner_of(request))
+
     image.upload(lambda: True, outputs=[enabled], show_progress="hidden")
     for trigger in (image.change, resolution.release, thresholds[0].release, thresholds[1].release):
         trigger(run_preview, inputs=preview_inputs, outputs=[shown], show_progress="hidden")

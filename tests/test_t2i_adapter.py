@@ -71,6 +71,8 @@ def test_an_adapter_steers_and_weight_zero_or_guidance_end_zero_change_nothing(e
     assert differs(pixels(steered), plain)
     assert np.array_equal(pixels(generate(engine, [unit(weight=0)])), plain)
     assert np.array_equal(pixels(generate(engine, [unit(guidance_end=0.0)])), plain)
+    # A size that is not whole 16-pixel cells (an SDXL-kind adapter's) still runs.
+    assert generate(engine, [unit()], width=72, height=56).images[0].size == (72, 56)
     # Another control image gives another image; the infotext names the adapter as a unit's model.
     assert differs(pixels(generate(engine, [unit(image=circle(44, 44))])), pixels(steered))
     assert parse_infotext(steered.infotexts[0])["ControlNet 0"].startswith("Module: none, Model: t2i-diffusers [")

@@ -100,10 +100,17 @@ def is_adapter(model) -> bool:
 
 
 def adapter_hint(model, hint: torch.Tensor) -> torch.Tensor:
-    """The control image as the adapter reads it: grey for one-channel (sketch) adapters."""
+    """The control image as the adapter reads it: grey for one-channel (sketch) adapters, and stretched to
+    whole cells of its pixel unshuffle (SDXL adapters read 16x16 cells; their maps then have the sizes the
+    UNet's rounding-up downsamplers give)."""
     if model.config.in_channels == 1:
-        return (hint * torch.tensor([0.299, 0.587, 0.114], dtype=hint.dtype, device=hint.device)
+        hint = (hint * torch.tensor([0.299, 0.587, 0.114], dtype=hint.dtype, device=hint.device)
                 .view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    cell = int(model.config.downscale_factor)
+    height, width = hint.shape[-2:]
+    if height % cell or width % cell:
+        size = (-(-height // cell) * cell, -(-width // cell) * cell)
+        hint = torch.nn.functional.interpolate(hint, size=size, mode="bilinear", align_corners=False)
     return hint
 
 

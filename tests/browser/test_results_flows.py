@@ -125,7 +125,7 @@ def test_a_reloaded_page_and_a_second_tab_take_the_job_back_and_interrupt_keeps_
         second = page.context.new_page()
         second.goto(fake_app.url)
         second.wait_for_selector("#txt2img_status", state="attached", timeout=90_000)  # a whole page on a busy CPU
-        ui.wait_status(second, "txt2img", "running")
+        ui.wait_status(second, "txt2img", "running", timeout=120_000)
         # Generate has given its place to Interrupt and Skip; Esc interrupts.
         assert not page.is_visible("#txt2img_generate") and page.is_visible("#txt2img_interrupt")
         page.keyboard.press("Escape")

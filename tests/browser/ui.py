@@ -129,3 +129,12 @@ def drop_file(page, selector: str, path: Path, mime: str = "image/png") -> None:
 
 def upload_file(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").first.set_input_files(str(path))
+
+
+def upload_to_editor(page, elem_id: str, path: Path, timeout: int = 60_000) -> None:
+    """Upload a picture into an image editor and wait until the editor shows it (its "Upload an image"
+    prompt gone): the editor reads the file in the page, and a click before that finds it still empty."""
+    upload_file(page, elem_id, path)
+    page.wait_for_function(
+        "(sel) => { const el = document.querySelector(sel); return el && !el.innerText.includes('Upload an image'); }",
+        arg=f"#{elem_id}", timeout=timeout)

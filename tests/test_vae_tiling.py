@@ -95,6 +95,50 @@ def test_tiling_applies_only_above_the_threshold():
     assert not vae_ops.Tiling(min_pixels=1, tile_size=512).applies(512, 512)
 
 
+def test_short_memory_tiles_an_image_below_the_threshold_and_says_why(vae, picture):
+    latents = vae_ops.encode(vae, [picture])
+    plenty = vae_ops.Tiling(min_pixels=10**9, tile_size=TILE, free_bytes=lambda: 2**40)
+    short = vae_ops.Tiling(min_pixels=10**9, tile_size=TILE, free_bytes=lambda: 2**20)
+    needed = vae_ops.untiled_bytes(vae, SIZE, SIZE)  # 256 x 256 px x 16 channels x 4 bytes x 8 = 32 MiB
+    assert needed == SIZE * SIZE * 16 * 4 * vae_ops.UNTILED_BYTES_FACTOR
+    assert not plenty.applies(SIZE, SIZE, vae) and short.applies(SIZE, SIZE, vae)
+    decoded = []
+    hook = vae.decoder.register_forward_hook(lambda *_: decoded.append(1))
+    try:
+        whole, _ = vae_ops.decode(vae, latents, tiling=plenty)
+        assert len(decoded) == 1
+        tiled, _ = vae_ops.decode(vae, latents, tiling=short)
+        assert len(decoded) == 1 + 1 + 9  # the statistics pass over the downscaled whole, then 3x3 tiles
+    finally:
+        hook.remove()
+    assert np.abs(pixels(whole[0]) - pixels(tiled[0])).mean() < 2.0
+    note = vae_ops.memory_note(short, vae, SIZE, SIZE)
+    assert note.startswith("the VAE decodes this 256x256 image in 128 px tiles: untiled it needs about 0.0 GiB")
+    assert vae_ops.memory_note(plenty, vae, SIZE, SIZE) is None
+    # "vae_tiling_min_pixels": 0 turns tiling off, whatever the memory.
+    assert not vae_ops.Tiling(min_pixels=0, tile_size=TILE, free_bytes=lambda: 1).applies(SIZE, SIZE, vae)
+
+
+def test_a_job_short_of_memory_decodes_in_tiles_and_its_warnings_say_so(tmp_path, monkeypatch):
+    import webui.engine.engine as engine_module
+    from webui.engine.engine import Engine
+    from webui.options import Options
+    from webui.schemas import GenerationRequest
+
+    settings = Settings(models_dir=PROJECT_ROOT / "models", outdir=tmp_path, device="cpu", precision="fp32",
+                        save_images=False)
+    catalog = Catalog(settings)
+    catalog.refresh()
+    options = Options(None)
+    options.update({"vae_tile_size": 64})
+    engine = Engine(settings, catalog, ModelManager(settings, catalog), options=options)
+    request = GenerationRequest(prompt="a red circle", steps=2, width=128, height=128, seed=1, save_images=False)
+    assert not engine.generate(request).warnings  # this machine has memory to spare for 128 x 128
+    monkeypatch.setattr(engine_module, "free_memory_bytes", lambda device: 2**20)  # 1 MiB free
+    warnings = engine.generate(request).warnings
+    assert any(w.startswith("the VAE decodes this 128x128 image in 64 px tiles") for w in warnings), warnings
+
+
 def test_tiles_cover_the_image_and_overlap():
     assert tile_starts(64, 32, 8) == [0, 24, 32]
     assert tile_starts(20, 32, 8) == [0]

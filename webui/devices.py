@@ -120,6 +120,17 @@ def probe_capabilities() -> Capabilities:
         cuda_name=torch.cuda.get_device_name(0) if cuda else "", mps=mps, mps_bf16=mps_bf16)
 
 
+def free_memory_bytes(device) -> int:
+    """Memory free for tensors on ``device``: the GPU's free memory on CUDA, available RAM otherwise."""
+    import torch
+
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def empty_cache(device: str) -> None:
     """Hand cached allocator memory back to the GPU driver (nothing to do on the CPU)."""
     import torch

@@ -14,6 +14,7 @@ from pathlib import Path
 from webui.fileio import atomic_write_text
 from webui.saving import SAVING_OPTIONS, check_saving_option
 from webui.vocabulary import OPTION_DEFAULTS as SAMPLER_OPTION_DEFAULTS
+from webui.vocabulary import PREVIEW_TYPES
 from webui.schemas import InvalidRequest
 
 DEFAULT_OPTIONS: dict = {
@@ -25,6 +26,7 @@ DEFAULT_OPTIONS: dict = {
     "samples_save": True,
     "live_previews_enable": True,
     "show_progress_every_n_steps": 5,
+    "show_progress_type": "Approx cheap",  # live preview method: Approx cheap | TAESD | Full (A1111's option)
     "notification_audio": False,  # beep (and notify, where the browser allows) when a UI job ends
     "face_restoration_model": "CodeFormer",
     "code_former_weight": 0.5,
@@ -101,6 +103,8 @@ class Options:
                 elif isinstance(current, list) and not (
                         isinstance(value, list) and all(isinstance(item, str) for item in value)):
                     raise InvalidRequest(f"option {key} must be a list of strings", field=key)
+                if key == "show_progress_type" and value not in PREVIEW_TYPES:
+                    raise InvalidRequest(f"option {key} must be one of {', '.join(PREVIEW_TYPES)}", field=key)
                 check_saving_option(key, value)
                 if not _storable(value):
                     raise InvalidRequest(f"option {key} must be valid Unicode text", field=key)

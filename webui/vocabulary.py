@@ -15,6 +15,8 @@ VERSION = "webui-0.1"
 
 # The noise sources of the option randn_source (A1111's "Random number generator source").
 RANDN_SOURCES = ("GPU", "CPU", "NV")
+# Live preview methods (A1111's option show_progress_type; its "Approx NN" is not offered).
+PREVIEW_TYPES = ("Approx cheap", "TAESD", "Full")
 
 # img2img and inpaint choices; A1111's API sends the index into each tuple.
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")

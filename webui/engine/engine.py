@@ -22,6 +22,7 @@ from webui.addons import addons_infotext, find_addon, resolve_addons
 from webui.catalog import Catalog
 from webui.config import Settings
 from webui.controlnet import find_controlnet_args, parse_units, units_infotext, with_mask_as_input
+from webui.devices import free_memory_bytes
 from webui.engine import imageprep, latent_preview, vae_ops
 from webui.engine.controlnet import ControlRun, is_adapter, prepare_unit
 from webui.engine.diffusion import Conditioning, ModelSwitch, SamplingJob, denoise
@@ -69,6 +70,7 @@ class Engine:
         self.styles = styles
         self.options = options
         self._factors_by_vae: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._decoder_fit_by_vae: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ public surface
     def run(self, kind: str, request, control: JobControl):
@@ -247,7 +249,7 @@ class Engine:
         guidance = self._guidance_addons(request, result)
         # 6. Latents in
         factor = vae_ops.scale_factor(model.vae)
-        tiling = vae_ops.tiling_from_options(self.options)
+        tiling = self._tiling(model)
         plan = self._sampling_plan(request, model, spec, schedule)
         job = SamplingJob(seeds=seeds, latent_size=(height // factor, width // factor), steps=steps,
                           cfg_scale=float(request.cfg_scale), positive_at=positive_at, negative_at=negative_at,
@@ -277,8 +279,7 @@ class Engine:
         preview = None
         loop_control = control
         if previews_on:
-            factors = self._preview_factors(model)
-            preview = lambda lat: latent_preview.cheap_preview(lat, factors)  # noqa: E731
+            preview = self._live_preview(model, result.warnings)
             if self.options is not None and self.options.get("show_progress_every_n_steps") is not None:
                 loop_control = latent_preview.PreviewPeriod(control, self.options.get("show_progress_every_n_steps"))
         # 7. Denoising loop
@@ -306,6 +307,12 @@ class Engine:
             latents, hires_fields, stopped, model = self._stoppable_hires_pass(
                 request, model, addons, plans, spec, schedule, latents, job, control, progress, seamless)
         # 9. Decode, restore faces, paste back, save
+        pixels_per_latent = vae_ops.scale_factor(model.vae)
+        note = vae_ops.memory_note(tiling, model.vae, latents.shape[-2] * pixels_per_latent,
+                                   latents.shape[-1] * pixels_per_latent)
+        if note is not None:
+            log.info(note)
+            result.warnings.append(note)
         images, upcast = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
         if upcast:
             result.warnings.append("the VAE produced NaNs in half precision; decoded in float32")
@@ -460,8 +467,7 @@ class Engine:
                                                            mode=mode, **kwargs)
             images = None
         else:
-            tiling = vae_ops.tiling_from_options(self.options)
-            images, _ = vae_ops.decode(model.vae, latents, tiling=tiling, control=control)
+            images, _ = vae_ops.decode(model.vae, latents, tiling=self._tiling(model), control=control)
             images = [self._upscale(img, upscaler, target_w, target_h, control.interrupted) for img in images]
         steps = request.hr_second_pass_steps or request.steps
         # The second pass's own prompts, sampler, schedule type and checkpoint (A1111's hr_* fields).
@@ -492,8 +498,7 @@ class Engine:
             if seamless is not None:
                 seamless.apply(model.unet, model.vae)
         if images is not None:  # encoded by the second pass's own VAE (hr_checkpoint may have switched it)
-            init_latents = vae_ops.encode(model.vae, images, tiling=vae_ops.tiling_from_options(self.options),
-                                          control=control)
+            init_latents = vae_ops.encode(model.vae, images, tiling=self._tiling(model), control=control)
         plan = self._sampling_plan(request, model, hr_spec, hr_schedule)
         # A1111 reschedules prompt editing for the second pass: "[a:b:0.5]" is b throughout it,
         # whole numbers count on from the first pass's steps, fractions above 1 address the second pass.
@@ -555,6 +560,36 @@ class Engine:
 
         switch = ModelSwitch(float(request.refiner_switch_at), load, by_steps=by_steps)
         return switch
+
+    def _tiling(self, model) -> vae_ops.Tiling:
+        """How the VAE works on big images: the tiling options, and tiles whenever free memory is short."""
+        device = next(model.vae.parameters()).device
+        return vae_ops.tiling_from_options(self.options, lambda: free_memory_bytes(device))
+
+    def _live_preview(self, model, warnings: list[str]):
+        """latents -> preview picture by the option ``show_progress_type`` (A1111's live preview method)."""
+        kind = self.options.get("show_progress_type", "Approx cheap") if self.options is not None else "Approx cheap"
+        if kind == "Full":
+            return lambda lat: vae_ops.decode(model.vae, lat[:1])[0][0]
+        if kind == "TAESD":
+            decoder = self.models.preview_decoder()
+            if decoder is None:
+                warnings.append("TAESD live previews need a decoder in models/VAE-approx (taesd_decoder.pth, "
+                                "taesdxl_decoder.pth, or one named after the checkpoint): showing Approx cheap")
+            elif not self._decoder_fits(model, decoder):
+                warnings.append("the TAESD decoder in models/VAE-approx does not match this model's VAE (its "
+                                "colours are off): showing Approx cheap")
+            else:
+                return lambda lat: latent_preview.decoder_preview(lat, decoder)
+        factors = self._preview_factors(model)
+        return lambda lat: latent_preview.cheap_preview(lat, factors)
+
+    def _decoder_fits(self, model, decoder) -> bool:
+        """Whether a learned preview decoder draws this VAE's latents in their colours (checked once per pair)."""
+        fits = self._decoder_fit_by_vae.setdefault(model.vae, weakref.WeakKeyDictionary())
+        if decoder not in fits:
+            fits[decoder] = latent_preview.decoder_matches(decoder, model.vae, vae_ops.encode, vae_ops.decode)
+        return fits[decoder]
 
     def _preview_factors(self, model):
         """The live preview's latent -> RGB map for this model's VAE, worked out once per loaded VAE."""

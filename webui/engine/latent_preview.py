@@ -1,8 +1,10 @@
-"""Cheap live previews: latents -> RGB by a fixed linear map per latent channel (A1111's "Approx cheap").
+"""Live previews: latents -> RGB by a fixed linear map per latent channel (A1111's "Approx cheap"),
+or by a small learned decoder (A1111's "TAESD"; webui.models.preview_decoder loads it).
 
 Published SD1/SD2 and SDXL VAEs use A1111's coefficients. A VAE whose latent space
 they do not describe (the demo model's own VAE, a fine-tuned one) gets a map fitted
 once from solid colours it encodes, so its preview still shows the right colours.
+The same solid colours, drawn by the VAE itself, tell whether a learned decoder was made for this VAE.
 """
 from __future__ import annotations
 
@@ -69,6 +71,31 @@ def cheap_preview(latents: torch.Tensor, factors: torch.Tensor) -> Image.Image:
     rgb = apply_factors(latents[0], factors)
     array = ((rgb.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     return Image.fromarray(np.ascontiguousarray(array))
+
+
+def decoder_preview(latents: torch.Tensor, decoder) -> Image.Image:
+    """The first latent of a batch through a learned preview decoder (full size, RGB)."""
+    param = next(decoder.parameters())
+    with torch.no_grad():
+        rgb = decoder(latents[:1].to(device=param.device, dtype=param.dtype)).float()[0]
+    array = ((rgb.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def decoder_matches(decoder, vae, encode, decode) -> bool:
+    """Whether ``decoder`` draws this VAE's latents of the calibration colours as the VAE itself does
+    (mean colours within MAX_PUBLISHED_ERROR of the [-1, 1] range).
+
+    ``encode(vae, images)`` gives scaled latents, ``decode(vae, latents)`` (images, upcast) as vae_ops does.
+    """
+    images = [Image.new("RGB", (64, 64), colour) for colour in CALIBRATION_COLOURS]
+    latents = encode(vae, images)
+    reference = torch.tensor(np.stack([np.asarray(image, dtype=np.float32).mean(axis=(0, 1))
+                                       for image in decode(vae, latents)[0]])) / 127.5 - 1
+    param = next(decoder.parameters())
+    with torch.no_grad():
+        drawn = decoder(latents.to(device=param.device, dtype=param.dtype)).float().mean(dim=(2, 3)).cpu()
+    return bool((drawn.clamp(-1, 1) - reference).abs().mean() <= MAX_PUBLISHED_ERROR)
 
 
 class PreviewPeriod:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from webui.catalog import Catalog, CheckpointInfo
@@ -84,6 +85,7 @@ class ModelManager:
         self._addons = None  # per-model LoRA/embedding/VAE state (webui.models.addons.ModelAddons)
         self._controlnets = None  # loaded ControlNets (webui.models.controlnet.ControlNetCache), made on first use
         self._annotators = None  # loaded ControlNet annotators (webui.models.annotators.AnnotatorCache), idem
+        self._preview_decoders = None  # learned live-preview decoders (webui.models.preview_decoder), idem
         self._holders: dict[str, ModelHolder] = {}  # upscalers, face restorers, ControlNets...: see register()
         self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
         self.last_load_seconds = 0.0
@@ -256,6 +258,25 @@ class ModelManager:
             if self._addons is None:
                 self._addons = ModelAddons(self.settings, self.catalog, self._loaded, self._current)
             return self._addons
+
+    # ---- learned live-preview decoders (webui.models.preview_decoder, A1111's "TAESD" previews)
+    def preview_decoder(self):
+        """The live checkpoint's preview decoder from models/VAE-approx/, or None when there is none."""
+        from webui.models.loaded_lru import LoadedLRU
+        from webui.models.preview_decoder import find_decoder_file, load_decoder
+
+        with self._lock:
+            if self._loaded is None or self._current is None:
+                return None
+            if self._preview_decoders is None:
+                self._preview_decoders = LoadedLRU(limit=1)
+                self._holders["preview decoders"] = self._preview_decoders
+            stem = Path(self._current.name).stem
+            path = find_decoder_file(self.settings.model_folder("VAE-approx"), stem, self._loaded.family)
+            if path is None:
+                return None
+            key = (str(path), path.stat().st_mtime_ns)
+            return self._preview_decoders.get(key, lambda: load_decoder(path, self.device, self.dtype))
 
     # ---- ControlNet annotators (webui.models.annotators): networks that make control images
     def run_annotator(self, module: str, image, resolution: int, threshold_a: float, threshold_b: float):

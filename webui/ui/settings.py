@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.ui import common
+from webui.vocabulary import PREVIEW_TYPES
 
 FORMAT_CHOICES = ["png", "jpg", "webp"]
 PATTERN_HELP = "Tags: [seed], [prompt_spaces], [prompt_words], [model_name], [date], [datetime<%Y%m%d>] ..."
@@ -104,6 +105,9 @@ SECTIONS: dict[str, list[OptionRow]] = {
         OptionRow("live_previews_enable", "Show live previews of the created image", "check"),
         OptionRow("show_progress_every_n_steps", "Live preview display period (in sampling steps; 0 = none)",
                   "number", minimum=0, maximum=32),
+        OptionRow("show_progress_type", "Live preview method", "choice", PREVIEW_TYPES,
+                  info="Approx cheap: a colour map, one pixel per latent pixel; TAESD: a small learned decoder "
+                       "from models/VAE-approx (full size); Full: the model's own VAE (slow)"),
     ],
     "VAE": [
         OptionRow("vae_tiling_min_pixels", "Decode and encode in tiles above this many pixels (0 = never)", "number",

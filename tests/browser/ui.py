@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 DONE_TIMEOUT_MS = 60_000
 
@@ -133,8 +134,14 @@ def upload_file(page, elem_id: str, path: Path) -> None:
 
 def upload_to_editor(page, elem_id: str, path: Path, timeout: int = 60_000) -> None:
     """Upload a picture into an image editor and wait until the editor shows it (its "Upload an image"
-    prompt gone): the editor reads the file in the page, and a click before that finds it still empty."""
-    upload_file(page, elem_id, path)
-    page.wait_for_function(
-        "(sel) => { const el = document.querySelector(sel); return el && !el.innerText.includes('Upload an image'); }",
-        arg=f"#{elem_id}", timeout=timeout)
+    prompt gone): the editor reads the file in the page, so a click before that finds it still empty, and
+    a file given before the freshly shown editor listens is lost, so it is given again."""
+    shown = "(sel) => { const el = document.querySelector(sel); return el && !el.innerText.includes('Upload an image'); }"
+    for attempt in range(max(1, timeout // 15_000)):
+        upload_file(page, elem_id, path)
+        try:
+            page.wait_for_function(shown, arg=f"#{elem_id}", timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the editor #{elem_id} never showed {Path(path).name}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from webui.fileio import atomic_write_text
 from webui.saving import SAVING_OPTIONS, check_saving_option
 from webui.vocabulary import OPTION_DEFAULTS as SAMPLER_OPTION_DEFAULTS
-from webui.vocabulary import PREVIEW_TYPES
+from webui.vocabulary import MEMORY_OFFLOAD_CHOICES, PREVIEW_TYPES
 from webui.schemas import InvalidRequest
 
 DEFAULT_OPTIONS: dict = {
@@ -35,6 +35,7 @@ DEFAULT_OPTIONS: dict = {
     "ESRGAN_tile_overlap": 16,
     "vae_tiling_min_pixels": 1024 * 1024,  # VAE decode/encode in tiles above this many pixels (0: never)
     "vae_tile_size": 512,  # VAE tile side in image pixels
+    "memory_offload": "Automatic",  # where a job's weights live on a GPU: the planner's choice, or one forced
     "eta_noise_seed_delta": 0,
     "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",  # A1111's "Add network to prompt": <lora:NAME:multiplier> ends every prompt
@@ -105,6 +106,9 @@ class Options:
                     raise InvalidRequest(f"option {key} must be a list of strings", field=key)
                 if key == "show_progress_type" and value not in PREVIEW_TYPES:
                     raise InvalidRequest(f"option {key} must be one of {', '.join(PREVIEW_TYPES)}", field=key)
+                if key == "memory_offload" and value not in MEMORY_OFFLOAD_CHOICES:
+                    raise InvalidRequest(f"option {key} must be one of {', '.join(MEMORY_OFFLOAD_CHOICES)}",
+                                         field=key)
                 check_saving_option(key, value)
                 if not _storable(value):
                     raise InvalidRequest(f"option {key} must be valid Unicode text", field=key)

@@ -374,6 +374,7 @@ class GenerationResult(Serialisable):
     saved_paths: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)  # first image's fields, A1111's `info` JSON
+    memory_plan: str = ""  # where the weights lived and why (webui.models.memory_plan), for the log and the UI
 
 
 @dataclass

@@ -17,6 +17,10 @@ VERSION = "webui-0.1"
 RANDN_SOURCES = ("GPU", "CPU", "NV")
 # Live preview methods (A1111's option show_progress_type; its "Approx NN" is not offered).
 PREVIEW_TYPES = ("Approx cheap", "TAESD", "Full")
+# Where a job's weights live on a GPU (option memory_offload). "Automatic" lets the memory planner choose per job;
+# the others force one of diffusers' offload modes (A1111's --medvram is "Model offload", --lowvram "Sequential").
+MEMORY_OFFLOAD_CHOICES = {"Automatic": None, "Keep on device": "none", "Model offload": "model",
+                          "Group offload": "group", "Sequential offload": "sequential"}
 
 # img2img and inpaint choices; A1111's API sends the index into each tuple.
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")

@@ -461,6 +461,8 @@ def generation_info(body: GenerationBody, request: GenerationRequest, result: Ge
     info.update({k: v for k, v in params.items() if k in info})
     if result.warnings:
         info["warnings"] = list(result.warnings)
+    if getattr(result, "memory_plan", ""):
+        info["memory_plan"] = result.memory_plan
     return json.dumps(info, default=lambda o: None)
 
 

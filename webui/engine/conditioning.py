@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from webui.engine.diffusion import Conditioning  # the one conditioning type of the engine
+from webui.models.placement import execution_device
 from webui.prompts import parse_prompt_attention
 from webui.schemas import InvalidRequest
 
@@ -282,7 +283,7 @@ class PromptEncoder:
         for index, batch in enumerate(per_encoder):
             id_start, id_end, id_pad, _ = self._ids(index)
             model = self.text_encoders[index]
-            device = next(model.parameters()).device
+            device = execution_device(model)
             pieces = []
             for position in range(total):
                 rows = [chunks[position] if position < len(chunks) else empty_chunk(id_start, id_end) for chunks in batch]

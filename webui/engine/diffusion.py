@@ -18,6 +18,7 @@ from webui.engine.controlnet import unet_residuals
 from webui.engine.guidance import GuideCall, GuidanceHooks
 from webui.engine.noise import ImageRNG
 from webui.engine.sampling.runner import CFGPP_SCALE, Guided, Latents, Plan, run
+from webui.models.placement import execution_device
 from webui.schemas import JobControl, JobInterrupted, Progress
 
 
@@ -102,8 +103,7 @@ def denoise(unet, job: SamplingJob, control: JobControl, preview: Callable | Non
     sampler's latest prediction of the clean image (A1111 decodes its last ``denoised``);
     None when no step had finished yet.
     """
-    param = next(unet.parameters())
-    device, dtype = param.device, param.dtype
+    device, dtype = execution_device(unet), next(unet.parameters()).dtype
     batch = len(job.seeds)
     shape = (4, *job.latent_size)
     make_rng = job.make_rng or (lambda shape, seeds, device: ImageRNG(shape, seeds, device))

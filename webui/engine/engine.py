@@ -38,6 +38,8 @@ from webui.vocabulary import (
     LATENT_UPSCALE_MODES, MASKED_CONTENT, OPTION_DEFAULTS, RANDN_SOURCES, VERSION, SamplerSettings,
 )
 from webui.models.manager import ModelManager
+from webui.models.memory_plan import JobFootprint
+from webui.models.placement import execution_device
 from webui.option_overlay import JobOptions
 from webui.schemas import (
     DETECT_JOB_KIND, DetectRequest, DetectResult, ExtrasRequest, ExtrasResult, GenerationRequest, GenerationResult, InvalidRequest, JobControl,
@@ -129,6 +131,10 @@ class Engine:
             # 2. Model, and what the prompt asks of it
             model = self.models.ensure(request.checkpoint)
             checkpoint = self.models.current_checkpoint
+            memory = self.models.plan_memory(self._footprint(request, model), self._forced_offload())
+            self.models.place(memory)  # before addons(): a change of placement takes the job's LoRAs off first
+            result.memory_plan = memory.describe()
+            log.info(result.memory_plan)
             addons = self.models.addons()
             try:
                 for batch_index in range(request.n_iter):
@@ -221,7 +227,7 @@ class Engine:
 
     def _generate_batch(self, request, seeds, subseeds, model, checkpoint, addons, spec, schedule, control, progress,
                         result: GenerationResult, saving=None, seamless: CircularPadding | None = None) -> None:
-        device = next(model.unet.parameters()).device
+        device = execution_device(model.unet)
         # 3. Prompts: styles, wildcards (per seed), LoRA tags, schedules
         plans = prepare_prompts(request, seeds, self.wildcards, self.styles)
         vae_choice = request.vae or (self.options.get("sd_vae") if self.options is not None else None)
@@ -229,6 +235,7 @@ class Engine:
         report = addons.prepare([] if request.disable_extra_networks else plans[0].loras, vae_choice)
         seamless = seamless or CircularPadding(False)
         seamless.apply(model.unet, model.vae)  # after prepare: the job's VAE file may have replaced the VAE
+        self.models.refresh_placement()  # idem: a VAE swapped in is offloaded like the one it replaced
         result.warnings.extend(report.warnings)
         for plan in plans:
             result.warnings.extend(plan.warnings)
@@ -513,8 +520,8 @@ class Engine:
             units = first.controlnet.units
             if switch:  # the hires checkpoint's own copy (refused if it is of another family)
                 units = [dataclasses.replace(u, model=self.models.controlnet(u.title)) for u in units]
-            param = next(model.unet.parameters())
-            job.controlnet = ControlRun(units, target_w, target_h, param.device, param.dtype, hires=True)
+            job.controlnet = ControlRun(units, target_w, target_h, execution_device(model.unet),
+                                        next(model.unet.parameters()).dtype, hires=True)
         job.switch = self._refiner_switch(request, hires_plans, target_w, target_h, len(first.seeds), vae_choice,
                                           seamless)
         # A1111 draws the second pass's noise afresh from the same seeds and variation seeds (make_rng).
@@ -562,9 +569,36 @@ class Engine:
         return switch
 
     def _tiling(self, model) -> vae_ops.Tiling:
-        """How the VAE works on big images: the tiling options, and tiles whenever free memory is short."""
-        device = next(model.vae.parameters()).device
-        return vae_ops.tiling_from_options(self.options, lambda: free_memory_bytes(device))
+        """How the VAE works on big images: the tiling options, the job's memory plan, and tiles whenever free
+        memory is short."""
+        device = execution_device(model.vae)
+        plan = self.models.current_plan
+        return vae_ops.tiling_from_options(self.options, lambda: free_memory_bytes(device),
+                                           planned=plan is not None and plan.vae_tiled)
+
+    def _forced_offload(self) -> str | None:
+        """The offload mode the option memory_offload forces, or None for the planner's choice."""
+        choice = self.options.get("memory_offload", "Automatic") if self.options is not None else "Automatic"
+        return vocabulary.MEMORY_OFFLOAD_CHOICES.get(choice)
+
+    def _footprint(self, request, model) -> JobFootprint:
+        """What the request's largest pass costs in memory, for the planner."""
+        width, height = request.width, request.height
+        if request.enable_hr and request.init_image is None:
+            width, height = self._hires_target(request)
+        found = find_controlnet_args(request.alwayson_scripts)
+        units = [u for u in (found[1] if found else []) if isinstance(u, dict) and u.get("enabled", True)
+                 and str(u.get("model") or "None") != "None"]
+        tiling = vae_ops.tiling_from_options(self.options)
+        return JobFootprint(
+            width=width, height=height, batch_size=request.batch_size,
+            unet_channels=model.unet.config.block_out_channels[0],
+            vae_channels=model.vae.config.block_out_channels[0],
+            element_size=next(model.unet.parameters()).element_size(),
+            vae_element_size=next(model.vae.parameters()).element_size(),
+            latent_factor=vae_ops.scale_factor(model.vae), controlnets=len(units),
+            vae_tiling=tiling.min_pixels > 0, vae_tile_size=tiling.tile_size,
+            vae_bytes_factor=vae_ops.UNTILED_BYTES_FACTOR)
 
     def _live_preview(self, model, warnings: list[str]):
         """latents -> preview picture by the option ``show_progress_type`` (A1111's live preview method)."""
@@ -695,8 +729,8 @@ class Engine:
         result.warnings.extend(warnings)
         if not prepared:
             return None
-        param = next(model.unet.parameters())
-        return ControlRun(prepared, width, height, param.device, param.dtype, crop)
+        return ControlRun(prepared, width, height, execution_device(model.unet), next(model.unet.parameters()).dtype,
+                          crop)
 
     # ------------------------------------------------------------ infotext and saving
     def _infotext_fields(self, request, seed, plan, checkpoint, report, size, hires_fields, img2img,

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from webui.engine.vae_tiles import SharedNormStats, downscaled, run_tiled
+from webui.models.placement import execution_device
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,13 @@ class Tiling:
     min_pixels: int = 0
     tile_size: int = 512
     free_bytes: Callable[[], int] | None = None  # free memory of the VAE's device (None: not checked)
+    planned: bool = False  # the job's memory plan asks for tiles (webui.models.memory_plan)
 
     def applies(self, height: int, width: int, vae=None) -> bool:
         """Whether an image of height x width pixels is to be tiled (large, or memory short for ``vae``)."""
         if self.min_pixels <= 0 or max(height, width) <= self.tile_size:
             return False
-        if height * width > self.min_pixels:
+        if height * width > self.min_pixels or self.planned:
             return True
         return vae is not None and self.short_of_memory(vae, height, width) is not None
 
@@ -57,13 +59,13 @@ class Tiling:
         return (needed, free) if needed > MEMORY_SHARE * free else None
 
 
-def tiling_from_options(options, free_bytes: Callable[[], int] | None = None) -> Tiling:
+def tiling_from_options(options, free_bytes: Callable[[], int] | None = None, planned: bool = False) -> Tiling:
     """The Tiling that the runtime options ``vae_tiling_min_pixels`` and ``vae_tile_size`` ask for, checking
-    free memory with ``free_bytes`` too."""
+    free memory with ``free_bytes`` too (``planned``: the memory plan asks for tiles)."""
     if options is None:
-        return Tiling(min_pixels=DEFAULT_TILING_MIN_PIXELS, free_bytes=free_bytes)
+        return Tiling(min_pixels=DEFAULT_TILING_MIN_PIXELS, free_bytes=free_bytes, planned=planned)
     return Tiling(min_pixels=int(options.get("vae_tiling_min_pixels", DEFAULT_TILING_MIN_PIXELS)),
-                  tile_size=max(64, int(options.get("vae_tile_size", 512))), free_bytes=free_bytes)
+                  tile_size=max(64, int(options.get("vae_tile_size", 512))), free_bytes=free_bytes, planned=planned)
 
 
 def memory_note(tiling: Tiling, vae, height: int, width: int, what: str = "decodes") -> str | None:
@@ -100,7 +102,7 @@ def encode(vae, images: list[Image.Image], seeds: list[int] | None = None, tilin
     raised between tiles once ``control.interrupted()``.
     """
     param = next(vae.parameters())
-    pixels = images_to_tensor(images, param.device, param.dtype)
+    pixels = images_to_tensor(images, execution_device(vae), param.dtype)
     latents = _encode_mean(vae, pixels, tiling, control)
     if not torch.isfinite(latents).all() and param.dtype != torch.float32:
         latents = _encode_mean(vae.float(), pixels.float(), tiling, control)

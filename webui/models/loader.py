@@ -162,8 +162,12 @@ def prepare_components(state: StateDict, metadata: dict, name: str = "checkpoint
 
 
 def build_components(arch: Architecture, converted: dict[str, StateDict], inpainting: bool,
-                     device: str, dtype: torch.dtype) -> LoadedComponents:
-    """Modules on ``device`` in ``dtype`` from converted state dicts (tensors are shared when no cast is needed)."""
+                     device: str, dtype: torch.dtype, place=None) -> LoadedComponents:
+    """Modules on ``device`` in ``dtype`` from converted state dicts (tensors are shared when no cast is needed).
+
+    ``place`` (optional) then puts the components where they run (the model manager's offload), before the
+    one forward pass that tells SD2's two kinds apart.
+    """
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from webui.models.tokenizers import load_clip_tokenizer
@@ -182,6 +186,8 @@ def build_components(arch: Architecture, converted: dict[str, StateDict], inpain
         if next(module.parameters()).dtype != dtype:
             module.to(dtype=dtype)
         module.to(device=device)
+    if place is not None:
+        place(components)
     if arch.family.name == "sd2" and not arch.prediction_from_metadata:
         components.scheduler_config["prediction_type"] = guess_sd2_prediction(unet)
     return components
@@ -190,10 +196,12 @@ def build_components(arch: Architecture, converted: dict[str, StateDict], inpain
 @torch.no_grad()
 def guess_sd2_prediction(unet) -> str:
     """SD2 768-v and 512-base share shapes; A1111's probe tells them apart by one tiny forward pass."""
-    param = next(unet.parameters())
-    x = torch.full((1, unet.config.in_channels, 8, 8), 0.5, device=param.device, dtype=param.dtype)
-    cond = torch.full((1, 2, unet.config.cross_attention_dim), 0.5, device=param.device, dtype=param.dtype)
-    out = unet(x, torch.tensor([999], device=param.device), encoder_hidden_states=cond).sample
+    from webui.models.placement import execution_device
+
+    device, dtype = execution_device(unet), next(unet.parameters()).dtype
+    x = torch.full((1, unet.config.in_channels, 8, 8), 0.5, device=device, dtype=dtype)
+    cond = torch.full((1, 2, unet.config.cross_attention_dim), 0.5, device=device, dtype=dtype)
+    out = unet(x, torch.tensor([999], device=device), encoder_hidden_states=cond).sample
     return "v_prediction" if float((out - x[:, : out.shape[1]]).float().mean()) < -1 else "epsilon"
 
 

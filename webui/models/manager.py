@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import torch
+
 from webui.catalog import Catalog, CheckpointInfo
 from webui.config import Settings
-from webui.devices import empty_cache
+from webui.devices import empty_cache, free_memory_bytes
 from webui.models.diffusers_folder import read_diffusers_folder
 from webui.models.loader import LoadedComponents, build_components, prepare_components, read_state_dict
+from webui.models.memory_plan import JobFootprint, MemoryBudget, MemoryPlan, ModelBytes, plan_memory
+from webui.models.placement import HOME, Placement, largest_child_bytes, module_bytes
 from webui.schemas import ModelLoadError, NotFound
 
 log = logging.getLogger(__name__)
@@ -87,6 +91,9 @@ class ModelManager:
         self._annotators = None  # loaded ControlNet annotators (webui.models.annotators.AnnotatorCache), idem
         self._preview_decoders = None  # learned live-preview decoders (webui.models.preview_decoder), idem
         self._holders: dict[str, ModelHolder] = {}  # upscalers, face restorers, ControlNets...: see register()
+        self._placement = Placement(self.device)  # where the live checkpoint's weights are (webui.models.placement)
+        self._offload = "none"  # the offload mode of the last plan: a checkpoint loaded next starts in it
+        self._plan: MemoryPlan | None = None  # the running job's plan
         self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
         self.last_load_seconds = 0.0
 
@@ -172,10 +179,9 @@ class ModelManager:
             if prepared.components is not None:
                 self._loaded = prepared.components
             else:
+                # Built in RAM first: whether the weights go to the device whole depends on their size.
                 self._loaded = build_components(prepared.architecture, prepared.converted, prepared.inpainting,
-                                                self.device, self.dtype)
-                if self.vae_dtype != self.dtype:
-                    self._loaded.vae.to(self.vae_dtype)
+                                                HOME, self.dtype, place=self._place_new)
                 if self.device == "cpu" and self._limit > 1:
                     # On CPU the modules can be the cache entry: switching back is a swap of references.
                     # (Per-job LoRAs, embeddings and VAEs are undone before a switch, so they stay clean.)
@@ -186,6 +192,24 @@ class ModelManager:
             self.last_load_seconds = time.perf_counter() - start
             log.info("checkpoint %s ready in %.2fs", info.title, self.last_load_seconds)
             return self._loaded
+
+    def _place_new(self, components: LoadedComponents) -> None:
+        if self.vae_dtype != self.dtype:
+            components.vae.to(self.vae_dtype)
+        self._placement.apply(components, self._offload_for_load(components))
+
+    def _offload_for_load(self, components: LoadedComponents) -> str:
+        """The offload mode a checkpoint is loaded in: the last plan's, or model offload when its weights alone
+        would not fit on the device (the first job's plan then decides)."""
+        if self.device == "cpu" or self._offload != "none":
+            return self._offload
+        weights = sum(module_bytes(module) for module in components.modules())
+        free = free_memory_bytes(self.device) + self._bytes_on_device()
+        if weights * 1.15 > free:
+            log.info("the weights (%.1f GiB) do not fit in %.1f GiB free: loaded with model offload",
+                     weights / 2 ** 30, free / 2 ** 30)
+            return "model"
+        return "none"
 
     def _prepared(self, info: CheckpointInfo) -> _Prepared:
         cached = self._cache.get(info.sha256)
@@ -217,6 +241,7 @@ class ModelManager:
         if self._addons is not None:
             self._addons.detach()
             self._addons = None
+        self._placement.remove()
         cached = self._loaded is not None and any(e.components is self._loaded for e in self._cache.values())
         self._loaded = None
         if not cached:
@@ -246,6 +271,63 @@ class ModelManager:
         with self._lock:
             self._unload_holders()
             self.unload()
+
+    # ---- memory plan (webui.models.memory_plan): where the weights live for one job
+    def plan_memory(self, job: JobFootprint, forced: str | None = None) -> MemoryPlan:
+        """The plan for ``job`` on the live checkpoint, from what is free now (``forced``: that offload mode)."""
+        with self._lock:
+            components = self._loaded
+            if components is None:
+                raise ModelLoadError("no model loaded")
+            unet_bytes = module_bytes(components.unet)
+            sizes = ModelBytes(
+                unet=unet_bytes, text_encoders=tuple(module_bytes(m) for m in components.text_encoders),
+                vae=module_bytes(components.vae), extras=int(job.controlnets * unet_bytes * 0.45),
+                largest_unet_block=largest_child_bytes(components.unet, leaf=False),
+                largest_unet_layer=largest_child_bytes(components.unet, leaf=True))
+            ram = free_memory_bytes("cpu")
+            device_free = ram if self.device == "cpu" else free_memory_bytes(self.device) + self._bytes_on_device()
+            dtype = {"torch.float16": "fp16", "torch.bfloat16": "bf16"}.get(str(self.dtype), "fp32")
+            return plan_memory(MemoryBudget(self.device, device_free, ram, dtype), sizes, job, forced)
+
+    def place(self, plan: MemoryPlan) -> None:
+        """Put the live checkpoint's weights where ``plan`` says (a no-op when they are there already).
+
+        Changing the mode first takes the per-job LoRAs, embeddings and VAE off (they are made again by
+        ``addons().prepare``), so no LoRA keeps an original weight on the device the model left.
+        """
+        with self._lock:
+            if self._loaded is None:
+                raise ModelLoadError("no model loaded")
+            if plan.offload != self._placement.mode and self._addons is not None:
+                self._addons.detach()
+                self._addons = None
+            self._offload, self._plan = plan.offload, plan
+            self._placement.apply(self._loaded, plan.offload)
+
+    def refresh_placement(self) -> None:
+        """Place again what a job swapped in since ``place`` (a VAE chosen per job), in the same mode."""
+        with self._lock:
+            if self._loaded is not None:
+                self._placement.apply(self._loaded, self._placement.mode)
+
+    @property
+    def current_plan(self) -> MemoryPlan | None:
+        """The memory plan last placed (the running job's, read on the worker)."""
+        return self._plan
+
+    @property
+    def offload_mode(self) -> str:
+        """How the live checkpoint's weights are placed now: none, model, group or sequential."""
+        return self._placement.mode
+
+    def _bytes_on_device(self) -> int:
+        """Bytes of the live checkpoint's weights on the compute device now (they can make room by moving)."""
+        if self._loaded is None or self.device == "cpu":
+            return 0
+        kind = torch.device(self.device).type
+        return sum(t.numel() * t.element_size() for module in self._loaded.modules()
+                   for t in [*module.parameters(), *module.buffers()] if t.device.type == kind)
 
     # ---- per-job extras
     def addons(self):

@@ -173,6 +173,9 @@ def result_updates(panel: ResultPanel, job) -> dict:
         text += f" (job {short_id(job_id)})"
     if warnings:
         text += "  \n" + "  \n".join(f"⚠️ {common.markdown_text(w)}" for w in warnings)
+    memory_plan = getattr(result, "memory_plan", "")
+    if memory_plan:
+        text += f"  \nℹ️ {common.markdown_text(memory_plan)}"
     return {
         panel.status: text,
         panel.preview: gr.Image(value=None, visible=False),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.ui import common
-from webui.vocabulary import PREVIEW_TYPES
+from webui.vocabulary import MEMORY_OFFLOAD_CHOICES, PREVIEW_TYPES
 
 FORMAT_CHOICES = ["png", "jpg", "webp"]
 PATTERN_HELP = "Tags: [seed], [prompt_spaces], [prompt_words], [model_name], [date], [datetime<%Y%m%d>] ..."
@@ -113,6 +113,12 @@ SECTIONS: dict[str, list[OptionRow]] = {
         OptionRow("vae_tiling_min_pixels", "Decode and encode in tiles above this many pixels (0 = never)", "number",
                   minimum=0, maximum=64 * 1024 * 1024),
         OptionRow("vae_tile_size", "VAE tile size (image pixels)", "number", minimum=64, maximum=4096),
+    ],
+    "Memory": [
+        OptionRow("memory_offload", "Where the weights live on a GPU", "choice", tuple(MEMORY_OFFLOAD_CHOICES),
+                  info="Automatic: each job's plan is chosen from the free memory and what the job needs, and "
+                       "shown with its reasons under the result; Model offload is A1111's --medvram, Sequential "
+                       "its --lowvram"),
     ],
     "User interface": [
         OptionRow("quicksettings_list", "Quicksettings list (option keys shown at the top; applies after a restart)",

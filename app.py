@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                         help="compute device: auto picks cuda, then mps, then cpu")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                        help="weights dtype: auto = fp16 on GPU, fp32 on CPU; bf16 is faster on recent CPUs")
+                        help="weights dtype: auto = fp16 on GPU; on the CPU bf16 where it is measured faster "
+                             "(CPUs with AVX512-BF16 or AMX), else fp32")
     parser.add_argument("--no-half", dest="precision", action="store_const", const="fp32",
                         help="A1111's spelling of --precision fp32")
     parser.add_argument("--no-half-vae", action="store_true",

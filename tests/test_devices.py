@@ -35,7 +35,8 @@ ALLOWED = [
 
 @pytest.mark.parametrize("device, precision, caps, expected", ALLOWED)
 def test_device_and_dtypes_for_each_machine(device, precision, caps, expected):
-    assert choose_device(device, precision, caps) == DeviceChoice(*expected)
+    bf16_on_cpu = expected[0] == "cpu" and expected[1] == "bf16"  # which runs channels_last
+    assert choose_device(device, precision, caps) == DeviceChoice(*expected, channels_last=bf16_on_cpu)
 
 
 REFUSED = [
@@ -82,7 +83,8 @@ def test_mps_choice_describes_its_vae_upcast():
 
 def test_no_half_vae_keeps_the_vae_in_fp32_on_any_device():
     assert choose_device("auto", "auto", AMPERE, no_half_vae=True) == DeviceChoice("cuda", "fp16", "fp32")
-    assert choose_device("cpu", "bf16", CPU_ONLY, no_half_vae=True) == DeviceChoice("cpu", "bf16", "fp32")
+    assert choose_device("cpu", "bf16", CPU_ONLY, no_half_vae=True) == DeviceChoice("cpu", "bf16", "fp32",
+                                                                                        channels_last=True)
 
 
 def test_a1111_precision_flags_reach_the_settings():
@@ -116,3 +118,16 @@ def test_a_half_precision_model_with_its_vae_in_fp32_generates(settings):
     init = Image.fromarray(image)
     again = engine.generate(GenerationRequest(**request, init_image=init, denoising_strength=0.5))
     assert again.images[0].size == (64, 64) and not again.warnings
+
+
+# ------------------------------------------------------------------ --precision auto on the CPU: measured
+NATIVE_BF16_CPU = Capabilities("2.14.1", cpu_precision="bf16", cpu_precision_reason="bf16 took 0.62x fp32's time")
+
+
+def test_auto_on_the_cpu_takes_the_measured_precision_with_channels_last():
+    choice = choose_device("auto", "auto", NATIVE_BF16_CPU)
+    assert (choice.device, choice.dtype, choice.vae_dtype, choice.channels_last) == ("cpu", "bf16", "bf16", True)
+    assert "0.62x" in choice.describe()
+    assert choose_device("auto", "fp32", NATIVE_BF16_CPU) == DeviceChoice("cpu", "fp32", "fp32")  # forced stays
+    assert choose_device("cpu", "bf16", CPU_ONLY).channels_last  # asked-for bf16 gets the fast layout too
+    assert not choose_device("auto", "auto", AMPERE).channels_last

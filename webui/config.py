@@ -73,6 +73,11 @@ class Settings:
         """gradio's upload and cache folder: the only files the UI serves or accepts by path."""
         return self.outdir / "tmp" / "gradio"
 
+    @property
+    def cpu_precision_cache(self) -> Path:
+        """Where the measured fastest CPU precision is kept (webui.cpu_speed)."""
+        return self.outdir / "cache" / "cpu_precision.json"
+
     def with_changes(self, **changes) -> "Settings":
         """A copy with some fields replaced."""
         return replace(self, **changes)
@@ -80,16 +85,24 @@ class Settings:
     # ---- device policy ----------------------------------------------------------
     def device_choice(self):
         """Device and dtypes for this machine (``webui.devices.choose_device``); raises UnsupportedDevice."""
-        from webui.devices import choose_device, probe_capabilities
+        from dataclasses import replace as replace_fields
 
-        return choose_device(self.device, self.precision, probe_capabilities(), no_half_vae=self.no_half_vae)
+        from webui.devices import choose_device, probe_capabilities, resolved_device
+
+        caps = probe_capabilities()
+        if self.precision == "auto" and resolved_device(self.device, caps) == "cpu":
+            from webui.cpu_speed import fastest_cpu_precision
+
+            measured = fastest_cpu_precision(self.cpu_precision_cache)
+            caps = replace_fields(caps, cpu_precision=measured.dtype, cpu_precision_reason=measured.reason)
+        return choose_device(self.device, self.precision, caps, no_half_vae=self.no_half_vae)
 
     def torch_device(self) -> str:
         """The device to compute on: cuda if present, then mps, then cpu."""
         return self.device_choice().device
 
     def torch_dtype(self):
-        """fp16 on GPUs, fp32 on CPU unless bf16 is asked for."""
+        """fp16 on GPUs; on the CPU fp32, or bf16 where it was measured faster or is asked for."""
         return self.device_choice().torch_dtype()
 
 

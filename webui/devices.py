@@ -7,7 +7,7 @@ so a bad combination stops the app at start-up rather than failing in a job.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DTYPE_NAMES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
@@ -27,6 +27,8 @@ class Capabilities:
     cuda_name: str = ""
     mps: bool = False
     mps_bf16: bool = False
+    cpu_precision: str = "fp32"  # what --precision auto uses on the CPU (measured: webui.cpu_speed)
+    cpu_precision_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class DeviceChoice:
     device: str
     dtype: str
     vae_dtype: str
+    channels_last: bool = False  # convolutions in channels_last memory format (bf16 on the CPU)
+    why: str = field(default="", compare=False)  # why this dtype, when it was measured
 
     def torch_dtype(self):
         import torch
@@ -49,7 +53,9 @@ class DeviceChoice:
 
     def describe(self) -> str:
         vae = f", VAE in {self.vae_dtype}" if self.vae_dtype != self.dtype else ""
-        return f"{self.device} in {self.dtype}{vae}"
+        layout = ", channels_last" if self.channels_last else ""
+        why = f" ({self.why})" if self.why else ""
+        return f"{self.device} in {self.dtype}{vae}{layout}{why}"
 
 
 def _device(requested: str, caps: Capabilities) -> str:
@@ -71,12 +77,13 @@ def _device(requested: str, caps: Capabilities) -> str:
 
 def _dtype(device: str, requested: str, caps: Capabilities) -> str:
     if requested == "auto":
-        return "fp32" if device == "cpu" else "fp16"
+        return caps.cpu_precision if device == "cpu" else "fp16"
     if requested not in DTYPE_NAMES:
         raise UnsupportedDevice(f"--precision {requested}: choose auto, fp16, bf16 or fp32")
     if device == "cpu" and requested == "fp16":
         raise UnsupportedDevice("--precision fp16 on the CPU: torch's CPU kernels are slow and lossy in fp16; "
-                                "use fp32 (the default) or bf16 (fast on recent CPUs)")
+                                "use fp32, auto (which measures what is fastest here) or bf16 (fast only on CPUs "
+                                "with AVX512-BF16 or AMX)")
     if device == "cuda" and requested == "bf16" and not caps.cuda_bf16:
         raise UnsupportedDevice(f"--precision bf16: {caps.cuda_name or 'this GPU'} has no bfloat16 support "
                                 "(NVIDIA Ampere/RTX 30 or newer is needed); use fp16")
@@ -98,7 +105,14 @@ def choose_device(device: str, precision: str, caps: Capabilities, no_half_vae: 
     chosen = _device(device, caps)
     dtype = _dtype(chosen, precision, caps)
     vae_dtype = "fp32" if no_half_vae or (chosen == "mps" and dtype == "fp16") else dtype
-    return DeviceChoice(chosen, dtype, vae_dtype)
+    why = caps.cpu_precision_reason if chosen == "cpu" and precision == "auto" else ""
+    # bf16 convolutions on the CPU are much faster channels_last (bench/RESULTS.md: 1.33x fp32's time, not 2.11x)
+    return DeviceChoice(chosen, dtype, vae_dtype, channels_last=chosen == "cpu" and dtype == "bf16", why=why)
+
+
+def resolved_device(device: str, caps: Capabilities) -> str:
+    """The device ``--device`` means on a machine with ``caps`` (raises UnsupportedDevice like choose_device)."""
+    return _device(device, caps)
 
 
 def probe_capabilities() -> Capabilities:

@@ -81,6 +81,7 @@ class ModelManager:
         self.device = choice.device
         self.dtype = choice.torch_dtype()
         self.vae_dtype = choice.torch_vae_dtype()
+        self._channels_last = choice.channels_last
         self._limit = max(1, checkpoints_limit or settings.checkpoints_limit)
         self._lock = threading.RLock()
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
@@ -196,6 +197,9 @@ class ModelManager:
     def _place_new(self, components: LoadedComponents) -> None:
         if self.vae_dtype != self.dtype:
             components.vae.to(self.vae_dtype)
+        if self._channels_last:
+            components.unet.to(memory_format=torch.channels_last)
+            components.vae.to(memory_format=torch.channels_last)
         self._placement.apply(components, self._offload_for_load(components))
 
     def _offload_for_load(self, components: LoadedComponents) -> str:

@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="A1111's spelling of --precision fp32")
     parser.add_argument("--no-half-vae", action="store_true",
                         help="keep the VAE in fp32 (the SDXL VAE overflows in fp16; default on MPS)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend used when Settings > Speed > torch_compile is on (default inductor)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--checkpoints-limit", type=int, default=1,
@@ -128,7 +130,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         extra_ckpt_dirs=tuple(p.resolve() for p in args.ckpt_dir),
         extra_lora_dirs=tuple(p.resolve() for p in args.lora_dir),
         device=args.device, precision=args.precision, torch_threads=args.threads,
-        no_half_vae=args.no_half_vae,
+        no_half_vae=args.no_half_vae, compile_backend=args.compile_backend,
         host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port,
         checkpoints_limit=args.checkpoints_limit, max_queue_length=args.max_queue,
         live_preview_every=max(0, args.live_preview_every),

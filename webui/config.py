@@ -43,6 +43,7 @@ class Settings:
     allow_api_outdir: bool = False  # let the API change the outdir_* options (always under outdir)
     queue_url: str | None = None  # redis://host:port/db: the queue lives in Redis, shared by workers
     local_worker: bool = True  # with a Redis queue: also run jobs in the server process
+    compile_backend: str = "inductor"  # torch.compile's backend when the option torch_compile is on
     max_queue_per_client: int = 0  # queued jobs one owner may have (0 = no limit beyond max_queue_length)
     extra: dict = field(default_factory=dict)
 

@@ -36,6 +36,7 @@ DEFAULT_OPTIONS: dict = {
     "vae_tiling_min_pixels": 1024 * 1024,  # VAE decode/encode in tiles above this many pixels (0: never)
     "vae_tile_size": 512,  # VAE tile side in image pixels
     "memory_offload": "Automatic",  # where a job's weights live on a GPU: the planner's choice, or one forced
+    "torch_compile": False,  # compile the UNet with torch.compile, in the background (webui/models/compiled.py)
     "eta_noise_seed_delta": 0,
     "randn_source": "GPU",  # GPU | CPU | NV: where initial and sampler noise come from (A1111's option)
     "sd_lora": "None",  # A1111's "Add network to prompt": <lora:NAME:multiplier> ends every prompt

@@ -375,6 +375,7 @@ class GenerationResult(Serialisable):
     warnings: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)  # first image's fields, A1111's `info` JSON
     memory_plan: str = ""  # where the weights lived and why (webui.models.memory_plan), for the log and the UI
+    notes: list[str] = field(default_factory=list)  # what else the job should tell (torch.compile's state)
 
 
 @dataclass

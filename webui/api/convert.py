@@ -463,6 +463,8 @@ def generation_info(body: GenerationBody, request: GenerationRequest, result: Ge
         info["warnings"] = list(result.warnings)
     if getattr(result, "memory_plan", ""):
         info["memory_plan"] = result.memory_plan
+    if getattr(result, "notes", None):
+        info["notes"] = list(result.notes)
     return json.dumps(info, default=lambda o: None)
 
 

@@ -135,6 +135,7 @@ class Engine:
             self.models.place(memory)  # before addons(): a change of placement takes the job's LoRAs off first
             result.memory_plan = memory.describe()
             log.info(result.memory_plan)
+            compiled_unet = self._compiled_unet(memory, result)
             addons = self.models.addons()
             try:
                 for batch_index in range(request.n_iter):
@@ -150,6 +151,8 @@ class Engine:
                 stop.partial = result
                 raise
             finally:
+                if compiled_unet is not None:
+                    result.notes.extend(compiled_unet.finish_job())
                 # the job's own checkpoint stays the live one, as before the job
                 if request.hr_checkpoint or request.refiner_checkpoint:
                     self.models.ensure(checkpoint)
@@ -575,6 +578,20 @@ class Engine:
         plan = self.models.current_plan
         return vae_ops.tiling_from_options(self.options, lambda: free_memory_bytes(device),
                                            planned=plan is not None and plan.vae_tiled)
+
+    def _compiled_unet(self, memory, result: GenerationResult):
+        """The torch.compile dispatcher, started for this job, when the option torch_compile is on; else None."""
+        wanted = bool(self.options.get("torch_compile", False)) if self.options is not None else False
+        try:
+            compiled = self.models.compiled_unet(wanted)
+        except ValueError as exc:
+            result.notes.append(f"torch.compile is not used: {exc}")
+            return None
+        if wanted and compiled is None:
+            result.notes.append(f"torch.compile is not used while the weights are offloaded ({memory.offload})")
+        if compiled is not None:
+            compiled.start_job()
+        return compiled
 
     def _forced_offload(self) -> str | None:
         """The offload mode the option memory_offload forces, or None for the planner's choice."""

@@ -95,6 +95,7 @@ class ModelManager:
         self._placement = Placement(self.device)  # where the live checkpoint's weights are (webui.models.placement)
         self._offload = "none"  # the offload mode of the last plan: a checkpoint loaded next starts in it
         self._plan: MemoryPlan | None = None  # the running job's plan
+        self._compiled = None  # the live UNet's torch.compile dispatcher (webui.models.compiled), when asked for
         self.load_count = 0  # how many times a file was read (tests and benchmarks look at this)
         self.last_load_seconds = 0.0
 
@@ -245,6 +246,7 @@ class ModelManager:
         if self._addons is not None:
             self._addons.detach()
             self._addons = None
+        self._drop_compiled()
         self._placement.remove()
         cached = self._loaded is not None and any(e.components is self._loaded for e in self._cache.values())
         self._loaded = None
@@ -332,6 +334,33 @@ class ModelManager:
         kind = torch.device(self.device).type
         return sum(t.numel() * t.element_size() for module in self._loaded.modules()
                    for t in [*module.parameters(), *module.buffers()] if t.device.type == kind)
+
+    # ---- torch.compile (webui.models.compiled)
+    def compiled_unet(self, enabled: bool):
+        """The live UNet's compile dispatcher when ``enabled`` and its weights stay on the device, else None
+        (and the UNet's plain forward back)."""
+        from webui.models.compiled import CompiledUNet
+
+        with self._lock:
+            if not enabled or self._loaded is None or self._placement.mode != "none":
+                self._drop_compiled()
+                return None
+            if self._compiled is not None and self._compiled.unet is not self._loaded.unet:
+                self._drop_compiled()
+            if self._compiled is None:
+                # raises ValueError for a backend torch does not know (--compile-backend)
+                self._compiled = CompiledUNet(self._loaded.unet, self.settings.compile_backend,
+                                              self.settings.outdir / "cache" / "torchinductor")
+            return self._compiled
+
+    def _drop_compiled(self) -> None:
+        """Detach the compiled UNet and drop dynamo's caches, whose guards would keep the old weights alive."""
+        if self._compiled is None:
+            return
+        self._compiled.detach()
+        self._compiled.wait()
+        self._compiled = None
+        torch.compiler.reset()
 
     # ---- per-job extras
     def addons(self):

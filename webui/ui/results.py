@@ -174,8 +174,8 @@ def result_updates(panel: ResultPanel, job) -> dict:
     if warnings:
         text += "  \n" + "  \n".join(f"⚠️ {common.markdown_text(w)}" for w in warnings)
     memory_plan = getattr(result, "memory_plan", "")
-    if memory_plan:
-        text += f"  \nℹ️ {common.markdown_text(memory_plan)}"
+    for line in ([memory_plan] if memory_plan else []) + list(getattr(result, "notes", []) or []):
+        text += f"  \nℹ️ {common.markdown_text(line)}"
     return {
         panel.status: text,
         panel.preview: gr.Image(value=None, visible=False),

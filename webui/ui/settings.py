@@ -120,6 +120,11 @@ SECTIONS: dict[str, list[OptionRow]] = {
                        "shown with its reasons under the result; Model offload is A1111's --medvram, Sequential "
                        "its --lowvram"),
     ],
+    "Speed": [
+        OptionRow("torch_compile", "Compile the UNet with torch.compile", "check",
+                  info="Graphs are compiled in the background for each new image size: the first images of a "
+                       "size run uncompiled, the next ones compiled. Off while weights are offloaded"),
+    ],
     "User interface": [
         OptionRow("quicksettings_list", "Quicksettings list (option keys shown at the top; applies after a restart)",
                   "list"),

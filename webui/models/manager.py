@@ -290,6 +290,8 @@ class ModelManager:
                 unet=unet_bytes, text_encoders=tuple(module_bytes(m) for m in components.text_encoders),
                 vae=module_bytes(components.vae), extras=int(job.controlnets * unet_bytes * 0.45),
                 largest_unet_block=largest_child_bytes(components.unet, leaf=False),
+                unet_outside_blocks=unet_bytes - sum(module_bytes(child) for child in components.unet.children()
+                                                     if isinstance(child, torch.nn.ModuleList)),
                 largest_unet_layer=largest_child_bytes(components.unet, leaf=True))
             ram = free_memory_bytes("cpu")
             device_free = ram if self.device == "cpu" else free_memory_bytes(self.device) + self._bytes_on_device()

@@ -42,6 +42,7 @@ class ModelBytes:
     vae: int
     extras: int = 0  # ControlNets and adapters: they run beside the UNet, kept on the device
     largest_unet_block: int = 0  # the biggest block that group offload moves at once
+    unet_outside_blocks: int = 0  # what group offload keeps on the device for a whole step (mid block, in/out)
     largest_unet_layer: int = 0  # the biggest single layer that sequential offload moves at once
 
     @property
@@ -133,9 +134,10 @@ def _peaks(models: ModelBytes, job: JobFootprint, tiled: bool) -> dict[str, int]
     largest_encoder = max(models.text_encoders, default=0)
     resident = models.total + max(unet_act, vae_act)
     model = max(models.unet + models.extras + unet_act, largest_encoder, models.vae + vae_act)
-    # group: two blocks at once (the one running and the next), the rest of the UNet's small layers
+    # group: two blocks at once (the one running and the next) besides the layers outside the block lists
     block = models.largest_unet_block or models.unet // 4
-    group = max(2 * block + models.extras + unet_act, largest_encoder, models.vae + vae_act)
+    group = max(2 * block + models.unet_outside_blocks + models.extras + unet_act, largest_encoder,
+                models.vae + vae_act)
     layer = models.largest_unet_layer or models.unet // 64
     sequential = max(2 * layer + models.extras + unet_act, largest_encoder, models.vae + vae_act)
     return {"none": resident, "model": model, "group": group, "sequential": sequential}

@@ -36,7 +36,8 @@ def test_real_txt2img_saves_png_with_infotext_and_png_info_reads_it(real_page, r
     ui.fill_text(page, "txt2img_prompt", "a red square")
     _small_settings(page, "txt2img", steps=3)
     ui.set_number(page, "txt2img_seed", 4321)
-    assert "Done" in ui.generate(page, "txt2img")
+    status = ui.generate(page, "txt2img")
+    assert "Done" in status and "memory: all weights in RAM (CPU)" in status  # the job's memory plan, shown
     [image] = ui.gallery_images(page, "txt2img")
     assert image.size == (64, 64)
     infotext = ui.textbox_value(page, "txt2img_infotext")

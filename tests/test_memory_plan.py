@@ -68,6 +68,14 @@ def test_a_big_image_tiles_the_vae_before_moving_any_weight():
     assert not no_tiles.vae_tiled and no_tiles.offload != "none"
 
 
+def test_an_image_above_the_tiling_threshold_is_estimated_with_tiles():
+    by_size = plan_memory(gpu(24), SD15, footprint(side=2048, vae_tiles_by_size=True))
+    assert by_size.vae_tiled and by_size.offload == "none"
+    assert by_size.needed_bytes < plan_memory(gpu(24), SD15, footprint(side=2048)).needed_bytes
+    on_cpu = plan_memory(MemoryBudget("cpu", 20 * GIB, 20 * GIB), SD15, footprint(side=2048, vae_tiles_by_size=True))
+    assert on_cpu.vae_tiled and "the VAE works in tiles" in on_cpu.describe()
+
+
 def test_batch_and_controlnets_raise_the_estimate():
     alone = plan_memory(gpu(24), SD15, footprint(side=1024))
     assert plan_memory(gpu(24), SD15, footprint(side=1024, batch=4)).needed_bytes > alone.needed_bytes

@@ -615,6 +615,7 @@ class Engine:
             vae_element_size=next(model.vae.parameters()).element_size(),
             latent_factor=vae_ops.scale_factor(model.vae), controlnets=len(units),
             vae_tiling=tiling.min_pixels > 0, vae_tile_size=tiling.tile_size,
+            vae_tiles_by_size=tiling.applies(height, width),
             vae_bytes_factor=vae_ops.UNTILED_BYTES_FACTOR)
 
     def _live_preview(self, model, warnings: list[str]):

@@ -64,6 +64,7 @@ class JobFootprint:
     latent_factor: int = 8
     controlnets: int = 0
     vae_tiling: bool = True  # the VAE may work in tiles (the vae_tiling_min_pixels option is not 0)
+    vae_tiles_by_size: bool = False  # the image is above vae_tiling_min_pixels: the VAE tiles whatever the plan
     vae_tile_size: int = 512
     vae_bytes_factor: int = 8  # webui.engine.vae_ops.UNTILED_BYTES_FACTOR: peak bytes per pixel, channel, dtype byte
 
@@ -157,7 +158,7 @@ def plan_memory(budget: MemoryBudget, models: ModelBytes, job: JobFootprint, for
         return _cpu_plan(budget, untiled, tiled, job, forced)
     if forced is not None:
         peak_untiled, peak_tiled = untiled[forced], tiled[forced]
-        use_tiles = job.vae_tiling and _with_margin(peak_untiled) > budget.device_bytes
+        use_tiles = job.vae_tiles_by_size or (job.vae_tiling and _with_margin(peak_untiled) > budget.device_bytes)
         peak = peak_tiled if use_tiles else peak_untiled
         reasons = ["chosen in Settings (memory_offload)"]
         if _with_margin(peak) > budget.device_bytes:
@@ -166,14 +167,14 @@ def plan_memory(budget: MemoryBudget, models: ModelBytes, job: JobFootprint, for
                           tuple(reasons), forced=True)
     reasons: list[str] = []
     for mode in OFFLOAD_MODES:
-        for use_tiles in ((False, True) if job.vae_tiling else (False,)):
+        for use_tiles in _tile_choices(job):
             peak = (tiled if use_tiles else untiled)[mode]
             if _with_margin(peak) <= budget.device_bytes:
                 if mode != "none":
                     resident = (tiled if job.vae_tiling else untiled)["none"]
                     reasons.append(f"keeping every weight on the device would need about "
                                    f"{_gib(_with_margin(resident))}")
-                if use_tiles:
+                if use_tiles and not job.vae_tiles_by_size:
                     reasons.append(f"an untiled VAE pass would need about {_gib(_with_margin(untiled[mode]))}")
                 return MemoryPlan(mode, use_tiles, budget.device, _with_margin(peak), budget.device_bytes,
                                   tuple(reasons))
@@ -186,17 +187,24 @@ def plan_memory(budget: MemoryBudget, models: ModelBytes, job: JobFootprint, for
                       tuple(reasons))
 
 
+def _tile_choices(job: JobFootprint) -> tuple[bool, ...]:
+    """Whether the VAE may work whole and whether in tiles, untiled first (the options decide some of it)."""
+    if job.vae_tiles_by_size:
+        return (True,)
+    return (False, True) if job.vae_tiling else (False,)
+
+
 def _cpu_plan(budget: MemoryBudget, untiled: dict, tiled: dict, job: JobFootprint, forced: str | None) -> MemoryPlan:
     """On the CPU the weights are in RAM already: nothing to offload; only the VAE's tiles are a choice.
 
     A forced mode is still applied (the hooks run, moving nothing), so the setting acts the same everywhere."""
-    use_tiles = job.vae_tiling and _with_margin(untiled["none"]) > budget.ram_bytes
+    use_tiles = job.vae_tiles_by_size or (job.vae_tiling and _with_margin(untiled["none"]) > budget.ram_bytes)
     peak = (tiled if use_tiles else untiled)["none"]
     reasons = []
     if forced not in (None, "none"):
         reasons.append("chosen in Settings (memory_offload); on the CPU the weights are in RAM already, so it "
                        "saves nothing")
-    if use_tiles:
+    if use_tiles and not job.vae_tiles_by_size:
         reasons.append(f"an untiled VAE pass would need about {_gib(_with_margin(untiled['none']))} of RAM")
     if _with_margin(peak) > budget.ram_bytes:
         reasons.append("the estimate is above the free RAM: the system may swap")

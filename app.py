@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     offline_environment()
     settings = settings_from_args(args)
+    # torch.compile's kernels outlive the process here (read by inductor before anything imports torch)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.torch_compile_cache))
     from webui.devices import UnsupportedDevice
 
     try:

@@ -32,11 +32,15 @@ def main() -> None:
     parser.add_argument("--backend", default="inductor")
     args = parser.parse_args()
 
+    import os
+
+    from webui.config import PROJECT_ROOT, Settings
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(PROJECT_ROOT / "outputs" / "cache" / "torchinductor"))
     import numpy as np
     import torch
 
     from webui.catalog import Catalog
-    from webui.config import PROJECT_ROOT, Settings
     from webui.engine.engine import Engine
     from webui.models.manager import ModelManager
     from webui.options import Options

@@ -75,6 +75,11 @@ class Settings:
         return self.outdir / "tmp" / "gradio"
 
     @property
+    def torch_compile_cache(self) -> Path:
+        """Where torch.compile (inductor) keeps compiled kernels between runs."""
+        return self.outdir / "cache" / "torchinductor"
+
+    @property
     def cpu_precision_cache(self) -> Path:
         """Where the measured fastest CPU precision is kept (webui.cpu_speed)."""
         return self.outdir / "cache" / "cpu_precision.json"

@@ -8,16 +8,15 @@ of a new size are made uncompiled while the graph is built, and the next ones us
 
 Compiled graphs are only as good as dynamo's guards: a module attribute that a job changes (an
 add-on's patch, a LoRA's weights) is checked on every call and makes torch recompile, never run a
-stale graph. Inductor keeps compiled kernels on disk (``cache_dir``), so a restart recompiles faster.
+stale graph. Inductor keeps compiled kernels on disk (app.py points it to outputs/cache/torchinductor),
+so a restart recompiles faster.
 CUDA graphs are not used: the warm-up runs on another thread than the jobs.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
@@ -73,11 +72,9 @@ class CompileReport:
 class CompiledUNet:
     """A UNet whose forward runs a compiled graph once one is warm for the call's inputs."""
 
-    def __init__(self, unet: torch.nn.Module, backend: str = "inductor", cache_dir: Path | None = None):
+    def __init__(self, unet: torch.nn.Module, backend: str = "inductor"):
         self.unet = unet
         self.backend = backend
-        if cache_dir is not None and backend == "inductor":
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
         self._plain = unet.forward  # the bound method, before the dispatcher shadows it
         try:
             self._compiled = torch.compile(self._plain, backend=backend, dynamic=False)

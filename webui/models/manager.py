@@ -351,8 +351,7 @@ class ModelManager:
                 self._drop_compiled()
             if self._compiled is None:
                 # raises ValueError for a backend torch does not know (--compile-backend)
-                self._compiled = CompiledUNet(self._loaded.unet, self.settings.compile_backend,
-                                              self.settings.outdir / "cache" / "torchinductor")
+                self._compiled = CompiledUNet(self._loaded.unet, self.settings.compile_backend)
             return self._compiled
 
     def _drop_compiled(self) -> None:

@@ -15,6 +15,7 @@ CUDA graphs are not used: the warm-up runs on another thread than the jobs.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -45,6 +46,14 @@ def describe_shape(args: tuple, kwargs: dict) -> str:
     if not isinstance(sample, torch.Tensor) or sample.dim() != 4:
         return "these inputs"
     return f"{sample.shape[-1]}x{sample.shape[-2]} latents, {sample.shape[0]} rows"
+
+
+def _lowest_priority() -> None:
+    """Let the jobs' threads go first: the calling thread (and the compiler processes it starts) at nice 19."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the compile just competes evenly
+        pass
 
 
 @dataclass
@@ -112,6 +121,7 @@ class CompiledUNet:
 
     def _warm(self, key: tuple, inputs: tuple, shape: str) -> None:
         args, kwargs = inputs
+        _lowest_priority()
         try:
             with torch.no_grad():
                 self._compiled(*args, **kwargs)

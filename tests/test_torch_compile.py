@@ -74,12 +74,13 @@ def test_a_backend_that_fails_leaves_the_unet_plain_and_says_why(settings):
 
     engine = make_engine(settings, backend="always_fails_for_test")
     plain = run(engine, compile_on=False)
-    run(engine)
+    first = run(engine)
     engine.models._compiled.wait(600)
-    after = run(engine)  # told by the next job, once
+    after = run(engine)  # the failure is told once: by the job it happened during, or else by the next one
     assert np.array_equal(pixels(after), pixels(plain))
-    assert len(after.notes) == 1 and after.notes[0].startswith("torch.compile failed, the UNet runs uncompiled")
-    assert "this backend cannot compile anything" in after.notes[0]
+    failures = [note for note in first.notes + after.notes if note.startswith("torch.compile failed")]
+    assert len(failures) == 1 and "this backend cannot compile anything" in failures[0]
+    assert not any("ran compiled" in note for note in after.notes)
     later = run(engine)
     assert later.notes == [] and np.array_equal(pixels(later), pixels(plain))  # not tried again for that size
     unknown = make_engine(settings, backend="no-such-backend")

@@ -98,6 +98,12 @@ def test_a_mode_chosen_in_settings_is_kept_and_warned_about_when_it_cannot_fit()
         plan_memory(gpu(8), SD15, footprint(), forced="disk")
 
 
+def test_apple_gpus_share_the_ram_so_nothing_is_offloaded_there():
+    plan = plan_memory(MemoryBudget("mps", 2 * GIB, 2 * GIB), SDXL, footprint(side=1024))
+    assert plan.offload == "none" and plan.describe().startswith("memory: all weights in unified memory (MPS)")
+    assert "the system may swap" in plan.describe()
+
+
 def test_on_the_cpu_nothing_is_offloaded_and_short_ram_tiles_the_vae():
     ram = MemoryBudget("cpu", 3 * GIB, 3 * GIB, "fp32")
     small = plan_memory(ram, SD15, footprint(side=512, element_size=4))

@@ -29,6 +29,7 @@ OFFLOAD_MODES = ("none", "model", "group", "sequential")
 # SD 1.5-shaped UNet (26 at 512 px, 28 at 256 px) and on the demo UNet (25); 32 leaves a margin.
 UNET_ACTIVATION_FACTOR = 32
 CONTROLNET_ACTIVATION_SHARE = 0.5  # a ControlNet is the UNet's encoder half
+SHARED_MEMORY_DEVICES = ("cpu", "mps")  # the device's memory is the RAM: moving weights to "RAM" frees nothing
 HEADROOM = 1.15  # allocator fragmentation and the odd temporary the estimates leave out
 RESERVE_BYTES = 384 * 2 ** 20  # kept free for the CUDA context's workspaces and the live preview
 
@@ -116,8 +117,8 @@ class MemoryPlan:
         what = {"none": "all weights stay on the device", "model": "model offload (each model moves to the "
                 "device only while it runs)", "group": "group offload (the UNet moves block by block)",
                 "sequential": "sequential offload (the UNet moves layer by layer)"}[self.offload]
-        if self.device == "cpu" and self.offload == "none":
-            what = "all weights in RAM (CPU)"
+        if self.device in SHARED_MEMORY_DEVICES and self.offload == "none":
+            what = "all weights in RAM (CPU)" if self.device == "cpu" else "all weights in unified memory (MPS)"
         tiles = "; the VAE works in tiles" if self.vae_tiled else ""
         figures = f"needs about {_gib(self.needed_bytes)} of {_gib(self.free_bytes)} free"
         why = (" — " + "; ".join(self.reasons)) if self.reasons else ""
@@ -154,7 +155,7 @@ def plan_memory(budget: MemoryBudget, models: ModelBytes, job: JobFootprint, for
         raise ValueError(f"memory mode {forced!r}: choose one of {', '.join(OFFLOAD_MODES)}")
     untiled = _peaks(models, job, tiled=False)
     tiled = _peaks(models, job, tiled=True)
-    if budget.device == "cpu":
+    if budget.device in SHARED_MEMORY_DEVICES:
         return _cpu_plan(budget, untiled, tiled, job, forced)
     if forced is not None:
         peak_untiled, peak_tiled = untiled[forced], tiled[forced]
@@ -195,7 +196,8 @@ def _tile_choices(job: JobFootprint) -> tuple[bool, ...]:
 
 
 def _cpu_plan(budget: MemoryBudget, untiled: dict, tiled: dict, job: JobFootprint, forced: str | None) -> MemoryPlan:
-    """On the CPU the weights are in RAM already: nothing to offload; only the VAE's tiles are a choice.
+    """On the CPU (and on Apple's GPUs, which share the RAM) the weights are in RAM already: nothing to offload;
+    only the VAE's tiles are a choice.
 
     A forced mode is still applied (the hooks run, moving nothing), so the setting acts the same everywhere."""
     use_tiles = job.vae_tiles_by_size or (job.vae_tiling and _with_margin(untiled["none"]) > budget.ram_bytes)
@@ -208,5 +210,5 @@ def _cpu_plan(budget: MemoryBudget, untiled: dict, tiled: dict, job: JobFootprin
         reasons.append(f"an untiled VAE pass would need about {_gib(_with_margin(untiled['none']))} of RAM")
     if _with_margin(peak) > budget.ram_bytes:
         reasons.append("the estimate is above the free RAM: the system may swap")
-    return MemoryPlan(forced or "none", use_tiles, "cpu", _with_margin(peak), budget.ram_bytes, tuple(reasons),
+    return MemoryPlan(forced or "none", use_tiles, budget.device, _with_margin(peak), budget.ram_bytes, tuple(reasons),
                       forced=forced is not None)

@@ -193,6 +193,11 @@ def browser():
         chromium.close()
 
 
+def _is_trouble(message) -> bool:
+    """A console error, or a lost WebGL context (the image editor draws with WebGL; Chromium warns of it)."""
+    return message.type == "error" or "context lost" in message.text.lower() or "CONTEXT_LOST" in message.text
+
+
 @pytest.fixture
 def new_page(browser, request):
     """Factory of pages (each its own browser context = its own session); screenshots on teardown."""
@@ -201,6 +206,10 @@ def new_page(browser, request):
     def make(url: str):
         context = browser.new_context(viewport={"width": 1400, "height": 1100})
         page = context.new_page()
+        page.webui_errors = []  # read by ui.page_errors when a flow fails
+        page.on("pageerror", lambda error: page.webui_errors.append(f"script error: {error}"))
+        page.on("console", lambda message: _is_trouble(message)
+                and page.webui_errors.append(f"console {message.type}: {message.text}"))
         page.set_default_timeout(20_000)
         page.goto(url)
         page.wait_for_selector("#txt2img_generate")

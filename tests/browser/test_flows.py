@@ -110,7 +110,8 @@ def test_img2img_without_image_says_so(page, fake_app):
 def test_inpaint_brush_stroke_changes_only_the_painted_area(page, fake_app, tmp_path):
     original = (30, 160, 220)
     ui.open_tab(page, "inpaint")
-    ui.upload_to_editor(page, "inpaint_editor", _sample_png(tmp_path / "inpaint.png", size=(256, 256), colour=original))
+    picture = _sample_png(tmp_path / "inpaint.png", size=(256, 256), colour=original)
+    ui.upload_to_editor(page, "inpaint", "inpaint_editor", picture)
     canvas = page.locator("#inpaint_editor canvas").first
     canvas.wait_for()
     # A labelled brush size, starting at the editor's own; a smaller brush keeps the picture in the editor.

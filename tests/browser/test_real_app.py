@@ -72,7 +72,7 @@ def test_real_inpaint_keeps_pixels_far_from_the_stroke(real_page, tmp_path):
     path = tmp_path / "inpaint.png"
     Image.new("RGB", (128, 128), original).save(path)
     ui.open_tab(page, "inpaint")
-    ui.upload_to_editor(page, "inpaint_editor", path)
+    ui.upload_to_editor(page, "inpaint", "inpaint_editor", path)
     canvas = page.locator("#inpaint_editor canvas").first
     canvas.wait_for()
     time.sleep(1.0)

@@ -132,16 +132,34 @@ def upload_file(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} input[type=file]").first.set_input_files(str(path))
 
 
-def upload_to_editor(page, elem_id: str, path: Path, timeout: int = 60_000) -> None:
-    """Upload a picture into an image editor and wait until the editor shows it (its "Upload an image"
-    prompt gone): the editor reads the file in the page, so a click before that finds it still empty, and
-    a file given before the freshly shown editor listens is lost, so it is given again."""
+def page_errors(page) -> list[str]:
+    """The script errors and console errors the page has shown so far (kept by the ``new_page`` fixture)."""
+    return list(getattr(page, "webui_errors", []))
+
+
+def upload_to_editor(page, tab: str, elem_id: str, path: Path, attempts: int = 4) -> None:
+    """Upload a picture into the image editor on ``tab`` and wait until the editor shows it.
+
+    The editor takes a file only once its drawing surface (a WebGL canvas) is made, and it reads the file in
+    the page, so the helper waits for the canvas, uploads, and waits for the "Upload an image" prompt to go.
+    A file that an editor still settling drops is given again; an editor that never takes one (CI once saw
+    one stay empty through four uploads) is given a freshly loaded page, so call this before setting the
+    tab's other fields. A failure names the page's errors.
+    """
     shown = "(sel) => { const el = document.querySelector(sel); return el && !el.innerText.includes('Upload an image'); }"
-    for attempt in range(max(1, timeout // 15_000)):
+    for attempt in range(attempts):
+        if attempt == attempts // 2:
+            page.reload()
+            page.wait_for_selector("#txt2img_generate")
+            open_tab(page, tab)
+        page.wait_for_selector(f"#{elem_id} canvas", timeout=30_000)
         upload_file(page, elem_id, path)
         try:
             page.wait_for_function(shown, arg=f"#{elem_id}", timeout=15_000)
             return
         except PlaywrightTimeout:
             continue
-    raise AssertionError(f"the editor #{elem_id} never showed {Path(path).name}")
+    editor_text = page.eval_on_selector(f"#{elem_id}", "e => e.innerText")
+    errors = "\n".join(page_errors(page)[-20:]) or "none"
+    raise AssertionError(f"the editor #{elem_id} never showed {Path(path).name} after {attempts} uploads; "
+                         f"it reads {editor_text!r}; the page's errors:\n{errors}")

@@ -166,17 +166,23 @@ def test_a_lora_under_offload_changes_the_image_as_on_the_device_and_comes_off_e
         assert np.array_equal(pixels(run(engine, mode=mode)), pixels(base)), mode
 
 
-def test_a_vae_chosen_per_job_is_offloaded_like_the_one_it_replaces(engine, settings):
+def write_other_vae(engine, settings, name: str = "other.safetensors") -> str:
+    """A VAE file with other random weights than the loaded checkpoint's, in models/VAE; its name."""
     from diffusers import AutoencoderKL
 
     from webui.models.ldm_export import vae_to_ldm
 
-    run(engine)
     torch.manual_seed(123)
     other = AutoencoderKL.from_config(engine.models.loaded.vae.config)
     save_file({k: v.contiguous() for k, v in vae_to_ldm(other.state_dict(), dict(other.config)).items()},
-              str(settings.model_folder("VAE") / "other.safetensors"))
+              str(settings.model_folder("VAE") / name))
     engine.catalog.refresh_vaes()
+    return name
+
+
+def test_a_vae_chosen_per_job_is_offloaded_like_the_one_it_replaces(engine, settings):
+    run(engine)
+    write_other_vae(engine, settings)
     resident = run(engine, mode="Keep on device", vae="other.safetensors")
     offloaded = run(engine, mode="Model offload", vae="other.safetensors")
     assert np.array_equal(pixels(offloaded), pixels(resident))
@@ -184,6 +190,38 @@ def test_a_vae_chosen_per_job_is_offloaded_like_the_one_it_replaces(engine, sett
     swapped = engine.models.loaded.vae
     assert hasattr(swapped, "_webui_execution_device")
     assert execution_device(swapped) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("switch", ["refiner", "hires checkpoint"])
+def test_a_checkpoint_switched_in_mid_job_offloads_the_vae_chosen_for_the_job(engine, settings, tiny_checkpoint_dir,
+                                                                              monkeypatch, switch):
+    """The job's VAE replaces the second checkpoint's own too; under offload it must move like the one it
+    replaced (left untagged in RAM, it would decode on the CPU while the UNet runs on the GPU)."""
+    import shutil
+
+    from webui.engine import vae_ops
+
+    shutil.copy(tiny_checkpoint_dir / "tiny-sd1-b.safetensors", settings.model_folder("Stable-diffusion"))
+    engine.catalog.refresh()
+    first = engine.catalog.find_checkpoint("tiny-sd1").title
+    run(engine, checkpoint=first)
+    vae = write_other_vae(engine, settings)
+    second = engine.catalog.find_checkpoint("tiny-sd1-b").title
+    fields = {"refiner_checkpoint": second, "refiner_switch_at": 0.5} if switch == "refiner" else \
+        {"enable_hr": True, "hr_scale": 1.5, "hr_checkpoint": second, "denoising_strength": 0.5}
+    fields["checkpoint"] = first
+    decoded_by = []
+    real_decode = vae_ops.decode
+
+    def watched_decode(module, *args, **kwargs):
+        decoded_by.append(hasattr(module, "_webui_execution_device"))
+        return real_decode(module, *args, **kwargs)
+
+    resident = run(engine, mode="Keep on device", vae=vae, **fields)
+    monkeypatch.setattr(vae_ops, "decode", watched_decode)
+    offloaded = run(engine, mode="Model offload", vae=vae, **fields)
+    assert decoded_by and all(decoded_by), decoded_by  # every decode ran on a VAE the offload hooks move
+    assert np.array_equal(pixels(offloaded), pixels(resident))
 
 
 def test_the_api_reports_the_plan_and_refuses_a_bad_setting(settings, serve_app):

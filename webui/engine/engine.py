@@ -507,6 +507,7 @@ class Engine:
             addons.prepare([] if request.disable_extra_networks else hr_plans[0].loras, vae_choice)
             if seamless is not None:
                 seamless.apply(model.unet, model.vae)
+            self.models.refresh_placement()  # the job's VAE may have replaced the hires checkpoint's own
         if images is not None:  # encoded by the second pass's own VAE (hr_checkpoint may have switched it)
             init_latents = vae_ops.encode(model.vae, images, tiling=self._tiling(model), control=control)
         plan = self._sampling_plan(request, model, hr_spec, hr_schedule)
@@ -560,6 +561,7 @@ class Engine:
             addons.prepare([], vae_choice)  # the prompt's LoRAs are the base model's; not applied to the refiner
             if seamless is not None:
                 seamless.apply(model.unet, model.vae)
+            self.models.refresh_placement()  # the job's VAE may have replaced the refiner's own
             positive_at, negative_at = encode_prompts(model, addons, plans, request.clip_skip)
             info = self.models.current_checkpoint
             switch.model = model

@@ -180,6 +180,8 @@ class ModelManager:
             prepared = self._prepared(info)
             if prepared.components is not None:
                 self._loaded = prepared.components
+                # Placed again like a new build: taking the last checkpoint off took this mode's hooks away.
+                self._placement.apply(self._loaded, self._offload_for_load(self._loaded))
             else:
                 # Built in RAM first: whether the weights go to the device whole depends on their size.
                 self._loaded = build_components(prepared.architecture, prepared.converted, prepared.inpainting,
